@@ -1,0 +1,77 @@
+"""``load_benchmark``: one entry point for every way a dataset can be named.
+
+A spec is ``chatbot_arena`` / ``prism`` (published benchmark on the hub),
+``synthetic`` (the generated sample benchmark), a raw source name
+(``chatbot_arena_raw``, ``prism_raw``, ``summarize_feedback``: built from the hub
+with the default settings), or a local path: a built folder (``manifest.json``),
+a jsonl/parquet file or hub-repo copy (``data/*.parquet``) in the published
+schema, or raw source files (recognised by their fields).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from personalrewardbench.data.build import RAW_SOURCES, build_benchmark
+from personalrewardbench.data.common import first_record
+from personalrewardbench.data.errors import DataError
+from personalrewardbench.data.published import PUBLISHED_REPOS, load_published, looks_published
+from personalrewardbench.data.schema import Benchmark
+from personalrewardbench.data.store import is_built_folder, load_built
+
+SYNTHETIC_NAMES = ("synthetic", "synthetic-sample")
+KNOWN_NAMES = (*PUBLISHED_REPOS, *SYNTHETIC_NAMES, *RAW_SOURCES)
+
+
+def sniff_source(path: Path) -> str:
+    """What a local path holds: built, published, chatbot_arena_raw, prism_raw or summarize_feedback."""
+    if is_built_folder(path):
+        return "built"
+    if path.is_dir() and (path / "comparisons").is_dir():
+        return "summarize_feedback"
+    if path.is_dir() and (path / "conversations.jsonl").is_file():
+        return "prism_raw"
+    rec = first_record(path)
+    if rec is None:
+        raise DataError(f"{path}: no records found (expected a built folder with manifest.json, "
+                        "jsonl/parquet files, or a hub-repo copy with data/*.parquet).")
+    if looks_published(rec):
+        return "published"
+    if "conversation_history" in rec:
+        return "prism_raw"
+    if "winner" in rec and "judge" in rec:
+        return "chatbot_arena_raw"
+    if "summaries" in rec and "worker" in rec:
+        return "summarize_feedback"
+    raise DataError(f"{path}: cannot tell what the records are (fields {sorted(rec)[:12]}). Use the published "
+                    "schema (user_id, context, chosen, rejected, split), or build raw sources with "
+                    "`prb data build --source ... --input PATH`.")
+
+
+def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
+                   cache_dir: str | os.PathLike[str] | None = None, survey: Any = None) -> Benchmark:
+    """Load a benchmark by name or path (see module doc). Raises DataError with a fix."""
+    s = str(spec)
+    path = Path(s).expanduser()
+    if s in SYNTHETIC_NAMES and not path.exists():
+        try:
+            from personalrewardbench.data.synthetic import sample_benchmark
+        except ImportError as exc:
+            raise DataError("the synthetic sample benchmark is not available in this installation "
+                            f"({exc}); use a published dataset or a local path.") from exc
+        return sample_benchmark()
+    if s in PUBLISHED_REPOS and not path.exists():
+        return load_published(s, revision=revision, survey=survey)
+    if s in RAW_SOURCES and not path.exists():
+        return build_benchmark(s, survey=survey, cache_dir=cache_dir)
+    if not path.exists():
+        raise DataError(f"unknown dataset {s!r}: not one of {list(KNOWN_NAMES)} and no such file or folder. "
+                        "Pass a dataset name or a path to local files.")
+    kind = sniff_source(path)
+    if kind == "built":
+        return load_built(path)
+    if kind == "published":
+        return load_published(path, survey=survey)
+    return build_benchmark(kind, input=path, survey=survey, cache_dir=cache_dir)

@@ -1,0 +1,158 @@
+"""Benchmark assembly (validate, count, hash, manifest) and the built-folder format.
+
+A built folder holds ``manifest.json`` (Manifest.to_dict()), ``pairs.jsonl``
+(PreferencePair.to_dict() per line, sorted by pair_id) and ``profiles.json``
+({user_id: profile|null}). Loading a folder re-checks the content hash, so a
+hand-edited folder is caught.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from personalrewardbench.data.errors import DataError
+from personalrewardbench.data.schema import SPLITS, Benchmark, Manifest, PreferencePair, content_hash
+from personalrewardbench.data.validate import Locate, validate_pairs
+
+
+def package_version() -> str:
+    from personalrewardbench import __version__
+
+    return str(__version__)
+
+
+def count_pairs(pairs: Iterable[PreferencePair]) -> dict[str, Any]:
+    """Users and pairs, overall, per split and per dataset (each with per-split counts)."""
+    users: dict[str, set[str]] = defaultdict(set)
+    n: Counter[str] = Counter()
+    for p in pairs:
+        for key in ("all", f"split:{p.split}", f"ds:{p.dataset}", f"ds:{p.dataset}:{p.split}"):
+            users[key].add(p.user_id)
+            n[key] += 1
+
+    def block(prefix: str) -> dict[str, Any]:
+        return {s: {"users": len(users[f"{prefix}{s}"]), "pairs": n[f"{prefix}{s}"]} for s in SPLITS}
+
+    datasets = sorted({k.split(":")[1] for k in n if k.startswith("ds:")})
+    return {
+        "users": len(users["all"]),
+        "pairs": n["all"],
+        "splits": block("split:"),
+        "datasets": {
+            d: {"users": len(users[f"ds:{d}"]), "pairs": n[f"ds:{d}"], "splits": block(f"ds:{d}:")} for d in datasets
+        },
+    }
+
+
+def make_benchmark(
+    pairs: Sequence[PreferencePair],
+    profiles: Mapping[str, Mapping[str, Any] | None] | None,
+    *,
+    name: str,
+    sources: Sequence[Mapping[str, Any]],
+    filters: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    synthetic: bool = False,
+    warnings: Mapping[str, int] | None = None,
+    locate: Locate | None = None,
+) -> Benchmark:
+    """Validate ``pairs`` and wrap them with a manifest. Every user gets a profile entry
+    (None where ``profiles`` has none)."""
+    found = validate_pairs(pairs, None, name=name, locate=locate)
+    ordered = tuple(sorted(pairs, key=lambda p: p.pair_id))
+    table = profiles or {}
+    profs = {u: (dict(table[u]) if table.get(u) is not None else None) for u in sorted({p.user_id for p in ordered})}
+    all_warnings = Counter(dict(warnings or {}))
+    all_warnings.update(found)
+    manifest = Manifest(
+        name=name,
+        sources=tuple(dict(s) for s in sources),
+        filters=dict(filters or {}),
+        seed=int(seed),
+        counts=count_pairs(ordered),
+        content_hash=content_hash(ordered, profs),
+        warnings={k: v for k, v in sorted(all_warnings.items()) if v},
+        synthetic=synthetic,
+        package_version=package_version(),
+    )
+    return Benchmark(pairs=ordered, profiles=profs, manifest=manifest)
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_benchmark(bench: Benchmark, out_dir: str | os.PathLike[str]) -> Path:
+    """Write the built-folder format; the manifest is written last (its presence marks a
+    complete folder)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+
+    def write_pairs(f: Any) -> None:
+        for p in sorted(bench.pairs, key=lambda p: p.pair_id):
+            f.write(json.dumps(p.to_dict(), ensure_ascii=False, sort_keys=True))
+            f.write("\n")
+
+    _write_atomic(out / "pairs.jsonl", write_pairs)
+    _write_atomic(out / "profiles.json",
+                  lambda f: json.dump({k: bench.profiles[k] for k in sorted(bench.profiles)}, f,
+                                      ensure_ascii=False, indent=1, sort_keys=True))
+    _write_atomic(out / "manifest.json",
+                  lambda f: json.dump(bench.manifest.to_dict(), f, ensure_ascii=False, indent=2, sort_keys=True))
+    return out
+
+
+def is_built_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "manifest.json").is_file()
+
+
+def load_built(path: str | os.PathLike[str]) -> Benchmark:
+    """Read a built folder back; the content hash must match the manifest."""
+    folder = Path(path)
+    try:
+        manifest_d = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = Manifest.from_dict(manifest_d)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{folder}: manifest.json is missing or unreadable ({exc}). Rebuild with `prb data build`.") \
+            from exc
+    name = manifest.name
+    pairs: list[PreferencePair] = []
+    pairs_file = folder / "pairs.jsonl"
+    if not pairs_file.is_file():
+        raise DataError(f"{name}: {pairs_file} is missing. Rebuild with `prb data build`.")
+    with open(pairs_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                pairs.append(PreferencePair.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{name}: pairs.jsonl line {lineno}: unreadable pair ({exc!r}). "
+                                "Fix the line or rebuild with `prb data build`.") from exc
+    try:
+        profiles = json.loads((folder / "profiles.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        profiles = {}
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}: profiles.json is not valid JSON ({exc}). Rebuild with `prb data build`.") from exc
+    validate_pairs(pairs, None, name=name, locate=lambda i: f"pairs.jsonl pair {i + 1}")
+    profs = {u: profiles.get(u) for u in sorted({p.user_id for p in pairs})}
+    got = content_hash(pairs, profs)
+    if got != manifest.content_hash:
+        raise DataError(
+            f"{name}: {folder}: the content hash of pairs.jsonl/profiles.json ({got[:12]}) does not match "
+            f"manifest.json ({manifest.content_hash[:12]}); the files were changed after the build. "
+            "Rebuild with `prb data build` (or `prb data export`) instead of editing files by hand."
+        )
+    return Benchmark(pairs=tuple(sorted(pairs, key=lambda p: p.pair_id)), profiles=profs, manifest=manifest)
