@@ -90,3 +90,193 @@ class Method(ABC):
                 continue
             out[pname] = getattr(self, pname, p.default)
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# Registry: find methods by name (baselines/ and submissions/ folders, entry points),
+# by ``module:Class``, or by a folder path holding a submission.toml.
+# --------------------------------------------------------------------------------------------
+
+ENTRY_POINT_GROUP = "personalrewardbench.methods"
+METHOD_DIRS_ENV = "PRB_METHOD_DIRS"
+SUBMISSION_FILE = "submission.toml"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Where a registered method comes from and how to build it."""
+
+    name: str  # full name, variant suffix included
+    source: str  # folder path, "entry-point:module:Class" or "module:Class"
+    entry: str  # "module:Class" (module relative to ``folder`` when there is one)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+    tier: str = "submitted"  # "reproduced" for baselines/, "submitted" otherwise
+    requirements: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+def method_dirs() -> list[Path]:
+    """Folders whose sub-folders hold methods: ``$PRB_METHOD_DIRS`` (os.pathsep-separated),
+    else the repository's ``baselines/`` and ``submissions/`` next to the package."""
+    import os
+
+    env = os.environ.get(METHOD_DIRS_ENV)
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    root = Path(__file__).resolve().parent.parent
+    return [root / "baselines", root / "submissions"]
+
+
+def _display_path(folder: Path) -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(folder.relative_to(root))
+    except ValueError:
+        return str(folder)
+
+
+def read_folder_methods(folder: Path | str) -> list[MethodInfo]:
+    """The method (and its ``[variants.<suffix>]``) declared by ``folder/submission.toml``,
+    parsed and checked by :func:`personalrewardbench.submission.read_submission`."""
+    from personalrewardbench.submission import read_submission
+
+    folder = Path(folder).resolve()
+    sub = read_submission(folder)
+    tier = "reproduced" if folder.parent.name == "baselines" else "submitted"
+    requirements = {"llm": sub.requirements.llm, "reward_model": sub.requirements.reward_model,
+                    "gpu": sub.requirements.gpu, "datasets": list(sub.requirements.datasets)}
+    out = []
+    for name in sub.method_names():
+        var = sub.variants.get(name[len(sub.name) + 1:]) if name != sub.name else None
+        out.append(MethodInfo(name=name, source=_display_path(folder), entry=sub.entry, config=sub.config_for(name),
+                              folder=folder, tier=tier, requirements=requirements,
+                              description=(var.description if var and var.description else sub.description)))
+    return out
+
+
+def _registry() -> tuple[dict[str, MethodInfo], dict[str, MethodError]]:
+    """Known methods, plus the error of each method folder that could not be read (by folder name)."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, MethodInfo] = {}
+    broken: dict[str, MethodError] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = MethodInfo(name=ep.name, source=f"entry-point:{ep.value}", entry=ep.value)
+    for base in method_dirs():
+        if not base.is_dir():
+            continue
+        for folder in sorted(base.iterdir()):
+            if not (folder / SUBMISSION_FILE).is_file():
+                continue
+            try:
+                infos = read_folder_methods(folder)
+            except MethodError as exc:
+                broken[folder.name] = exc
+                continue
+            for info in infos:
+                found[info.name] = info  # folders win over entry points of the same name
+    return found, broken
+
+
+def list_methods() -> dict[str, str]:
+    """Registered method names -> where each comes from."""
+    return {name: info.source for name, info in sorted(_registry()[0].items())}
+
+
+def _import_folder_package(folder: Path) -> str:
+    """Import ``folder`` as a package with a unique name; return that name."""
+    import hashlib
+    import importlib.machinery
+    import importlib.util
+    import re
+    import sys
+
+    slug = re.sub(r"\W", "_", folder.name)
+    pkg = f"_prb_method_{slug}_{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
+    if pkg in sys.modules:
+        return pkg
+    init = folder / "__init__.py"
+    if init.exists():
+        spec = importlib.util.spec_from_file_location(pkg, init, submodule_search_locations=[str(folder)])
+    else:
+        spec = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+    if spec is None:  # pragma: no cover - defensive
+        raise MethodError(f"{folder}: cannot be imported as a package")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[pkg] = module
+    try:
+        if spec.loader is not None:
+            spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[pkg]
+        raise
+    return pkg
+
+
+def _resolve_class(entry: str, folder: Path | None = None) -> type[Method]:
+    import importlib
+
+    mod_name, _, cls_name = entry.partition(":")
+    where = f"{folder}/{SUBMISSION_FILE}" if folder else entry
+    if not mod_name or not cls_name:
+        raise MethodError(f"{where}: entry {entry!r} must be \"module:Class\"")
+    full = f"{_import_folder_package(folder)}.{mod_name}" if folder else mod_name
+    try:
+        module = importlib.import_module(full)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == full or full.startswith(exc.name + ".")):
+            raise MethodError(f"{where}: module {mod_name!r} not found"
+                              + (f" in {folder}" if folder else "; check the module path and that it is installed")) from exc
+        raise
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise MethodError(f"{where}: module {mod_name!r} has no class {cls_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise MethodError(f"{where}: {entry} is not a subclass of personalrewardbench.methods.Method")
+    return cls
+
+
+def resolve_method(spec: str) -> MethodInfo:
+    """Find the :class:`MethodInfo` for a name, a folder path or ``module:Class``."""
+    path = Path(spec).expanduser()
+    if (path / SUBMISSION_FILE).is_file():
+        infos = read_folder_methods(path)
+        return infos[0]
+    if path.is_dir() or spec.endswith(("/", "\\")):
+        raise MethodError(f"{spec}: folder has no {SUBMISSION_FILE}; see `prb submission new` for a template")
+    registry, broken = _registry()
+    if spec in registry:
+        return registry[spec]
+    if spec in broken:
+        raise broken[spec]
+    if ":" in spec:
+        return MethodInfo(name=spec, source=spec, entry=spec)
+    import difflib
+
+    close = difflib.get_close_matches(spec, list(registry), n=5, cutoff=0.5)
+    hint = f"did you mean: {', '.join(close)}?" if close else f"known methods: {', '.join(sorted(registry)) or 'none'}"
+    raise MethodError(f"unknown method {spec!r}; {hint} (`prb evaluate --list-methods` lists them; "
+                      f"also accepted: module:Class or a folder with {SUBMISSION_FILE})")
+
+
+def load_method(spec: str | MethodInfo, config: Mapping[str, Any] | None = None) -> Method:
+    """Build a method: ``spec`` is a registered name, ``module:Class`` or a folder path.
+
+    ``config`` is merged over the registered config and passed to the constructor.
+    The instance gets ``name`` (the full registered name, variant included) and
+    ``method_info`` (a :class:`MethodInfo`).
+    """
+    info = spec if isinstance(spec, MethodInfo) else resolve_method(spec)
+    cls = _resolve_class(info.entry, info.folder)
+    kwargs = {**info.config, **(config or {})}
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as exc:
+        raise MethodError(f"method {info.name}: bad config {kwargs!r} for {cls.__name__}: {exc}") from exc
+    method = cls(**kwargs)
+    if ":" not in info.name:
+        method.name = info.name  # type: ignore[misc] - instance name carries the variant
+    method.method_info = info  # type: ignore[attr-defined]
+    return method

@@ -73,7 +73,8 @@ class LLM(ABC):
     - ``generate(chats, params)``: one Completion per chat, in input order.
     - ``choice_logprobs(chats, choices)``: for each chat, {choice: log P(choice is
       the next answer)}; tokenizer variants (leading space, case) are handled
-      by the backend.
+      by the backend. An empty dict marks a request that could not be scored
+      (counted in ``usage.failed_requests``).
     - ``usage``: running :class:`Usage` totals.
     """
 

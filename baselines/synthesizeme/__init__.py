@@ -1,0 +1,1 @@
+"""SynthesizeMe baseline (folder package; the harness loads ``adapter:SynthesizeMe``)."""

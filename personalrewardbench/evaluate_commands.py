@@ -1,0 +1,214 @@
+"""`prb evaluate`, `prb merge`, `prb compare`, `prb verify`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from personalrewardbench.methods import MethodError
+
+
+def _command_line() -> str:
+    return shlex.join(["prb", *sys.argv[1:]])
+
+
+def _parse_config(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    path = Path(text)
+    raw = path.read_text(encoding="utf-8") if not text.lstrip().startswith("{") and path.is_file() else text
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise MethodError(f"--config: not valid JSON ({exc.msg} at column {exc.colno}); "
+                          "pass an object like '{\"variant\": \"cot\"}' or a .json file") from None
+    if not isinstance(cfg, dict):
+        raise MethodError("--config: must be a JSON object of constructor arguments")
+    return cfg
+
+
+def _fmt(x: Any, pct: bool = True) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, list):
+        return f"[{_fmt(x[0])}, {_fmt(x[1])}]"
+    return f"{100 * x:.1f}%" if pct else str(x)
+
+
+def summary_table(results: dict[str, Any], run_dir: Path) -> str:
+    """The table `prb evaluate` prints at the end of a run."""
+    s, c, ds = results.get("scores") or {}, results.get("cost") or {}, results["dataset"]
+    rows = [("method", results["method"]["name"]), ("dataset", f"{ds['name']} ({ds['content_hash'][:12]})"),
+            ("users / test pairs", f"{ds['n_users']} / {ds['n_test_pairs']}")]
+    if results["status"] != "ok":
+        rows.append(("status", f"{results['status']}: {results['not_applicable_reason']}"))
+    else:
+        rows += [
+            ("accuracy (pooled)", f"{_fmt(s['accuracy'])}  95% CI pairs {_fmt(s['accuracy_ci95'])}, "
+                                  f"users {_fmt(s['accuracy_ci95_users'])}"),
+            ("accuracy (mean of users)", f"{_fmt(s['user_mean_accuracy'])}  95% CI {_fmt(s['user_mean_accuracy_ci95'])}"),
+            ("position consistency", _fmt(s["position_consistency"])),
+            ("judgments / ties / failed", f"{s['n_judgments']} / {s['n_ties']} / {s['n_failed']}"),
+        ]
+    rows += [("LLM calls / tokens", f"{c.get('llm_calls', 0)} / {c.get('prompt_tokens', 0) + c.get('completion_tokens', 0)}"
+                                    f" ({c.get('cache_hits', 0)} cached)"),
+             ("seconds (fit / predict / total)", f"{c.get('seconds_fit')} / {c.get('seconds_predict')} / "
+                                                 f"{c.get('seconds_total')}"),
+             ("results", str(run_dir))]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from personalrewardbench.evaluate import default_run_dir, parse_shard, run_evaluation
+    from personalrewardbench.methods import MethodEnv, list_methods, load_method
+
+    if args.list_methods:
+        for name, source in list_methods().items():
+            print(f"{name:32s} {source}")
+        return 0
+    if not args.method or not args.dataset:
+        raise MethodError("prb evaluate needs --method NAME and --dataset {chatbot_arena,prism,synthetic,PATH}")
+    from personalrewardbench.data import load_benchmark
+
+    method = load_method(args.method, _parse_config(args.config))
+    shard = parse_shard(args.shard)
+    benchmark = load_benchmark(args.dataset, revision=args.revision)
+    llm = None
+    if "llm" in method.capabilities:
+        from personalrewardbench.llm import llm_from_args
+
+        llm = llm_from_args(args)
+    env = MethodEnv(seed=args.seed, llm=llm, show_progress=not args.quiet)
+    try:
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(
+            Path(args.out), method, benchmark, env, n_users=args.users, shard=shard)
+        results = run_evaluation(method, benchmark, env, run_dir, n_users=args.users, shard=shard,
+                                 chunk_size=args.chunk_size, resume=args.resume, resamples=args.bootstrap,
+                                 command=_command_line(), show_progress=not args.quiet)
+    finally:
+        if llm is not None:
+            llm.close()
+    print(summary_table(results, run_dir))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from personalrewardbench.results import find_runs, read_results
+    from personalrewardbench.runs import load_benchmark_for, verify_run
+
+    runs = find_runs(args.paths or ["results"])
+    if not runs:
+        raise MethodError(f"no results.json found under {', '.join(args.paths or ['results'])}")
+    cache: dict[str, Any] = {}
+    failed = 0
+    for run in runs:
+        bench = None
+        problems: list[str] = []
+        if not args.predictions_only:
+            try:
+                res = read_results(run)
+                key = args.dataset or str(res["dataset"]["name"])
+                if key not in cache:
+                    cache[key] = load_benchmark_for(res, args.dataset)
+                bench = cache[key]
+            except Exception as exc:  # noqa: BLE001 - any failure to load is reported per run
+                problems.append(f"cannot load the benchmark to verify against: {exc}")
+        problems += verify_run(run, bench)
+        if problems:
+            failed += 1
+            print(f"FAIL {run}")
+            for p in problems:
+                print(f"  - {p}")
+        else:
+            print(f"ok   {run}")
+    print(f"{len(runs) - failed} of {len(runs)} results verified" + (f"; {failed} FAILED" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from personalrewardbench.results import read_results
+    from personalrewardbench.runs import merge_runs
+
+    out = Path(args.out) if args.out else None
+    if out is None:
+        import hashlib
+
+        ids = sorted(read_results(d)["run_id"] for d in args.shards)
+        stem = "-".join(part for part in ids[0].split("-")[:-1] if not part.startswith("shard"))
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:8]
+        out = Path(sorted(args.shards)[0]).parent / f"{stem}-merged-{digest}"
+    merged = merge_runs(args.shards, out, command=_command_line())
+    print(summary_table(merged, out))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from personalrewardbench.runs import compare_runs
+
+    out = compare_runs(args.a, args.b, resamples=args.bootstrap, seed=args.seed)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{out['a']} vs {out['b']} on {out['dataset']}: {out['n_pairs']} shared pairs, {out['n_users']} users")
+    print(f"  accuracy {_fmt(out['accuracy_a'])} vs {_fmt(out['accuracy_b'])}; "
+          f"difference {100 * out['difference']:+.1f} points")
+    print(f"  95% CI (paired bootstrap over pairs) [{100 * out['ci95'][0]:+.1f}, {100 * out['ci95'][1]:+.1f}]; "
+          f"over users [{100 * out['ci95_users'][0]:+.1f}, {100 * out['ci95_users'][1]:+.1f}]")
+    print(f"  p = {out['p_value']:.4g} ({out['p_value_test']}; {out['wins_a']} pairs favour {out['a']}, "
+          f"{out['wins_b']} favour {out['b']})")
+    if out["n_only_a"] or out["n_only_b"]:
+        print(f"  note: {out['n_only_a']} judgments only in the first run, {out['n_only_b']} only in the second")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("evaluate", help="fit a method and score it on a benchmark",
+                              description="Fit a method on each user's train/val pairs, judge every test pair in "
+                                          "both orders, score, and write results/<dataset>/<method>/<run-id>/.")
+    p.add_argument("--method", help="registered name, module:Class, or a folder with submission.toml")
+    p.add_argument("--dataset", help="chatbot_arena, prism, synthetic, or a path to a benchmark")
+    p.add_argument("--revision", default=None, help="dataset revision on the hub (default: the pinned one)")
+    p.add_argument("--users", type=int, default=None, help="evaluate a seeded sample of N users")
+    p.add_argument("--shard", default=None, help="i/n: evaluate the i-th of n user shards (0-based); join with prb merge")
+    p.add_argument("--seed", type=int, default=0, help="seed for query ids, user sampling, method and bootstrap")
+    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument("--run-dir", default=None, help="exact run folder (default: OUT/<dataset>/<method>/<run-id>)")
+    p.add_argument("--config", default=None, help="JSON object (or .json file) of constructor arguments")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip queries already predicted in the run folder (default: on)")
+    p.add_argument("--chunk-size", type=int, default=256, help="queries per predict() call (default: 256)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default: 1000)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--list-methods", action="store_true", help="list registered methods and exit")
+    try:
+        from personalrewardbench.llm import add_llm_arguments
+    except ImportError:  # pragma: no cover - the LLM layer is part of the package
+        pass
+    else:
+        add_llm_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    v = subparsers.add_parser("verify", help="recompute every figure of results folders and check their hashes")
+    v.add_argument("paths", nargs="*", help="results folders or roots (default: results)")
+    v.add_argument("--dataset", default=None, help="benchmark to verify against (default: the published one by name)")
+    v.add_argument("--predictions-only", action="store_true",
+                   help="check hashes and figures from predictions alone, without the benchmark")
+    v.set_defaults(func=cmd_verify)
+
+    m = subparsers.add_parser("merge", help="join shard runs (--shard i/n) into one run")
+    m.add_argument("shards", nargs="+", help="the shard run folders")
+    m.add_argument("--out", default=None, help="merged run folder (default: next to the first shard, '-merged')")
+    m.set_defaults(func=cmd_merge)
+
+    c = subparsers.add_parser("compare", help="paired comparison of two runs on the same pairs")
+    c.add_argument("a", help="first run folder")
+    c.add_argument("b", help="second run folder")
+    c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.set_defaults(func=cmd_compare)

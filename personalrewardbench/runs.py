@@ -1,0 +1,299 @@
+"""Operations on finished run folders: verify, merge (shards), compare (paired).
+
+``verify_run`` recomputes every figure of a results.json from its predictions.jsonl
+and the benchmark with the same function ``prb evaluate`` used, checks the sha256 of
+each file recorded in results.json, checks that the predictions cover exactly the
+benchmark's test pairs (both orders, the same opaque query ids), and flags results
+produced on a different benchmark version. It returns one line per problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from personalrewardbench.data.schema import Benchmark
+from personalrewardbench.results import (
+    ARTIFACTS_FILE,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    PredictionLog,
+    ResultsError,
+    file_hashes,
+    now_utc,
+    read_json,
+    read_predictions,
+    read_results,
+    sha256_file,
+    write_json_atomic,
+)
+from personalrewardbench.scoring import ORDERS, ScoringError, check_probability, paired_comparison, score
+
+PUBLISHED_SPECS = {"chatbot_arena": "chatbot_arena", "prism": "prism", "synthetic-sample": "synthetic"}
+FLOAT_TOL = 1e-9
+
+
+def _diff(path: str, recorded: Any, recomputed: Any, out: list[str]) -> None:
+    """Append a line for every leaf of ``recomputed`` that ``recorded`` does not match."""
+    if isinstance(recomputed, Mapping):
+        if not isinstance(recorded, Mapping):
+            out.append(f"{path}: recorded {recorded!r}, recomputed a table")
+            return
+        for k in sorted(set(recomputed) | set(recorded)):
+            if k not in recorded:
+                out.append(f"{path}.{k}: missing from results.json (recomputed {recomputed[k]!r})")
+            elif k not in recomputed:
+                out.append(f"{path}.{k}: in results.json ({recorded[k]!r}) but not recomputable from predictions")
+            else:
+                _diff(f"{path}.{k}", recorded[k], recomputed[k], out)
+    elif isinstance(recomputed, list):
+        if not isinstance(recorded, list) or len(recorded) != len(recomputed):
+            out.append(f"{path}: recorded {recorded!r}, recomputed {recomputed!r}")
+            return
+        for i, (a, b) in enumerate(zip(recorded, recomputed, strict=True)):
+            _diff(f"{path}[{i}]", a, b, out)
+    elif isinstance(recomputed, float) and isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
+        if not math.isclose(recorded, recomputed, rel_tol=FLOAT_TOL, abs_tol=FLOAT_TOL):
+            out.append(f"{path}: recorded {recorded!r}, recomputed {recomputed!r}")
+    elif recorded != recomputed or type(recorded) is bool and type(recomputed) is not bool:
+        out.append(f"{path}: recorded {recorded!r}, recomputed {recomputed!r}")
+
+
+def _check_lines(preds: Sequence[Mapping[str, Any]], where: Path) -> list[str]:
+    problems: list[str] = []
+    seen_q: set[str] = set()
+    for i, r in enumerate(preds, start=1):
+        missing = [k for k in ("query_id", "pair_id", "user_id", "order", "p") if k not in r]
+        if missing:
+            problems.append(f"{where}: line {i} lacks {', '.join(missing)}")
+            continue
+        if r["order"] not in ORDERS:
+            problems.append(f"{where}: line {i}: order {r['order']!r} is not one of {ORDERS}")
+        try:
+            check_probability(r["p"], f"{where}: line {i}")
+        except ScoringError as exc:
+            problems.append(str(exc))
+        if r["query_id"] in seen_q:
+            problems.append(f"{where}: line {i}: query {r['query_id']} appears twice")
+        seen_q.add(r["query_id"])
+    return problems
+
+
+def _check_coverage(preds: Sequence[Mapping[str, Any]], bench: Benchmark, users: Sequence[str], seed: int,
+                    where: Path) -> list[str]:
+    from personalrewardbench.evaluate import make_queries
+
+    sub = bench.subset(users)
+    _, keys = make_queries(sorted(sub.pairs_of("test"), key=lambda p: p.pair_id), seed, salt=sub.content_hash)
+    problems: list[str] = []
+    got: set[str] = set()
+    for i, r in enumerate(preds, start=1):
+        k = keys.get(r.get("query_id"))
+        got.add(r.get("query_id"))
+        if k is None:
+            problems.append(f"{where}: line {i}: query {r.get('query_id')} is not a query of this benchmark and seed")
+        elif (k.pair_id, k.user_id, k.order) != (r.get("pair_id"), r.get("user_id"), r.get("order")):
+            problems.append(f"{where}: line {i}: query {r['query_id']} is pair {k.pair_id} ({k.order}) of user "
+                            f"{k.user_id}, not pair {r.get('pair_id')} ({r.get('order')}) of user {r.get('user_id')}")
+    missing = sorted(set(keys) - got)
+    if missing:
+        problems.append(f"{where}: {len(missing)} test queries have no prediction (e.g. pair {keys[missing[0]].pair_id} "
+                        f"{keys[missing[0]].order})")
+    return problems
+
+
+def verify_run(run_dir: Path | str, benchmark: Benchmark | None = None) -> list[str]:
+    """Every problem found in ``run_dir`` (empty list: all figures reproduce).
+
+    Without ``benchmark`` only what predictions alone determine is checked (file hashes,
+    scores, per-user accuracies); n_train/n_val and coverage need the benchmark.
+    """
+    run_dir = Path(run_dir)
+    try:
+        res = read_results(run_dir)
+    except ResultsError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for name, recorded in sorted((res.get("files") or {}).items()):
+        path = run_dir / name
+        if not path.exists():
+            problems.append(f"{path}: missing (results.json records sha256 {recorded[:12]}...)")
+        elif sha256_file(path) != recorded:
+            problems.append(f"{path}: sha256 differs from the one recorded in results.json (the file changed after the run)")
+    for name in (PREDICTIONS_FILE, ARTIFACTS_FILE):
+        if name not in (res.get("files") or {}):
+            problems.append(f"{run_dir / RESULTS_FILE}: files.{name} (its sha256) is not recorded")
+    try:
+        preds = read_predictions(run_dir)
+        artifacts = read_json(run_dir / ARTIFACTS_FILE)
+    except ResultsError as exc:
+        return [*problems, str(exc)]
+    if not isinstance(artifacts, dict):
+        problems.append(f"{run_dir / ARTIFACTS_FILE}: not a JSON object of user_id -> text")
+    pred_path = run_dir / PREDICTIONS_FILE
+    line_problems = _check_lines(preds, pred_path)
+    if line_problems:
+        return problems + line_problems
+    ds = res.get("dataset") or {}
+    users = list(ds.get("selected_users") or [])
+    seed = int((res.get("provenance") or {}).get("seed", 0))
+    if benchmark is not None and benchmark.content_hash != ds.get("content_hash"):
+        problems.append(f"benchmark version differs: {run_dir} was produced on {ds.get('name')} content hash "
+                        f"{str(ds.get('content_hash'))[:12]}..., the benchmark given has {benchmark.content_hash[:12]}...; "
+                        "re-evaluate on this version or verify against the original")
+        benchmark = None
+    if res.get("status") == "not_applicable":
+        if preds:
+            problems.append(f"{pred_path}: a not_applicable run has {len(preds)} predictions")
+        if res.get("scores") is not None:
+            problems.append(f"{run_dir / RESULTS_FILE}: scores: a not_applicable run carries scores")
+        return problems
+    recorded_users = res.get("per_user") or {}
+    if benchmark is not None:
+        problems += _check_coverage(preds, benchmark, users, seed, pred_path)
+        extra = None
+    else:
+        extra = {u: {f: row[f] for f in ("n_train", "n_val") if f in row} for u, row in recorded_users.items()}
+    boot = ((res.get("scores") or {}).get("bootstrap") or {})
+    try:
+        if benchmark is not None:
+            from personalrewardbench.evaluate import compute_figures
+
+            figures = compute_figures(preds, benchmark.subset(users), users, resamples=int(boot.get("resamples", 1000)),
+                                      seed=int(boot.get("seed", seed)))
+        else:
+            figures = score(preds, users=users, resamples=int(boot.get("resamples", 1000)),
+                            seed=int(boot.get("seed", seed)), user_extra=extra)
+    except (ScoringError, KeyError, ValueError) as exc:
+        return [*problems, f"{pred_path}: cannot be scored: {exc}"]
+    _diff("scores", res.get("scores"), figures["scores"], problems)
+    _diff("per_user", recorded_users, figures["per_user"], problems)
+    n_test = len({r["pair_id"] for r in preds})
+    _diff("dataset", {"n_users": ds.get("n_users"), "n_test_pairs": ds.get("n_test_pairs")},
+          {"n_users": len(users), "n_test_pairs": n_test}, problems)
+    if set(figures["per_user"]) != set(users):
+        problems.append(f"{pred_path}: predictions name users outside dataset.selected_users")
+    return problems
+
+
+def load_benchmark_for(results: Mapping[str, Any], spec: str | None = None) -> Benchmark:
+    """The benchmark a run was made on: ``spec`` if given, else the published one by name."""
+    from personalrewardbench.data import load_benchmark
+
+    name = (results.get("dataset") or {}).get("name")
+    spec = spec or PUBLISHED_SPECS.get(str(name))
+    if spec is None:
+        raise ResultsError(f"results are for local dataset {name!r}; pass --dataset PATH to the benchmark it was "
+                           "built from (or --predictions-only)")
+    return load_benchmark(spec)
+
+
+# ------------------------------------------------------------------ merge
+
+
+def _shard_of(res: Mapping[str, Any], where: Path) -> tuple[int, int]:
+    shard = (res.get("dataset") or {}).get("shard")
+    try:
+        i, n = (int(x) for x in str(shard).split("/"))
+    except ValueError:
+        raise ResultsError(f"{where}: not a shard result (dataset.shard is {shard!r})") from None
+    return i, n
+
+
+def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: str | None = None) -> dict[str, Any]:
+    """Join shard runs (``--shard i/n``, every i present once) into one run folder.
+
+    The result does not depend on the order of ``run_dirs``: shards are sorted by index,
+    predictions by query id, and every figure is recomputed from the joined predictions.
+    """
+    out_dir = Path(out_dir)
+    loaded = []
+    for d in map(Path, run_dirs):
+        res = read_results(d)
+        if res.get("status") != "ok":
+            raise ResultsError(f"{d}: status {res.get('status')!r}; only finished runs can be merged")
+        problems = verify_run(d)
+        if problems:
+            raise ResultsError(f"{d}: does not verify, refusing to merge: {problems[0]}")
+        loaded.append((_shard_of(res, d), d, res))
+    if not loaded:
+        raise ResultsError("nothing to merge; name the shard run folders")
+    loaded.sort(key=lambda t: t[0])
+    n = loaded[0][0][1]
+    first = loaded[0][2]
+    for (i, n_i), d, res in loaded:
+        for path in (("method", "name"), ("method", "config"), ("dataset", "content_hash"), ("provenance", "seed"),
+                     ("provenance", "llm_identity"), ("scores", "bootstrap")):
+            if res[path[0]].get(path[1]) != first[path[0]].get(path[1]):
+                raise ResultsError(f"{d}: {'.'.join(path)} differs from {loaded[0][1]}; shards must come from one run setup")
+        if n_i != n:
+            raise ResultsError(f"{d}: shard {i}/{n_i} does not belong to a split into {n}")
+    got = [i for (i, _), _, _ in loaded]
+    if got != list(range(n)):
+        missing = sorted(set(range(n)) - set(got))
+        dup = sorted({i for i in got if got.count(i) > 1})
+        raise ResultsError(f"shards to merge: missing {missing or 'none'}, duplicated {dup or 'none'} (of {n})")
+    preds: list[dict[str, Any]] = []
+    artifacts: dict[str, str] = {}
+    users: list[str] = []
+    extra: dict[str, dict[str, Any]] = {}
+    for _, d, res in loaded:
+        preds += read_predictions(d)
+        artifacts.update(read_json(d / ARTIFACTS_FILE))
+        users += res["dataset"]["selected_users"]
+        extra.update({u: {f: r[f] for f in ("n_train", "n_val") if f in r} for u, r in res["per_user"].items()})
+    if len(set(users)) != len(users):
+        raise ResultsError("shards overlap in users; they must come from one --shard i/n split")
+    preds.sort(key=lambda r: r["query_id"])
+    boot = first["scores"]["bootstrap"]
+    figures = score(preds, users=users, resamples=boot["resamples"], seed=boot["seed"], user_extra=extra)
+    cost = _sum_costs([res["cost"] for _, _, res in loaded], figures["scores"]["n_judgments"])
+    merged = {
+        **{k: first[k] for k in ("schema_version", "status", "not_applicable_reason", "method")},
+        "run_id": out_dir.name,
+        "dataset": {**first["dataset"], "selected_users": sorted(users), "n_users": len(users),
+                    "n_test_pairs": sum(r["dataset"]["n_test_pairs"] for _, _, r in loaded), "shard": None},
+        **figures,
+        "cost": cost,
+        "method_usage": {"shards": {f"{i}/{n}": res.get("method_usage") for (i, _), _, res in loaded}},
+        "provenance": {**first["provenance"],
+                       "started_at": min(r["provenance"]["started_at"] for _, _, r in loaded),
+                       "finished_at": max(r["provenance"]["finished_at"] for _, _, r in loaded),
+                       "merged_from": [{"shard": f"{i}/{n}", "run_id": r["run_id"],
+                                        "command": r["provenance"].get("command"),
+                                        "git_commit": r["provenance"].get("git_commit")} for (i, _), _, r in loaded],
+                       "merge_command": command, "merged_at": now_utc()},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    PredictionLog(out_dir / PREDICTIONS_FILE).rewrite(preds)
+    write_json_atomic(out_dir / ARTIFACTS_FILE, dict(sorted(artifacts.items())))
+    merged["files"] = file_hashes(out_dir)
+    write_json_atomic(out_dir / RESULTS_FILE, merged)
+    return merged
+
+
+def _sum_costs(costs: Sequence[Mapping[str, Any]], n_judgments: int) -> dict[str, Any]:
+    keys = ("llm_calls", "prompt_tokens", "completion_tokens", "cache_hits", "llm_seconds", "seconds_fit",
+            "seconds_predict", "seconds_total")
+    out: dict[str, Any] = {k: round(sum(c.get(k) or 0 for c in costs), 4) for k in keys}
+    tokens = out["prompt_tokens"] + out["completion_tokens"]
+    out["tokens_per_1000_judgments"] = round(1000 * tokens / n_judgments, 2) if n_judgments else None
+    out["seconds_per_1000_judgments"] = round(1000 * out["seconds_total"] / n_judgments, 4) if n_judgments else None
+    out["resumed"] = any(c.get("resumed") for c in costs)
+    return out
+
+
+# ------------------------------------------------------------------ compare
+
+
+def compare_runs(a: Path | str, b: Path | str, *, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Paired comparison of two runs on the judgments they share (same benchmark version required)."""
+    ra, rb = read_results(a), read_results(b)
+    ha, hb = ra["dataset"]["content_hash"], rb["dataset"]["content_hash"]
+    if ha != hb:
+        raise ResultsError(f"{a} and {b} were scored on different benchmark versions ({ha[:12]}... vs {hb[:12]}...); "
+                           "paired comparison needs the same pairs")
+    out = paired_comparison(read_predictions(Path(a)), read_predictions(Path(b)), resamples=resamples, seed=seed)
+    return {"a": ra["method"]["name"], "b": rb["method"]["name"], "dataset": ra["dataset"]["name"], **out}

@@ -1,0 +1,307 @@
+"""The ``submission.toml`` format: schema, validation, and the template for new submissions.
+
+Every method folder (``submissions/<name>/`` and ``baselines/<name>/``) holds a
+``submission.toml``, the adapter code and a README.md::
+
+    [submission]
+    name = "my-method"                  # lowercase letters, digits and '-'
+    authors = ["Ada Lovelace"]
+    contact = "https://github.com/ada"  # http(s) URL or an email address
+    paper = "https://arxiv.org/abs/..." # optional, http(s) only
+    description = "One paragraph."
+    license = "MIT"
+    [method]
+    entry = "adapter:MyMethod"          # module inside the folder : class
+    config = { temperature = 0.0 }      # constructor kwargs (optional)
+    [requirements]
+    llm = false                         # needs an LLM from the harness
+    reward_model = false                # trains/uses a reward model (torch)
+    gpu = false
+    datasets = ["any"]                  # or e.g. ["chatbot_arena", "prism"]
+    [variants.cot]                      # optional: registers "my-method-cot"
+    config = { cot = true }             # merged over [method].config
+    description = "Think step by step first."
+
+:func:`read_submission` parses and checks the file (raising one
+:class:`SubmissionError` that lists every problem with its fix);
+:func:`validate_folder` also checks the folder around it (README, entry module).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from personalrewardbench.methods import MethodError
+
+SUBMISSION_FILE = "submission.toml"
+NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+ENTRY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+URL_RE = re.compile(r"^https?://[^\s/]+\.[^\s]+$|^https?://localhost\b\S*$")
+MAX_NAME = 64
+
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "submission": ("name", "authors", "contact", "paper", "description", "license"),
+    "method": ("entry", "config"),
+    "requirements": ("llm", "reward_model", "gpu", "datasets"),
+    "variants": (),
+}
+VARIANT_KEYS = ("config", "description")
+
+
+class SubmissionError(MethodError):
+    """A submission folder or its submission.toml is invalid; the message lists each fix."""
+
+
+@dataclass(frozen=True)
+class Requirements:
+    llm: bool = False
+    reward_model: bool = False
+    gpu: bool = False
+    datasets: tuple[str, ...] = ("any",)
+
+    def allows_dataset(self, dataset: str) -> bool:
+        return "any" in self.datasets or dataset in self.datasets
+
+
+@dataclass(frozen=True)
+class Variant:
+    suffix: str
+    config: Mapping[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A parsed, checked ``submission.toml`` (``folder`` is where it was read from)."""
+
+    folder: Path
+    name: str
+    authors: tuple[str, ...]
+    contact: str
+    description: str
+    license: str
+    entry: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    paper: str | None = None
+    requirements: Requirements = field(default_factory=Requirements)
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+
+    @property
+    def entry_module(self) -> str:
+        return self.entry.split(":", 1)[0]
+
+    @property
+    def entry_class(self) -> str:
+        return self.entry.split(":", 1)[1]
+
+    def method_names(self) -> list[str]:
+        """The base name plus one ``<name>-<suffix>`` per variant."""
+        return [self.name] + [f"{self.name}-{s}" for s in self.variants]
+
+    def config_for(self, method_name: str | None = None) -> dict[str, Any]:
+        """Constructor kwargs for ``method_name`` (the base name or a variant's full name)."""
+        if method_name in (None, self.name):
+            return dict(self.config)
+        for suffix, var in self.variants.items():
+            if method_name == f"{self.name}-{suffix}":
+                return {**self.config, **var.config}
+        raise SubmissionError(
+            f"{self.folder / SUBMISSION_FILE}: no variant named {method_name!r}; "
+            f"known names: {', '.join(self.method_names())}"
+        )
+
+
+def _is_contact(value: str) -> bool:
+    return bool(EMAIL_RE.match(value) or URL_RE.match(value))
+
+
+def _check_str(problems: list[str], table: str, key: str, value: Any, *, required: bool, fix: str) -> str | None:
+    if value is None:
+        if required:
+            problems.append(f"[{table}].{key} is missing; add {key} = {fix}")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"[{table}].{key} must be a non-empty string, e.g. {key} = {fix}")
+        return None
+    return value.strip()
+
+
+def _check_unknown(problems: list[str], table: str, data: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in known:
+            problems.append(f"unknown key {key!r} in [{table}]; known keys: {', '.join(known)}")
+
+
+def _check_name(problems: list[str], where: str, value: str | None) -> None:
+    if value is not None and (not NAME_RE.match(value) or len(value) > MAX_NAME):
+        suggestion = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-") or "my-method"
+        problems.append(
+            f"{where} {value!r} must be lowercase letters, digits and single '-' (at most {MAX_NAME} "
+            f"characters), e.g. {suggestion!r}"
+        )
+
+
+def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submission | None:
+    for table in data:
+        if table not in KNOWN_KEYS:
+            problems.append(f"unknown table [{table}]; known tables: {', '.join(f'[{t}]' for t in KNOWN_KEYS)}")
+    sub = data.get("submission")
+    meth = data.get("method")
+    if not isinstance(sub, Mapping):
+        problems.append('[submission] table is missing; start the file with [submission] and name = "my-method"')
+        sub = {}
+    if not isinstance(meth, Mapping):
+        problems.append('[method] table is missing; add [method] with entry = "adapter:MyMethod"')
+        meth = {}
+    _check_unknown(problems, "submission", sub, KNOWN_KEYS["submission"])
+    _check_unknown(problems, "method", meth, KNOWN_KEYS["method"])
+
+    name = _check_str(problems, "submission", "name", sub.get("name"), required=True, fix='"my-method"')
+    _check_name(problems, "[submission].name", name)
+    authors = sub.get("authors")
+    if authors is None:
+        problems.append('[submission].authors is missing; add authors = ["Your Name"]')
+        authors = []
+    elif not isinstance(authors, list) or not authors or not all(isinstance(a, str) and a.strip() for a in authors):
+        problems.append('[submission].authors must be a non-empty list of names, e.g. authors = ["Your Name"]')
+        authors = []
+    contact = _check_str(problems, "submission", "contact", sub.get("contact"), required=True,
+                         fix='"https://github.com/you" or "you@example.org"')
+    if contact is not None and not _is_contact(contact):
+        problems.append(f"[submission].contact {contact!r} must be an http(s) URL or an email address")
+    paper = _check_str(problems, "submission", "paper", sub.get("paper"), required=False,
+                       fix='"https://arxiv.org/abs/..."')
+    if paper is not None and not URL_RE.match(paper):
+        problems.append(f"[submission].paper {paper!r} must be an http(s) URL (or leave the key out)")
+    description = _check_str(problems, "submission", "description", sub.get("description"), required=True,
+                             fix='"One paragraph on what the method does."')
+    license_ = _check_str(problems, "submission", "license", sub.get("license"), required=True, fix='"MIT"')
+
+    entry = _check_str(problems, "method", "entry", meth.get("entry"), required=True, fix='"adapter:MyMethod"')
+    if entry is not None and not ENTRY_RE.match(entry):
+        problems.append(f"[method].entry {entry!r} must be 'module:Class' (a module inside the folder, "
+                        "then the class), e.g. \"adapter:MyMethod\"")
+    config = meth.get("config", {})
+    if not isinstance(config, Mapping):
+        problems.append("[method].config must be a table of constructor arguments, e.g. config = { alpha = 1.0 }")
+        config = {}
+
+    req_data = data.get("requirements", {})
+    if not isinstance(req_data, Mapping):
+        problems.append("[requirements] must be a table")
+        req_data = {}
+    _check_unknown(problems, "requirements", req_data, KNOWN_KEYS["requirements"])
+    flags = {}
+    for key in ("llm", "reward_model", "gpu"):
+        val = req_data.get(key, False)
+        if not isinstance(val, bool):
+            problems.append(f"[requirements].{key} must be true or false, not {val!r}")
+            val = False
+        flags[key] = val
+    datasets = req_data.get("datasets", ["any"])
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) and d for d in datasets):
+        problems.append('[requirements].datasets must be a non-empty list, e.g. datasets = ["any"] or '
+                        '["chatbot_arena", "prism"]')
+        datasets = ["any"]
+
+    variants: dict[str, Variant] = {}
+    var_data = data.get("variants", {})
+    if not isinstance(var_data, Mapping):
+        problems.append("[variants] must hold tables like [variants.cot] with config = {...}")
+        var_data = {}
+    for suffix, vd in var_data.items():
+        _check_name(problems, "variant name [variants.<suffix>]", suffix)
+        if not isinstance(vd, Mapping):
+            problems.append(f"[variants.{suffix}] must be a table with config = {{...}} and optional description")
+            continue
+        _check_unknown(problems, f"variants.{suffix}", vd, VARIANT_KEYS)
+        vconf = vd.get("config", {})
+        if not isinstance(vconf, Mapping):
+            problems.append(f"[variants.{suffix}].config must be a table, e.g. config = {{ cot = true }}")
+            vconf = {}
+        vdesc = vd.get("description", "")
+        if not isinstance(vdesc, str):
+            problems.append(f"[variants.{suffix}].description must be a string")
+            vdesc = ""
+        variants[suffix] = Variant(suffix=suffix, config=dict(vconf), description=vdesc)
+
+    if problems:
+        return None
+    return Submission(
+        folder=folder, name=name or "", authors=tuple(a.strip() for a in authors), contact=contact or "",
+        description=description or "", license=license_ or "", entry=entry or "", config=dict(config),
+        paper=paper, requirements=Requirements(datasets=tuple(datasets), **flags), variants=variants,
+    )
+
+
+def _raise(path: Path, problems: list[str]) -> None:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    raise SubmissionError(f"{path}: {len(problems)} problem(s):\n{lines}")
+
+
+def read_submission(folder: str | Path) -> Submission:
+    """Parse and check ``<folder>/submission.toml``; raise SubmissionError listing every problem."""
+    folder = Path(folder)
+    path = folder / SUBMISSION_FILE if folder.is_dir() or not folder.name.endswith(".toml") else folder
+    folder = path.parent
+    if not path.is_file():
+        raise SubmissionError(f"{path}: not found; a method folder needs a submission.toml "
+                              "(run `prb submission new NAME` for a template)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SubmissionError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    problems: list[str] = []
+    sub = _parse(data, folder, problems)
+    if sub is None:
+        _raise(path, problems)
+    assert sub is not None
+    return sub
+
+
+def folder_problems(sub: Submission) -> list[str]:
+    """Problems with the folder around a parsed submission.toml (README, entry module, folder name)."""
+    problems: list[str] = []
+    folder = sub.folder.resolve()
+    if folder.parent.name in ("submissions", "baselines") and folder.name != sub.name:
+        problems.append(f"folder name {folder.name!r} differs from [submission].name {sub.name!r}; "
+                        "rename one so they match")
+    if not (folder / "README.md").is_file():
+        problems.append(f"{folder / 'README.md'} is missing; describe the method, its settings and how it was run")
+    parts = sub.entry_module.split(".")
+    mod_file = folder.joinpath(*parts).with_suffix(".py")
+    pkg_init = folder.joinpath(*parts, "__init__.py")
+    if not mod_file.is_file() and not pkg_init.is_file():
+        problems.append(f"[method].entry {sub.entry!r}: module file {mod_file.relative_to(folder)} not found in "
+                        f"{folder}; put the adapter code in the folder or fix the entry")
+    elif mod_file.is_file():
+        text = mod_file.read_text(encoding="utf-8", errors="replace")
+        if not re.search(rf"^class\s+{re.escape(sub.entry_class)}\b", text, re.M):
+            problems.append(f"[method].entry {sub.entry!r}: no 'class {sub.entry_class}' in "
+                            f"{mod_file.relative_to(folder)}; fix the class name in entry")
+    return problems
+
+
+def validate_folder(folder: str | Path) -> Submission:
+    """Check a method folder completely; raise SubmissionError listing every problem."""
+    sub = read_submission(folder)
+    problems = folder_problems(sub)
+    if problems:
+        _raise(sub.folder / SUBMISSION_FILE, problems)
+    return sub
+
+
+def find_submission_folders(root: str | Path) -> list[Path]:
+    """Folders directly under ``root`` that hold a submission.toml, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / SUBMISSION_FILE).is_file())

@@ -1,0 +1,135 @@
+"""`prb submission validate|new|score`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from personalrewardbench.sandbox import SandboxLimits
+from personalrewardbench.submission import SubmissionError, validate_folder
+
+
+def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `prb submission score` and scripts/score_submissions.py."""
+    g = parser.add_argument_group("sandbox")
+    g.add_argument("--time-limit", type=float, default=3600.0, metavar="SECONDS",
+                   help="wall-clock limit for the adapter's own work per method (default 3600)")
+    g.add_argument("--memory-limit", type=int, default=8192, metavar="MIB",
+                   help="address-space limit of the adapter process in MiB (default 8192)")
+    g.add_argument("--require-isolation", action="store_true",
+                   help="fail unless namespaces isolate the adapter (no network, private filesystem); use in CI")
+    g.add_argument("--isolation", choices=("auto", "root", "userns", "process"), default="auto",
+                   help="isolation mode (default: the strongest this machine allows)")
+    g.add_argument("--allow-read", action="append", default=[], metavar="PATH",
+                   help="extra host path the adapter may read (read-only), e.g. a model folder; repeatable")
+
+
+def limits_from_args(args: argparse.Namespace) -> SandboxLimits:
+    return SandboxLimits(time_s=args.time_limit, memory_mb=args.memory_limit, isolation=args.isolation,
+                         require_isolation=args.require_isolation, extra_read_only=tuple(args.allow_read))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.paths:
+        try:
+            sub = validate_folder(path)
+        except SubmissionError as exc:
+            failed += 1
+            print(f"FAIL {exc}")
+            continue
+        print(f"ok   {path}: {', '.join(sub.method_names())}")
+    return 1 if failed else 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from personalrewardbench.submission_template import write_template
+
+    folder = write_template(args.name, args.dir, force=args.force)
+    print(f"wrote {folder}/ (submission.toml, adapter.py, README.md)\n"
+          f"next: edit adapter.py, then `prb submission score {folder} --dataset synthetic`")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from personalrewardbench.data import load_benchmark
+    from personalrewardbench.submission_scoring import (
+        compare_with_baselines,
+        markdown_summary,
+        run_baselines,
+        score_submission,
+    )
+
+    sub = validate_folder(args.path)
+    llm = None
+    if sub.requirements.llm:
+        from personalrewardbench.llm import llm_from_args
+
+        llm = llm_from_args(args)
+    outcomes = []
+    try:
+        for spec in args.dataset:
+            benchmark = load_benchmark(spec)
+            out_root = Path(args.out) if args.out else sub.folder / "results"
+            res = score_submission(sub.folder, benchmark, out_root, names=args.method or None,
+                                   limits=limits_from_args(args), llm=llm, seed=args.seed, n_users=args.users,
+                                   resamples=args.bootstrap, show_progress=not args.quiet,
+                                   command=shlex.join(["prb", *sys.argv[1:]]))
+            if args.baseline:
+                base = run_baselines(args.baseline, benchmark, args.baseline_results, llm=llm, seed=args.seed,
+                                     n_users=args.users, resamples=args.bootstrap, show_progress=not args.quiet)
+                for o in res:
+                    compare_with_baselines(o, base, resamples=args.bootstrap, seed=args.seed)
+            outcomes += res
+    finally:
+        if llm is not None:
+            llm.close()
+    print(markdown_summary(outcomes, title=f"{sub.name}: sandboxed scores"))
+    return 1 if any(o.status in ("failed", "skipped") for o in outcomes) else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("submission", help="validate, create or score a method submission folder")
+    sub = p.add_subparsers(dest="submission_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    v = sub.add_parser("validate", help="check submission.toml and the folder around it")
+    v.add_argument("paths", nargs="+", metavar="PATH", help="submission folder(s)")
+    v.set_defaults(func=cmd_validate)
+
+    n = sub.add_parser("new", help="write a working template submission folder")
+    n.add_argument("name", help="method name: lowercase letters, digits and '-'")
+    n.add_argument("--dir", default="submissions", help="parent folder (default: submissions)")
+    n.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
+    n.set_defaults(func=cmd_new)
+
+    s = sub.add_parser("score", help="score a submission in the sandbox (only histories and label-free queries "
+                                     "reach it)")
+    s.add_argument("path", metavar="PATH", help="submission folder")
+    s.add_argument("--dataset", action="append", default=None,
+                   help="benchmark: chatbot_arena, prism, synthetic or a path; repeatable (default: synthetic)")
+    s.add_argument("--method", action="append", default=[],
+                   help="method name to score (the base name or a variant's full name; default: all)")
+    s.add_argument("--users", type=int, default=None, help="score only this many users (seeded selection)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    s.add_argument("--out", default=None, help="results root (default: PATH/results)")
+    s.add_argument("--baseline", action="append", default=[],
+                   help="also run this baseline (trusted, in-process) and report the paired difference; repeatable")
+    s.add_argument("--baseline-results", default="results", help="results root for baseline runs (default: results)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_sandbox_arguments(s)
+    try:
+        from personalrewardbench.llm import add_llm_arguments
+
+        add_llm_arguments(s)
+    except ImportError:  # pragma: no cover - LLM package incomplete
+        pass
+    s.set_defaults(func=_score_with_default_dataset)
+
+
+def _score_with_default_dataset(args: argparse.Namespace) -> int:
+    args.dataset = args.dataset or ["synthetic"]
+    return cmd_score(args)

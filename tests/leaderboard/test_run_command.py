@@ -1,0 +1,62 @@
+"""`prb run` end to end on real human comparisons (summarize-from-feedback) and on the synthetic sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from personalrewardbench.cli import main
+
+
+def _runs(root: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["method"]["name"]: json.loads(p.read_text()) for p in root.rglob("results.json")}
+
+
+def test_prb_run_on_real_comparisons(summarize_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--dataset", str(summarize_dir), "--methods", "random,length,embed-logreg",
+            "--out", "results", "--site", "site", "--bootstrap", "200", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    runs = _runs(tmp_path / "results")
+    assert set(runs) == {"random", "length", "embed-logreg"}
+    for name, res in runs.items():
+        assert res["status"] == "ok" and res["dataset"]["name"] == "summarize_feedback"
+        assert not res["dataset"]["synthetic"]
+        assert res["scores"]["n_users"] == 11, name
+        assert name in out
+    # the summary table and the page location are printed
+    assert "acc %" in out and f"site: {(tmp_path / 'site' / 'index.html').resolve().as_uri()}" in out
+    doc = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
+    got = {r["method"]: r["accuracy"] for r in doc["rows"] if r["tier"] != "reported"}
+    assert got == {m: r["scores"]["accuracy"] for m, r in runs.items()}
+    # rerunning the same command resumes: nothing is predicted again, the same numbers come out
+    def sizes() -> dict[str, int]:
+        return {m: next((tmp_path / "results").glob(f"*/{m}/*/predictions.jsonl")).stat().st_size for m in runs}
+
+    first = sizes()
+    assert main(argv) == 0
+    again = _runs(tmp_path / "results")
+    assert {m: r["scores"] for m, r in again.items()} == {m: r["scores"] for m, r in runs.items()}
+    assert all(again[m]["cost"]["resumed"] for m in again)
+    assert sizes() == first
+
+
+def test_prb_run_defaults_to_synthetic_offline_and_survives_a_failing_method(tmp_path: Path, capsys,
+                                                                              monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc = main(["run", "--methods", "random,no-such-method,position", "--out", "results", "--site", "site",
+               "--bootstrap", "100", "--quiet"])
+    assert rc == 1  # one method failed; the others ran and the site was built
+    cap = capsys.readouterr()
+    assert "SYNTHETIC sample" in cap.out
+    assert "no-such-method" in cap.err and "FAILED" in cap.err
+    runs = _runs(tmp_path / "results")
+    assert set(runs) == {"random", "position"}
+    assert all(r["dataset"]["synthetic"] and r["dataset"]["name"] == "synthetic-sample" for r in runs.values())
+    assert runs["position"]["scores"]["accuracy"] == pytest.approx(0.5)
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "synthetic</span>" in html and "Its numbers say nothing about real users" in html

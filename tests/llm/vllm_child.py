@@ -1,0 +1,30 @@
+"""Run inside the vLLM environment by test_vllm.py: score prompts with the in-process vllm backend.
+
+Usage: python vllm_child.py CACHE_DIR < request.json > answer.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main() -> None:
+    from personalrewardbench.data.schema import Message
+    from personalrewardbench.llm import GenerationParams, make_llm
+
+    req = json.load(sys.stdin)
+    chats = [[Message(**m) for m in c] for c in req["chats"]]
+    llm = make_llm("vllm", cache_dir=sys.argv[1], enforce_eager=True, dtype="float32", max_model_len=2048)
+    gen = llm.generate(chats, GenerationParams(max_tokens=12))
+    scores = llm.choice_logprobs(chats, req["choices"])
+    multi = llm.choice_logprobs(chats[:1], req["multi_choices"])
+    again = llm.choice_logprobs(chats, req["choices"])
+    out = {"identity": llm.identity, "context_length": llm.context_length, "texts": [g.text for g in gen],
+           "scores": scores, "multi": multi, "again_equal": again == scores, "usage": llm.usage.as_dict()}
+    llm.close()
+    print("RESULT " + json.dumps(out))
+
+
+if __name__ == "__main__":  # vLLM starts worker processes that re-import the main module
+    main()
