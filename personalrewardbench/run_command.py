@@ -28,10 +28,11 @@ CPU_USERS_ON_PUBLISHED = 20
 # Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
 # results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
 SMALL_SETTINGS: dict[str, dict[str, Any]] = {
-    "synthesizeme": {"num_candidates": 2, "max_judge_tokens": 96, "max_persona_tokens": 160,
-                     "rebootstrap_with_persona": False, "max_tries": 2},
-    "memory": {"max_history": 8},
-    "bt-rm": {"epochs": 1, "max_length": 256},
+    "synthesizeme": {"num_candidates": 0, "max_labeled_demos": 2, "max_bootstrapped_demos": 2,
+                     "max_judge_tokens": 48, "max_persona_tokens": 96, "rebootstrap_with_persona": False,
+                     "max_tries": 1},
+    "memory": {"max_history": 4},
+    "bt-rm": {"epochs": 1, "max_length": 192},
 }
 
 

@@ -6,8 +6,10 @@ user's true preference, go to the persona writer, whose instruction (Theta) is
 a setting. Budget rule: past judgments are dropped whole, the last one first,
 until the prompt fits ``context_length - max_persona_tokens - context_margin``;
 how many were dropped is recorded per user and said in the prompt. All users'
-writer prompts go to the LLM in one batch (plus retry batches); a reply with no
-persona after all tries leaves the persona empty and is counted.
+writer prompts go to the LLM in one batch (plus retry batches). A reply without
+the 'Persona:' label (cut off by ``max_persona_tokens``, or a bare description)
+is used whole and counted (``personas_unlabeled``); an empty reply after all
+tries leaves the persona empty and is counted (``failed_personas``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def write_personas(llm: Any, jobs: Sequence[PersonaJob], settings: Settings, sta
                                seed=seed, phase="persona", progress=progress)
     out = {}
     for job, rep in zip(jobs, replies, strict=True):
-        stats.add(job.user_id, retries=rep.tries - 1, failed_personas=int(rep.value is None))
+        stats.add(job.user_id, retries=rep.tries - 1, failed_personas=int(rep.value is None),
+                  personas_unlabeled=int(rep.value is not None and not prompts.has_persona_label(rep.text)))
         out[job.user_id] = rep.value or ""
     return out

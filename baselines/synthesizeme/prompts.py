@@ -116,17 +116,18 @@ def persona_user_turn(blocks: Sequence[str], n_dropped: int) -> str:
 
 
 def parse_persona(text: str) -> str | None:
-    """The persona in a writer reply: the text after the last 'Persona:' label, or the bare reply
-    when it has no labels; None when the reply stops inside its reasoning or is empty."""
+    """The persona in a writer reply: the text after the last 'Persona:' label; without the label
+    (a reply cut off by the length cap, or a bare description) the whole reply minus a leading
+    'Reasoning:'; None for an empty reply."""
     pieces = _PERSONA_RE.split(text)
-    if len(pieces) < 2:
-        # No label: accept a bare description, but not a reply cut off inside its reasoning.
-        bare = text.strip()
-        if not bare or re.match(r"reasoning\s*:", bare, re.IGNORECASE):
-            return None
-        return bare
-    persona = pieces[-1].strip().strip("<>").strip()
-    return persona or None
+    if len(pieces) >= 2 and pieces[-1].strip():
+        return pieces[-1].strip()
+    bare = re.sub(r"^\s*reasoning\s*:\s*", "", text, flags=re.IGNORECASE).strip()
+    return bare or None
+
+
+def has_persona_label(text: str) -> bool:
+    return len(_PERSONA_RE.split(text)) >= 2
 
 
 def templates(persona_instruction: str | None) -> dict[str, str]:

@@ -8,7 +8,8 @@ Counters (per user, summed over fit and predict) use the shared
 - ``bootstrap_attempts``, ``verified_traces`` (over every bootstrap pass);
 - ``failed_fit_judgments`` (unparseable after all tries while bootstrapping or
   scoring candidates; scored wrong), ``failed_predict_judgments`` (returned as
-  None), ``failed_personas``, ``retries``;
+  None), ``failed_personas``, ``personas_unlabeled`` (writer replies without the
+  'Persona:' label, used whole), ``retries``;
 - ``persona_examples_dropped`` (past judgments left out of the writer's prompt),
   ``candidates_scored``.
 Notes: the user's ``split`` rule and whether a search stopped early.

@@ -17,7 +17,7 @@ class VanillaRM(RewardModelMethod):
     """
 
     name = "vanilla-rm"
-    capabilities = frozenset({"train-rm"})
+    capabilities = frozenset()  # scores with a fixed model: no training, no personalization
 
     def __init__(self, model: str | None = None, max_length: int = 512, score_batch_size: int = 32,
                  bf16: bool = True, trust_remote_code: bool = False,

@@ -5,7 +5,7 @@ tests. Nothing here comes from third-party data: the questions and answer
 points are written for this project (:mod:`.synthetic_topics`) and rendered in
 five binary style dimensions:
 
-- ``long``: all four points with elaboration, or two points;
+- ``long``: all four points with an elaboration, or two points;
 - ``bullets``: a bulleted list, or prose;
 - ``formal``: formal opener/closer, or a casual one;
 - ``hedged``: opens with a hedge, or states things directly;
@@ -51,7 +51,8 @@ DIMENSIONS: tuple[str, ...] = ("long", "bullets", "formal", "hedged", "example")
 PRIMARY_WEIGHT = 3.0
 SECONDARY_WEIGHT = 1.5
 NOISE_SCALE = 0.5  # logistic noise on the utility difference
-P_PRIMARY_DIFFERS = 0.8  # how often a pair differs on the user's primary dimension
+P_PRIMARY_DIFFERS = 0.85  # how often a pair differs on the user's primary dimension
+P_OTHER_DIFFERS = 0.35  # how often it differs on each other dimension
 
 
 def _rng(seed: int, *parts: object) -> random.Random:
@@ -63,7 +64,7 @@ def user_ids(n_users: int) -> list[str]:
     return [f"synth-user-{i:03d}" for i in range(n_users)]
 
 
-def planted_preferences(seed: int = 0, n_users: int = 20) -> dict[str, dict[str, float]]:
+def planted_preferences(seed: int = 0, n_users: int = 12) -> dict[str, dict[str, float]]:
     """user_id -> {dimension: signed weight}: the ground truth each user's choices follow.
 
     Not part of the benchmark (methods never see it); for tests and documentation.
@@ -86,8 +87,8 @@ def render_response(topic: Mapping[str, Any], style: Mapping[str, bool], rng: ra
     if style["hedged"]:
         points = [f"you might {p}" if i % 2 == 0 else f"it could help to {p}" for i, p in enumerate(points)]
     sentences = [p[0].upper() + p[1:] + "." for p in points]
-    if style["long"]:
-        sentences = [f"{s} {ELABORATIONS[i % len(ELABORATIONS)]}" for i, s in enumerate(sentences)]
+    if style["long"]:  # one elaboration, so long answers stay clearly longer without costing many tokens
+        sentences[0] = f"{sentences[0]} {rng.choice(ELABORATIONS)}"
     if style["bullets"]:
         body = lead + "\n" + "\n".join(f"- {s}" for s in sentences)
     else:
@@ -110,7 +111,7 @@ def _pair_styles(rng: random.Random, primary: str) -> tuple[dict[str, bool], dic
     if rng.random() < P_PRIMARY_DIFFERS:
         b[primary] = not a[primary]
     for d in DIMENSIONS:
-        if d != primary and rng.random() < 0.5:
+        if d != primary and rng.random() < P_OTHER_DIFFERS:
             b[d] = not a[d]
     if a == b:  # always differ somewhere
         d = rng.choice([d for d in DIMENSIONS if d != primary])
@@ -120,9 +121,9 @@ def _pair_styles(rng: random.Random, primary: str) -> tuple[dict[str, bool], dic
 
 def sample_rows(
     seed: int = 0,
-    n_users: int = 20,
-    n_train: tuple[int, int] = (6, 14),
-    n_val: int = 4,
+    n_users: int = 12,
+    n_train: tuple[int, int] = (5, 10),
+    n_val: int = 3,
     n_test: int = 4,
     multi_turn_rate: float = 0.2,
 ) -> list[dict[str, Any]]:
@@ -173,7 +174,7 @@ def sample_rows(
     return rows
 
 
-def sample_benchmark(seed: int = 0, n_users: int = 20, n_train: tuple[int, int] = (6, 14), n_val: int = 4,
+def sample_benchmark(seed: int = 0, n_users: int = 12, n_train: tuple[int, int] = (5, 10), n_val: int = 3,
                      n_test: int = 4) -> Benchmark:
     """The synthetic sample benchmark (manifest name ``synthetic-sample``, ``synthetic=True``)."""
     rows = sample_rows(seed=seed, n_users=n_users, n_train=n_train, n_val=n_val, n_test=n_test)

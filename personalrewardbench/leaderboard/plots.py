@@ -130,12 +130,17 @@ def _cost(ax, rows: Sequence[Row]) -> None:
 
 
 def dataset_figures(ds: str, rows: Sequence[Row], out_dir: Path) -> dict[str, str]:
-    """Draw the four figures of one dataset into ``out_dir``; returns {figure: file stem}."""
+    """Draw the figures of one dataset that have data into ``out_dir``; returns {figure: file stem}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     n = max(1, sum(1 for r in rows if r.accuracy is not None))
     stems: dict[str, str] = {}
+    ok = [r for r in rows if r.accuracy is not None]
+    has = {"accuracy": bool(ok), "per-user": any(r.run.per_user for r in ok), "history": any(r.run.per_user for r in ok),
+           "cost": any(r.run.cost.get("seconds_per_1000_judgments") is not None for r in ok)}
     with matplotlib.rc_context(RC):
         for kind, draw in (("accuracy", _accuracy), ("per-user", _per_user), ("history", _history), ("cost", _cost)):
+            if not has[kind]:  # nothing to draw (e.g. only numbers quoted from papers)
+                continue
             tall = kind in ("accuracy", "per-user")
             fig = Figure(figsize=(7.0, 1.2 + 0.32 * n if tall else 4.2), layout="constrained")
             ax = fig.add_subplot()

@@ -72,6 +72,9 @@ class TransformersLLM(CachedLLM):
                 raise LLMError(f"model path {model} is not a folder or a .gguf file")
             where, name = model, str(Path(model).resolve())
             fingerprint = "sha256:" + folder_fingerprint(model, self.cache)
+        elif model.startswith(("/", ".", "~")):
+            raise LLMError(f"model path not found: {model}; pass an existing model folder or .gguf file, "
+                           "or a Hugging Face model id")
         else:
             where, name, fingerprint = model, model, ""
             if revision:

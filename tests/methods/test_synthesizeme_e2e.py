@@ -1,7 +1,8 @@
 """SynthesizeMe end to end with the real embedded SmolLM2 (8k context, CPU) through the evaluator.
 
 Small settings keep it short: 2 users, 2 train / 1 val / 1 test pairs each, no
-shuffled candidates, one labeled demo, short reply caps. It still runs every
+shuffled candidates, one labeled demo, short reply caps, 2 tries per judgment (the
+4-try default and its counting are covered with a scripted model). It still runs every
 phase. The results must pass `prb verify`'s checks, and failed judgments must be
 counted, not hidden. Marked slow: loading the model and ~40 CPU generations
 take over a minute on 2 cores.
@@ -18,7 +19,8 @@ from personalrewardbench.methods import MethodEnv, load_method
 from personalrewardbench.runs import verify_run
 from tests.conftest import make_tiny_benchmark
 
-SMALL = {"num_candidates": 0, "max_labeled_demos": 1, "max_judge_tokens": 32, "max_persona_tokens": 48}
+SMALL = {"num_candidates": 0, "max_labeled_demos": 1, "max_judge_tokens": 32, "max_persona_tokens": 48,
+         "max_tries": 2}
 
 
 @pytest.fixture(scope="module")

@@ -313,3 +313,23 @@ def test_variants_are_registered():
     names = list_methods()
     assert {"synthesizeme", "synthesizeme-just-personas", "synthesizeme-just-demos"} <= set(names)
     assert load_method("synthesizeme-just-demos").get_config()["use_persona"] is False
+
+
+def test_bootstrapped_demo_limit_caps_traces_per_set():
+    s = M["settings"].Settings(max_bootstrapped_demos=1)
+    train = tuple(_ex(i) for i in range(6))
+    cands = M["search"].build_candidates("u", train, {0: "r0", 2: "r2", 5: "r5"}, s, 0, persona_only=False)
+    for c in cands[1:]:
+        assert sum(d.reasoning is not None for d in c.demos) == 1 and len(c.demos) == 4
+
+
+def test_usage_and_artifacts_are_json_and_unknown_users_get_the_plain_judge():
+    import json
+
+    bench = make_tiny_benchmark(n_users=2)
+    method = _fit(ScriptedLLM(longer_judge), bench)
+    json.dumps(method.usage())
+    json.dumps(method.artifacts())
+    q = Query("q", "stranger", (Message("user", "hi"),), "a long answer with many words", "short")
+    assert method.predict([q]) == [1.0]
+    assert method.usage()["per_user"]["stranger"]["fitted"] is False
