@@ -31,7 +31,7 @@ SMALL_SETTINGS: dict[str, dict[str, Any]] = {
     "synthesizeme": {"num_candidates": 0, "max_labeled_demos": 2, "max_bootstrapped_demos": 2,
                      "max_judge_tokens": 48, "max_persona_tokens": 96, "rebootstrap_with_persona": False,
                      "max_tries": 1},
-    "memory": {"max_history": 4},
+    "memory": {"max_history": 2},
     "bt-rm": {"epochs": 1, "max_length": 192},
 }
 

@@ -138,45 +138,46 @@ class TransformersLLM(CachedLLM):
             mask[i, width - len(s):] = 1
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
-    def _tail_logprobs(self, seqs: Sequence[Sequence[int]], keep: int) -> Any:
-        """log-softmax next-token distributions at the last ``keep`` positions: [B, keep, V] on CPU."""
-        import torch
-
-        out = []
+    def _groups(self, seqs: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Indices in sub-batches of at most TOKENS_PER_FORWARD padded tokens, longest first."""
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-        i = 0
-        while i < len(order):  # sub-batches of at most TOKENS_PER_FORWARD padded tokens
+        groups, i = [], 0
+        while i < len(order):
             n = max(1, TOKENS_PER_FORWARD // max(1, len(seqs[order[i]])))
-            group = order[i:i + n]
-            batch = self._padded([seqs[j] for j in group])
-            pos = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                logits = self.model(**batch, position_ids=pos, use_cache=False, logits_to_keep=keep).logits
-            lp = logits[:, -keep:, :].float().log_softmax(-1).cpu()
-            out.extend(zip(group, lp, strict=True))
+            groups.append(order[i:i + n])
             i += n
-        out.sort(key=lambda t: t[0])
-        return torch.stack([t[1] for t in out])
+        return groups
 
     def _choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScore]:
+        """One forward pass over the prompts; multi-token variants continue from the prompts' KV cache."""
+        import torch
+
         variants = variant_token_ids(choices, lambda v: list(self.tokenizer(v, add_special_tokens=False).input_ids))
+        singles = [(c, seq[0]) for c, seqs in variants.items() for seq in seqs if len(seq) == 1]
+        multis = [(c, seq) for c, seqs in variants.items() for seq in seqs if len(seq) > 1]
         prompts = [self._ids(self.render(c)) for c in chats]
-        first = self._tail_logprobs(prompts, 1)[:, 0, :]
         scores: list[dict[str, list[float]]] = [{c: [] for c in choices} for _ in chats]
-        multi: list[tuple[int, str, tuple[int, ...]]] = []
-        for c, seqs in variants.items():
-            for seq in seqs:
-                if len(seq) == 1:
-                    for b in range(len(chats)):
-                        scores[b][c].append(float(first[b, seq[0]]))
-                else:
-                    multi.extend((b, c, seq) for b in range(len(chats)))
-        if multi:
-            longest = max(len(s) for _, _, s in multi)
-            lps = self._tail_logprobs([prompts[b] + seq[:-1] for b, _, seq in multi], longest)
-            for (b, c, seq), lp in zip(multi, lps, strict=True):
-                rows = lp[longest - len(seq):]
-                scores[b][c].append(sum(float(rows[j, t]) for j, t in enumerate(seq)))
+        for group in self._groups(prompts):
+            batch = self._padded([prompts[j] for j in group])
+            mask = batch["attention_mask"]
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():
+                out = self.model(**batch, position_ids=pos, use_cache=bool(multis), logits_to_keep=1)
+                first = out.logits[:, -1, :].float().log_softmax(-1).cpu()
+                for c, tok in singles:
+                    for r, j in enumerate(group):
+                        scores[j][c].append(float(first[r, tok]))
+                cache = out.past_key_values
+                for c, seq in multis:  # the same continuation for every row: no extra padding
+                    cont = torch.tensor([list(seq[:-1])] * len(group), device=self.device)
+                    steps = torch.arange(1, len(seq), device=self.device)
+                    more = self.model(input_ids=cont, attention_mask=torch.cat([mask, torch.ones_like(cont)], 1),
+                                      position_ids=pos[:, -1:] + steps, past_key_values=cache, use_cache=True)
+                    lp = more.logits.float().log_softmax(-1).cpu()
+                    for r, j in enumerate(group):
+                        total = float(first[r, seq[0]]) + sum(float(lp[r, k, t]) for k, t in enumerate(seq[1:]))
+                        scores[j][c].append(total)
+                    cache.crop(-(len(seq) - 1))  # back to the prompts alone
         return [ChoiceScore({c: logsumexp(v) for c, v in s.items()}, len(p)) for s, p in zip(scores, prompts, strict=True)]
 
     def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]:

@@ -4,10 +4,10 @@ Prefix caching is on, so judge prompts that share a long instruction prefix
 reuse its KV cache. Each backend batch is one ``LLM.generate`` call. Choice
 scoring asks for one token with the top ``max_logprobs`` next-token
 log-probabilities and reads each single-token variant of each choice from
-them; a variant outside that list gets no probability (it is below all listed
-ones). Multi-token variants are scored exactly, by the log-probabilities of
-their tokens appended to the prompt (``prompt_logprobs``), which costs one
-extra prefill per variant.
+them; a variant whose first token is outside that list gets no probability
+(it is below all listed ones). Multi-token variants whose first token is
+listed are scored exactly, by the log-probabilities of their tokens appended
+to the prompt (``prompt_logprobs``), which costs one extra prefill each.
 
 ``model=None`` serves the embedded SmolLM2 GGUF, converted once to a Hugging
 Face folder in the cache directory (vLLM needs the tokenizer files).
@@ -138,9 +138,11 @@ class VLLMBackend(CachedLLM):
             top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
             for c, seqs in variants.items():
                 for seq in seqs:
+                    if seq[0] not in top:  # below every listed token: no probability
+                        continue
                     if len(seq) > 1:
                         multi.append((b, c, seq))
-                    elif seq[0] in top:
+                    else:
                         scores[b][c].append(float(top[seq[0]].logprob))
         if multi:
             sp_multi = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)

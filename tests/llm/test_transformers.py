@@ -12,13 +12,14 @@ import torch
 
 from personalrewardbench.data.schema import Message
 from personalrewardbench.llm import GenerationParams, make_llm
-from personalrewardbench.llm.choices import choice_variants, logsumexp
+from personalrewardbench.llm.choices import choice_variants, logsumexp, variant_token_ids
 
 JUDGE = [Message("system", "You compare two answers and reply with one letter."),
          Message("user", "Question: What is the capital of France?\nResponse A: Paris is the capital of France.\n"
                          "Response B: The capital of France is Berlin.\nWhich response is correct? Answer A or B.")]
 CAPITAL = [Message("user", "What is the capital of France? Answer in one word.")]
 HELLO = [Message("system", "You are terse."), Message("user", "Say hello to Bob.")]
+MULTI = [Message("user", "Paris is the capital of France. Reply with Response A (true) or Response B (false).")]
 
 
 @pytest.fixture(scope="module")
@@ -77,18 +78,23 @@ def test_choice_logprobs_are_probabilities_over_variants(llm):
 
 
 def test_multi_token_choices_scored_by_full_sequence(llm):
-    short = [Message("user", "Paris is the capital of France. Reply with Response A (true) or Response B (false).")]
-    got = llm.choice_logprobs([short], ["Response A", "Response B"])[0]
+    short = MULTI
+    choices = ["Response A", "Response B"]
+    got = llm.choice_logprobs([short, HELLO], choices)
     tok = llm.tokenizer
     prompt = tok(llm.render(short), add_special_tokens=False).input_ids
-    seq = tok("Response A", add_special_tokens=False).input_ids
-    assert len(seq) > 1
-    ids = torch.tensor([prompt + seq])
-    with torch.inference_mode():
-        lp = llm.model(ids).logits[0].float().log_softmax(-1)
-    manual = sum(float(lp[len(prompt) - 1 + j, t]) for j, t in enumerate(seq))
-    assert got["Response A"] >= manual - 1e-4  # the as-given variant is one of the summed ones
-    assert math.exp(got["Response A"]) + math.exp(got["Response B"]) <= 1 + 1e-6
+    # independent check: every variant's full token sequence scored by its own unpadded forward pass
+    for choice in choices:
+        seqs = variant_token_ids(choices, lambda v: tok(v, add_special_tokens=False).input_ids)[choice]
+        assert any(len(s) > 1 for s in seqs)
+        totals = []
+        for seq in seqs:
+            with torch.inference_mode():
+                lp = llm.model(torch.tensor([prompt + list(seq)])).logits[0].float().log_softmax(-1)
+            totals.append(sum(float(lp[len(prompt) - 1 + j, t]) for j, t in enumerate(seq)))
+        assert got[0][choice] == pytest.approx(logsumexp(totals), abs=1e-4)
+    for d in got:
+        assert math.exp(d["Response A"]) + math.exp(d["Response B"]) <= 1 + 1e-6
 
 
 def test_real_prompt_too_long_is_fitted(cache_dir):

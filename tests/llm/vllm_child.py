@@ -18,7 +18,7 @@ def main() -> None:
     llm = make_llm("vllm", cache_dir=sys.argv[1], enforce_eager=True, dtype="float32", max_model_len=2048)
     gen = llm.generate(chats, GenerationParams(max_tokens=12))
     scores = llm.choice_logprobs(chats, req["choices"])
-    multi = llm.choice_logprobs(chats[:1], req["multi_choices"])
+    multi = llm.choice_logprobs([[Message(**m) for m in req["multi_chat"]]], req["multi_choices"])
     again = llm.choice_logprobs(chats, req["choices"])
     out = {"identity": llm.identity, "context_length": llm.context_length, "texts": [g.text for g in gen],
            "scores": scores, "multi": multi, "again_equal": again == scores, "usage": llm.usage.as_dict()}
