@@ -41,7 +41,7 @@ def make_tiny_benchmark(n_users: int = 3, n_train: int = 4, n_val: int = 2, n_te
         profs[uid] = {"age": "25-34", "gender": "Female" if u % 2 else "Male"} if profiles else None
         k = 0
         for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-            for i in range(n):
+            for _i in range(n):
                 short = f"Answer {k}."
                 long = f"Answer {k}, explained in detail with several extra words of context."
                 chosen, rejected = (long, short) if u % 2 == 0 else (short, long)
