@@ -254,8 +254,11 @@ def run_main(args: argparse.Namespace) -> int:
             if o.error:
                 print(f"prb run: {name} on {bench.name} FAILED ({o.error}); continuing", file=sys.stderr)
             else:
-                s = (o.results or {}).get("scores") or {}
-                print(f"  done in {o.seconds:.1f} s: accuracy {_pct(s.get('accuracy')).strip()}% -> {o.run_dir}")
+                res = o.results or {}
+                acc = ("not applicable: " + str(res.get("not_applicable_reason") or "")
+                       if res.get("status") == "not_applicable"
+                       else f"accuracy {_pct((res.get('scores') or {}).get('accuracy')).strip()}%")
+                print(f"  done in {o.seconds:.1f} s: {acc} -> {o.run_dir}")
     finally:
         llm.close()
     print("\n" + summary_table(outcomes))
