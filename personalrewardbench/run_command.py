@@ -28,12 +28,15 @@ CPU_USERS_ON_PUBLISHED = 20
 # Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
 # results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
 SMALL_SETTINGS: dict[str, dict[str, Any]] = {
-    "synthesizeme": {"num_candidates": 0, "max_labeled_demos": 2, "max_bootstrapped_demos": 2,
-                     "max_judge_tokens": 48, "max_persona_tokens": 96, "rebootstrap_with_persona": False,
-                     "max_tries": 1},
+    "synthesizeme-just-personas": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2, "persona_source": "verified",
+                                   "max_judge_tokens": 48, "max_persona_tokens": 96, "max_tries": 1},
     "memory": {"max_history": 2},
     "bt-rm": {"epochs": 1, "max_length": 192},
 }
+# On the embedded CPU model the full SynthesizeMe (two demo searches over every user's validation
+# pairs) takes far longer than the main job's budget; its just-personas ablation (bootstrap verified
+# reasoning -> persona -> persona-conditioned judge) runs instead, under its own name.
+SMALL_SUBSTITUTES: dict[str, str] = {"synthesizeme": "synthesizeme-just-personas"}
 
 
 @dataclass
@@ -151,6 +154,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if users and embedded and args.users in (None, "auto"):
         notes.append(f"published data with the embedded CPU model: a seeded sample of {users} users per dataset "
                      "(--users all for everyone)")
+    if small and not args.methods:
+        for full, light in SMALL_SUBSTITUTES.items():
+            if full in methods:
+                methods = [light if m == full else m for m in methods]
+                notes.append(f"{full}: its {light} ablation runs on the embedded CPU model (the full method "
+                             f"searches demos for far longer; --full or --methods {full} runs it)")
     if small and any(m in SMALL_SETTINGS for m in methods):
         notes.append("small method settings for the embedded CPU model (--full for the methods' defaults): "
                      + "; ".join(f"{m} {cfg}" for m, cfg in SMALL_SETTINGS.items() if m in methods))

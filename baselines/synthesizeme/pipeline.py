@@ -1,6 +1,7 @@
 """The fit pipeline for a group of users, every phase batched across the group.
 
-Phases: bootstrap (plain judge) -> search 1 (plain judge) -> persona writing ->
+Phases: bootstrap (plain judge) -> search 1 (plain judge; skipped when personas are
+written from all verified traces, as nothing uses its choice then) -> persona writing ->
 [re-bootstrap with the persona judge] -> search 2 (persona judge, persona-only
 candidate first) -> final prompt. Which phases run depends on the ablation:
 - personas + demos: all phases; final = persona + demos chosen by search 2;
@@ -54,7 +55,10 @@ def fit_group(llm: Any, splits: Mapping[str, UserSplit], settings: Settings, sta
         return {}
     jobs = [BootstrapJob(uid, sp.train, None) for uid, sp in splits.items()]
     traces = bootstrap_traces(llm, jobs, settings, stats, seed=seed, phase="bootstrap", progress=progress)
-    first = _search(llm, splits, traces, None, settings, stats, seed, "search1", progress)
+    # Search 1 picks the just-demos prompt and, by default, the persona writer's input; with personas
+    # written from all verified traces its choice is never used, so it is not run.
+    needs_first = not settings.use_persona or settings.persona_source == "selected"
+    first = _search(llm, splits, traces, None, settings, stats, seed, "search1", progress) if needs_first else {}
 
     def chosen(states: Mapping[str, SearchState], uid: str) -> tuple[Demo, ...]:
         best = states[uid].best

@@ -1,6 +1,6 @@
 """Choice scoring with the embedded SmolLM2 on this CPU: batched vs one at a time, prefix reuse, cache.
 
-Two workloads of real judge prompts over the synthetic sample benchmark, scored
+Workloads of real judge prompts over the synthetic sample benchmark, scored
 "First"/"Second" through the transformers backend, all side by side in one run:
 
 - ``default``: the plain pairwise judge (``personalrewardbench.judging.judge_chat``);
@@ -17,6 +17,9 @@ For each workload:
    sharing inside a batch), to show what prefix reuse buys;
 4. a cached rerun of the batched call, answered entirely from the request cache.
 
+And ``generate``: greedy generation of a short explanation for default-judge prompts,
+batched vs one at a time (decoding, unlike prefill, is memory-bound on a CPU).
+
 Targets (issue #3): batched >= 3x one-at-a-time throughput; cached rerun >= 100x.
 
     python scripts/bench/bench_llm_choice.py [--n 256] [--memory-n 64] [--workloads default,memory]
@@ -32,7 +35,10 @@ from typing import Any
 CHOICES = ["First", "Second"]
 
 
-def default_prompts(n: int) -> list:
+EXPLAIN = "Which response is better for this user, and why? Explain in two or three sentences, then name it."
+
+
+def default_prompts(n: int, request: str | None = None) -> list:
     from personalrewardbench.data.synthetic import sample_benchmark
     from personalrewardbench.judging import judge_chat
 
@@ -43,7 +49,8 @@ def default_prompts(n: int) -> list:
     for i in range(n):
         p = pairs[i % len(pairs)]
         first, second = (p.chosen, p.rejected) if (i // len(pairs)) % 2 == 0 else (p.rejected, p.chosen)
-        chats.append(judge_chat(system, p.context, first, second))
+        kw = {"request": request} if request else {}
+        chats.append(judge_chat(system, p.context, first, second, **kw))
     return chats
 
 
@@ -96,6 +103,23 @@ def run_workload(name: str, chats: list, make: Any, with_reuse_off: bool) -> dic
     return out
 
 
+def run_generation(chats: list, make: Any, max_tokens: int) -> None:
+    """Greedy generation (decoding), batched vs one at a time: where batching pays on a CPU."""
+    from personalrewardbench.llm import GenerationParams
+
+    params = GenerationParams(max_tokens=max_tokens, temperature=0.0)
+    batched_llm, single_llm = make(use_cache=False), make(use_cache=False)
+    print(f"\n[generation] {len(chats)} default-judge prompts, greedy, up to {max_tokens} new tokens", flush=True)
+    batched, t_batched = timed(lambda: batched_llm.generate(chats, params))
+    single, t_single = timed(lambda: [single_llm.generate([c], params)[0] for c in chats])
+    tokens = sum(c.completion_tokens for c in batched)
+    same = sum(a.text == b.text for a, b in zip(batched, single, strict=True))
+    print(f"batched:                 {t_batched:8.2f} s  {tokens / t_batched:6.1f} generated tokens/s", flush=True)
+    print(f"one at a time:           {t_single:8.2f} s  {tokens / t_single:6.1f} generated tokens/s", flush=True)
+    print(f"batched / one-at-a-time throughput:     {t_single / t_batched:.2f}x; identical texts: "
+          f"{same}/{len(chats)}", flush=True)
+
+
 def main() -> None:
     import torch
 
@@ -104,7 +128,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256, help="default-judge prompts")
     ap.add_argument("--memory-n", type=int, default=64, help="memory-judge prompts")
-    ap.add_argument("--workloads", default="default,memory")
+    ap.add_argument("--workloads", default="default,memory,generate")
+    ap.add_argument("--generate-n", type=int, default=32, help="prompts for the generation comparison")
+    ap.add_argument("--generate-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=None)
     args = ap.parse_args()
     t = time.perf_counter()
@@ -126,6 +152,8 @@ def main() -> None:
         run_workload("default judge", default_prompts(args.n), make, with_reuse_off=False)
     if "memory" in workloads:
         run_workload("memory judge", memory_prompts(args.memory_n, first), make, with_reuse_off=True)
+    if "generate" in workloads:
+        run_generation(default_prompts(args.generate_n, request=EXPLAIN), make, args.generate_tokens)
 
 
 if __name__ == "__main__":

@@ -80,3 +80,23 @@ def test_default_methods_follow_the_installed_models(monkeypatch) -> None:
     # a named model brings the LLM judges back without the embedded one
     args = argparse.Namespace(backend="vllm", model="meta-llama/Llama-3.1-8B-Instruct")
     assert "synthesizeme" in run_command.default_methods(args, [])
+
+
+def test_cpu_plan_runs_synthesizeme_as_its_just_personas_ablation(monkeypatch) -> None:
+    import argparse
+
+    from personalrewardbench import run_command
+    from personalrewardbench.methods import load_method
+
+    monkeypatch.setattr(run_command, "_installed", lambda module: True)
+    monkeypatch.setattr(run_command, "load_benchmarks", lambda specs, notes: [])
+    args = argparse.Namespace(dataset=None, methods=None, backend="transformers", model=None, full=False, users=None)
+    plan = run_command.make_plan(args)
+    assert "synthesizeme" not in plan.methods and "synthesizeme-just-personas" in plan.methods
+    assert any("just-personas ablation runs on the embedded CPU model" in n for n in plan.notes)
+    config = run_command.SMALL_SETTINGS["synthesizeme-just-personas"]
+    assert load_method("synthesizeme-just-personas", config).settings.persona_source == "verified"
+    # --full, a named model or an explicit --methods keep the full method
+    for change in ({"full": True}, {"model": "some/model"}, {"methods": "synthesizeme"}):
+        plan = run_command.make_plan(argparse.Namespace(**{**vars(args), **change}))
+        assert "synthesizeme" in plan.methods

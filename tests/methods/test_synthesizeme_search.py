@@ -247,6 +247,9 @@ def test_persona_only_wins_when_it_already_reaches_the_stop_score():
 @pytest.mark.parametrize("config,persona,phases", [
     ({"use_demos": False}, True, {"bootstrap", "search1", "persona"}),
     ({"use_persona": False}, False, {"bootstrap", "search1"}),
+    # personas from all verified traces: search 1's choice would be unused, so it does not run
+    ({"use_demos": False, "persona_source": "verified"}, True, {"bootstrap", "persona"}),
+    ({"persona_source": "verified"}, True, {"bootstrap", "persona", "bootstrap2", "search2"}),
 ])
 def test_ablations_run_only_their_phases(config, persona, phases):
     method = _fit(ScriptedLLM(longer_judge), make_tiny_benchmark(n_users=2), **config)
