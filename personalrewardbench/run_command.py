@@ -29,7 +29,7 @@ CPU_USERS_ON_PUBLISHED = 20
 # results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
 SMALL_SETTINGS: dict[str, dict[str, Any]] = {
     "synthesizeme-just-personas": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2, "persona_source": "verified",
-                                   "max_judge_tokens": 48, "max_persona_tokens": 96, "max_tries": 1},
+                                   "max_judge_tokens": 48, "max_persona_tokens": 96},
     "memory": {"max_history": 2},
     "bt-rm": {"epochs": 1, "max_length": 192},
 }
