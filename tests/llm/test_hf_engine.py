@@ -12,7 +12,7 @@ import torch
 
 from personalrewardbench.data.schema import Message
 from personalrewardbench.llm import GenerationParams, make_llm
-from personalrewardbench.llm.hf_engine import PrefixStore, shared_prefixes
+from personalrewardbench.llm.prefix_store import PrefixStore, shared_prefixes
 
 # ----------------------------------------------------------------------------- logic
 
