@@ -235,7 +235,7 @@ class Engine:
                     ks[layer][r, :, lo:width], vs[layer][r, :, lo:width] = k, v
                 mask[r, lo:] = 1
                 logits[r] = lg
-                self.store.add(tuple(prompts[r]), [(k.clone(), v.clone()) for k, v in kv_row])
+                self.store.add(tuple(prompts[r]), kv_row, copy=True)
         next_pos = torch.tensor([len(p) for p in prompts], device=self.device)
         return _Batch(buffer_cache(ks, vs, width), mask, next_pos, torch.stack(logits))  # type: ignore[arg-type]
 

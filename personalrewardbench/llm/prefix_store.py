@@ -56,12 +56,15 @@ class PrefixStore:
             self.entries.move_to_end(best.key)
         return best, best_n
 
-    def add(self, tokens: Tokens, kv: KV) -> None:
+    def add(self, tokens: Tokens, kv: KV, *, copy: bool = False) -> None:
+        """Keep ``kv`` for ``tokens`` (``copy``: views into a bigger buffer, copied only when kept)."""
         if tokens in self.entries or self.max_bytes == 0:
             return
         nbytes = sum(k.numel() * k.element_size() * 2 for k, _ in kv)
         if nbytes > self.max_bytes:
             return
+        if copy:
+            kv = [(k.clone(), v.clone()) for k, v in kv]
         self.entries[tokens] = _Entry(tokens, np.asarray(tokens, dtype=np.int64), kv, nbytes)
         self.bytes += nbytes
         while self.bytes > self.max_bytes:
