@@ -31,6 +31,7 @@ from personalrewardbench.data.schema import Benchmark, PreferencePair
 from personalrewardbench.data.splits import SplitSettings, split_users
 from personalrewardbench.data.store import make_benchmark
 from personalrewardbench.data.summarize import comparison_records, pair_from_comparison
+from personalrewardbench.data.text import Findings
 from personalrewardbench.data.validate import pair_content_key
 
 RAW_SOURCES = ("chatbot_arena_raw", "prism_raw", "summarize_feedback")
@@ -76,6 +77,7 @@ class BuildPlan:
     arena: ArenaSettings
     prism: PrismSettings
     cacheable: bool
+    findings: Findings  # filled while the records are read: repaired text, with locations
 
 
 def _drop_repeated_content(pairs: list[PreferencePair], counts: Counter[str]) -> list[PreferencePair]:
@@ -113,14 +115,15 @@ def plan_build(
     in_path = Path(input) if input is not None else None
     if in_path is not None and not in_path.exists():
         raise DataError(f"{source}: input not found: {in_path}. Check the --input path.")
+    findings = Findings()
     if source == "chatbot_arena_raw":
-        records, src = battle_records(in_path)
+        records, src = battle_records(in_path, findings)
         settings: dict[str, Any] = arena.to_dict()
     elif source == "prism_raw":
-        records, src = conversation_records(in_path)
+        records, src = conversation_records(in_path, findings)
         settings = prism.to_dict()
     else:
-        records, src = comparison_records(in_path)
+        records, src = comparison_records(in_path, findings)
         settings = {}
     sources = [src]
     survey_spec: Any = None
@@ -136,7 +139,7 @@ def plan_build(
                                   for s in sources)
     return BuildPlan(source=source, key=cache.build_key(source, sources, filters), sources=sources, filters=filters,
                      records=records, survey_spec=survey_spec, split=split, arena=arena, prism=prism,
-                     cacheable=cacheable)
+                     cacheable=cacheable, findings=findings)
 
 
 def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None,
@@ -149,11 +152,11 @@ def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None
     pairs = _drop_repeated_content(pairs, counts)
     kept, dropped = split_users(pairs, group_of, plan.split)
     counts.update(dropped)
-    profiles = load_survey(plan.survey_spec)[0] if plan.survey_spec is not None else None
+    profiles = load_survey(plan.survey_spec, plan.findings)[0] if plan.survey_spec is not None else None
     warnings = {k: v for k, v in counts.items() if k != "records_read"}
     bench = make_benchmark(kept, profiles, name=plan.source, sources=plan.sources,
                            filters={**plan.filters, "records_read": counts["records_read"]}, seed=plan.split.seed,
-                           warnings=warnings)
+                           warnings=warnings, findings=plan.findings)
     if plan.cacheable:
         cache.put(plan.key, bench, cache_dir)
     return bench
