@@ -125,13 +125,13 @@ def format_table(report: Mapping[str, Any], *, per_user: bool = False) -> str:
     """The audit as a plain-text table (percentages)."""
     short = {"repeats_history_pair": "rep.hist", "response_judged_in_history": "judged", "response_in_context":
              "in.ctx", "response_repeated_in_split": "rep.test", "response_serialized": "serial"}
-    head = (f"{'dataset / user':<26} {'test':>6} {'affect%':>8} " + " ".join(f"{short[s]:>8}" for s in SIGNALS)
+    head = (f"{'dataset / user':<32} {'test':>6} {'affect%':>8} " + " ".join(f"{short[s]:>8}" for s in SIGNALS)
             + f" {'struct.acc%':>11} {'95% CI':>14}")
     lines = [f"{report['dataset']}: structure-only accuracy (chance = 50%) and share of test pairs affected",
              head, "-" * len(head)]
 
     def row(label: str, b: Mapping[str, Any]) -> str:
-        return (f"{label[:26]:<26} {b['test_pairs']:>6} {_pct(b['affected_share']):>8} "
+        return (f"{label[:32]:<32} {b['test_pairs']:>6} {_pct(b['affected_share']):>8} "
                 + " ".join(f"{_pct(b['signals'][s]['share']):>8}" for s in SIGNALS)
                 + f" {_pct(b['structure_only_accuracy']):>11} {_ci(b['structure_only_accuracy_ci95']):>14}")
 
