@@ -38,7 +38,8 @@ RAW_SOURCES = ("chatbot_arena_raw", "prism_raw", "summarize_feedback")
 
 
 def _collect(source: str, records: Iterable[tuple[str, Mapping[str, Any]]], arena: ArenaSettings,
-             prism: PrismSettings, counts: Counter[str], progress: bool) -> tuple[list[PreferencePair], dict[str, str]]:
+             prism: PrismSettings, counts: Counter[str], progress: bool
+             ) -> tuple[list[PreferencePair], dict[str, str], dict[str, str]]:
     pairs: list[PreferencePair] = []
     group_of: dict[str, str] = {}
     first_seen: dict[str, str] = {}
@@ -60,7 +61,7 @@ def _collect(source: str, records: Iterable[tuple[str, Mapping[str, Any]]], aren
             first_seen[pair.pair_id] = where
             group_of[pair.pair_id] = f"{pair.user_id}\x1f{group}"
             pairs.append(pair)
-    return pairs, group_of
+    return pairs, group_of, first_seen
 
 
 @dataclass
@@ -148,7 +149,7 @@ def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None
     if plan.cacheable and (hit := cache.get(plan.key, cache_dir)) is not None:
         return hit
     counts: Counter[str] = Counter()
-    pairs, group_of = _collect(plan.source, plan.records, plan.arena, plan.prism, counts, progress)
+    pairs, group_of, where_of = _collect(plan.source, plan.records, plan.arena, plan.prism, counts, progress)
     pairs = _drop_repeated_content(pairs, counts)
     kept, dropped = split_users(pairs, group_of, plan.split)
     counts.update(dropped)
@@ -156,7 +157,8 @@ def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None
     warnings = {k: v for k, v in counts.items() if k != "records_read"}
     bench = make_benchmark(kept, profiles, name=plan.source, sources=plan.sources,
                            filters={**plan.filters, "records_read": counts["records_read"]}, seed=plan.split.seed,
-                           warnings=warnings, findings=plan.findings)
+                           warnings=warnings, findings=plan.findings,
+                           locate=lambda i: where_of.get(kept[i].pair_id, f"pair #{i}"))
     if plan.cacheable:
         cache.put(plan.key, bench, cache_dir)
     return bench

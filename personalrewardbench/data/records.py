@@ -48,6 +48,13 @@ def _check_record(rec: Any, where: str, dataset: str) -> tuple[str, dict[str, An
     return where, rec
 
 
+def _clean(findings: Findings, rec: Any, where: str, dataset: str, from_bytes: bool = False) -> Any:
+    try:
+        return findings.clean(rec, where, from_bytes=from_bytes)
+    except RecursionError as exc:
+        raise DataError(f"{dataset}: {where}: the record is nested too deeply to read. Fix or remove it.") from exc
+
+
 def _decode(raw: bytes) -> tuple[str, bool]:
     """Text of ``raw`` and whether it held bytes that are not UTF-8 (kept as lone surrogates)."""
     try:
@@ -102,7 +109,7 @@ def _jsonl_records(path: Path, dataset: str, findings: Findings) -> Iterator[tup
                 raise DataError(f"{dataset}: {where}: JSON nested too deeply to read. Fix or remove that line.") \
                     from exc
             if bad_bytes or _SUSPECT.search(line):
-                rec = findings.clean(rec, where, from_bytes=bad_bytes)
+                rec = _clean(findings, rec, where, dataset, bad_bytes)
             yield _check_record(rec, where, dataset)
 
 
@@ -117,7 +124,7 @@ def _json_array_records(path: Path, dataset: str, findings: Findings) -> Iterato
         raise DataError(f"{dataset}: {path}: invalid JSON ({exc}). Fix or re-download the file.") from exc
     for i, rec in enumerate(data):
         where = f"{path.name} item {i}"
-        yield _check_record(findings.clean(rec, where, from_bytes=bad_bytes), where, dataset)
+        yield _check_record(_clean(findings, rec, where, dataset, bad_bytes), where, dataset)
 
 
 def _binary_strings(t: Any) -> Any:
@@ -167,7 +174,7 @@ def _parquet_records(path: Path, dataset: str, findings: Findings) -> Iterator[t
             rows, from_bytes = batch.cast(schema).to_pylist(), True
         for rec in rows:
             where = f"{path.name} row {i}"
-            yield where, findings.clean(rec, where, from_bytes=from_bytes)
+            yield where, _clean(findings, rec, where, dataset, from_bytes)
             i += 1
 
 
@@ -185,7 +192,7 @@ def iter_hub_rows(rows: Iterable[Mapping[str, Any]], label: str, findings: Findi
         except UnicodeDecodeError as exc:
             raise DataError(f"{dataset}: {where}: holds bytes that are not UTF-8 ({exc.reason}). Download a local "
                             "copy and pass its path: the local reader repairs such text and counts it.") from exc
-        yield where, findings.clean(dict(rec), where)
+        yield where, _clean(findings, dict(rec), where, dataset)
         i += 1
 
 

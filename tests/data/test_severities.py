@@ -154,3 +154,19 @@ def test_official_layout_counts_serialized_rejected_and_audit_reads_it(tmp_path,
     assert report["directions"]["response_serialized"] == -1  # learned from train/val: serialized = rejected
     assert block["signals"]["response_serialized"]["share"] == 1.0
     assert block["structure_only_accuracy"] == 1.0
+
+
+def test_stringified_message_in_raw_prism_names_the_record(tmp_path):
+    from personalrewardbench.data import build_benchmark
+    from tests.data.helpers import PRISM_DIR
+
+    rows = read_jsonl(PRISM_DIR / "conversations.jsonl")
+    entry = rows[1]["conversation_history"][2]  # c1002, turn 0, within_turn_id 1: "No, never." (rated 20)
+    assert entry["content"] == "No, never."
+    entry["content"] = "{'role': 'model', 'content': 'No, never.'}"
+    d = tmp_path / "prism"
+    write_jsonl(d / "conversations.jsonl", rows)
+    # default construction pairs c1002 as 0>3 and 2>1 (see test_raw_builders): the entry is 2>1's rejected
+    with pytest.raises(DataError, match=r"conversations\.jsonl line 2 \(pair_id='prism:c1002:t0:2>1'\): field "
+                                        r"'rejected' is a serialized message object with role 'model'"):
+        build_benchmark("prism_raw", input=d, use_cache=False)
