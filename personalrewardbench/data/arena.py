@@ -93,7 +93,7 @@ def pair_from_battle(rec: Mapping[str, Any], where: str, settings: ArenaSettings
                 "conversation_a")
     tb = _turns(messages_from(rec["conversation_b"], dataset=NAME, where=where, field="conversation_b"), where,
                 "conversation_b")
-    if [u for u, _ in ta] != [u for u, _ in tb]:
+    if [normalize_text(u) for u, _ in ta] != [normalize_text(u) for u, _ in tb]:
         counts["mismatched_user_turns_dropped"] += 1
         return None
     if len(ta) > 1 and settings.multi_turn == "drop":

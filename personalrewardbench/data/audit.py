@@ -147,6 +147,7 @@ def format_table(report: Mapping[str, Any], *, per_user: bool = False) -> str:
 
 
 def write_report(report: Mapping[str, Any], out: str | os.PathLike[str]) -> Path:
+    """Write the report as indented JSON (atomically: a temporary file renamed into place)."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

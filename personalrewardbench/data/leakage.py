@@ -58,6 +58,7 @@ def _sign(x: float) -> int:
 
 
 def context_key(context: Context) -> CtxKey:
+    """A context as comparable data: ((role, normalized content), ...)."""
     return tuple((m.role, normalize_text(m.content)) for m in context)
 
 
@@ -70,6 +71,7 @@ class Item:
     b: str
 
     def key(self) -> ItemKey:
+        """(context key, the two normalized responses sorted): the same for both orders."""
         na, nb = normalize_text(self.a), normalize_text(self.b)
         return context_key(self.context), (min(na, nb), max(na, nb))
 

@@ -185,9 +185,12 @@ def test_raw_sources_are_recognised_by_load_benchmark(tmp_path):
     assert load_benchmark(ARENA_DIR / "train.jsonl", cache_dir=tmp_path).name == "chatbot_arena_raw"
 
 
-def test_repeated_battle_content_is_dropped_not_leaked(tmp_path):
+@pytest.mark.parametrize("respell", [lambda t: t, lambda t: t.replace(" ", "  ", 1) + "\n"])
+def test_repeated_battle_content_is_dropped_not_leaked(tmp_path, respell):
     rows = list(ARENA_ROWS)
-    again = dict(rows[0], question_id="a1q0-again")  # the same user, question and answers in a second battle
+    # the same user, question and answers in a second battle (exactly, or up to a double space and a newline)
+    again = dict(rows[0], question_id="a1q0-again",
+                 conversation_b=[dict(m, content=respell(m["content"])) for m in rows[0]["conversation_b"]])
     bench = _arena(tmp_path, [*rows, again])
     assert bench.manifest.warnings["repeated_pair_content_dropped"] == 1
     ids = {p.pair_id for p in bench.pairs}
