@@ -10,8 +10,8 @@ Figures, per dataset and per user (fractions in [0, 1]):
 
 - ``affected_share``: affected test pairs / test pairs; per signal, the share it speaks on.
 - ``decided_accuracy``: decided pairs whose decision is the user's choice / decided pairs, with
-  a 95% Clopper-Pearson interval over pairs (``scipy.stats.binomtest(k, n).proportion_ci(
-  method="exact")``).
+  a 95% Clopper-Pearson interval over pairs (the beta quantiles, via ``scipy.stats.beta``: the
+  same interval as ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``).
 - ``structure_only_accuracy``: the expected accuracy of a predictor that follows the structure
   where it decides and flips a fair coin elsewhere: (correct + (n - decided) / 2) / n. Its 95%
   interval maps the decided-accuracy interval through the same formula (the decided set is fixed
@@ -30,19 +30,26 @@ from typing import Any
 from personalrewardbench.data.leakage import SIGNAL_HELP, SIGNALS, Item, UserStructure, decide, learn_directions
 from personalrewardbench.data.schema import Benchmark, PreferencePair
 
-CI_METHOD = ("95% Clopper-Pearson interval over decided test pairs (scipy.stats.binomtest(k, n)"
-             ".proportion_ci(method='exact')); structure-only accuracy's interval is that interval mapped "
-             "through (correct + undecided/2) / n")
+CI_METHOD = ("95% Clopper-Pearson interval over decided test pairs (beta quantiles via scipy.stats.beta, "
+             "= scipy.stats.binomtest(k, n).proportion_ci(method='exact')); structure-only accuracy's interval "
+             "is that interval mapped through (correct + undecided/2) / n")
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> list[float] | None:
-    """Exact (Clopper-Pearson) interval of a binomial proportion k/n; None when n == 0."""
+    """Exact (Clopper-Pearson) interval of a binomial proportion k/n; None when n == 0.
+
+    The bounds are the beta quantiles of Clopper and Pearson (1934), ``beta.ppf(a/2, k, n-k+1)``
+    and ``beta.isf(a/2, k+1, n-k)`` (0 and 1 at the edges): the interval
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")`` returns, without its root search.
+    """
     if n == 0:
         return None
-    from scipy.stats import binomtest
+    from scipy.stats import beta
 
-    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
-    return [float(ci.low), float(ci.high)]
+    a = 1 - confidence
+    low = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.isf(a / 2, k + 1, n - k))
+    return [low, high]
 
 
 def _block(outcomes: Sequence[tuple[int, dict[str, int]]]) -> dict[str, Any]:

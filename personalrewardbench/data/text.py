@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import unicodedata
@@ -49,8 +50,10 @@ _ESCAPED = re.compile("[\udc80-\udcff]")  # what bytes.decode("utf-8", "surrogat
 _WS = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_text(s: str) -> str:
-    """The comparison form of a text: NFKC, whitespace runs -> one space, stripped."""
+    """The comparison form of a text: NFKC, whitespace runs -> one space, stripped. (Cached: the
+    same context messages and responses are compared many times.)"""
     if s.isascii():
         return " ".join(s.split())
     return _WS.sub(" ", unicodedata.normalize("NFKC", s)).strip()

@@ -123,3 +123,14 @@ def test_leak_probe_sees_only_what_predict_gets(prism_dir):
     # alone, a turn-0/1 query still has no history signal (its conversation is wholly in test) and no
     # other query to compare with, so nothing is decided by structure
     assert probe.usage()["queries_decided_by_structure"] == 0
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (5, 5), (3, 7), (26, 30), (1, 391)])
+def test_clopper_pearson_matches_scipy_binomtest(k, n):
+    from scipy.stats import binomtest
+
+    from personalrewardbench.data.audit import clopper_pearson
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    assert clopper_pearson(k, n) == pytest.approx([ci.low, ci.high], abs=1e-9)
+    assert clopper_pearson(0, 0) is None
