@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SHORTCUT_METHODS = ("random", "position", "length")
+SHORTCUT_METHODS = ("random", "position", "length", "leak-probe")
 ENCODER_METHODS = ("embed-logreg", "bt-rm")
 LLM_METHODS = ("default-judge", "memory", "demographics", "synthesizeme")
 PUBLISHED = ("chatbot_arena", "prism")

@@ -26,7 +26,9 @@ from typing import Any
 from personalrewardbench.data.common import iter_records, messages_from, record_files
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
+from personalrewardbench.data.records import iter_hub_rows
 from personalrewardbench.data.schema import Message, PreferencePair
+from personalrewardbench.data.text import Findings, normalize_text
 
 ARENA_REPO = "lmsys/chatbot_arena_conversations"
 # Commit sha not resolvable from this workplace; pin with --revision for exact reproducibility.
@@ -91,7 +93,7 @@ def pair_from_battle(rec: Mapping[str, Any], where: str, settings: ArenaSettings
                 "conversation_a")
     tb = _turns(messages_from(rec["conversation_b"], dataset=NAME, where=where, field="conversation_b"), where,
                 "conversation_b")
-    if [u for u, _ in ta] != [u for u, _ in tb]:
+    if [normalize_text(u) for u, _ in ta] != [normalize_text(u) for u, _ in tb]:
         counts["mismatched_user_turns_dropped"] += 1
         return None
     if len(ta) > 1 and settings.multi_turn == "drop":
@@ -105,10 +107,10 @@ def pair_from_battle(rec: Mapping[str, Any], where: str, settings: ArenaSettings
     context.append(Message("user", ta[-1][0]))
     a_last, b_last = ta[-1][1], tb[-1][1]
     chosen, rejected = (a_last, b_last) if winner == "model_a" else (b_last, a_last)
-    if not chosen.strip() or not rejected.strip():
+    if not normalize_text(chosen) or not normalize_text(rejected):
         counts["empty_response_dropped"] += 1
         return None
-    if chosen.strip() == rejected.strip():
+    if normalize_text(chosen) == normalize_text(rejected):
         counts["identical_responses_dropped"] += 1
         return None
     side = winner
@@ -122,21 +124,22 @@ def pair_from_battle(rec: Mapping[str, Any], where: str, settings: ArenaSettings
     return pair, qid
 
 
-def battle_records(input_path: Path | None) -> tuple[Iterable[tuple[str, Mapping[str, Any]]], dict[str, Any]]:
+def battle_records(input_path: Path | None, findings: Findings) -> tuple[Iterable[tuple[str, Mapping[str, Any]]],
+                                                                         dict[str, Any]]:
+    """(location, record) for every battle (text repaired and counted in ``findings``), and the source."""
     if input_path is None:
-        return _hub_records(), {"id": ARENA_REPO, "revision": ARENA_REVISION, "kind": "hub", "path": None}
+        return _hub_records(findings), {"id": ARENA_REPO, "revision": ARENA_REVISION, "kind": "hub", "path": None}
     files = record_files(input_path)
     if not files:
         raise DataError(f"{NAME}: no .jsonl/.json/.parquet files under {input_path}. {LOCAL_HINT}")
 
     def gen() -> Iterable[tuple[str, Mapping[str, Any]]]:
         for f in files:
-            yield from iter_records(f, dataset=NAME)
+            yield from iter_records(f, dataset=NAME, findings=findings)
 
     return gen(), {"id": ARENA_REPO, "kind": "local", "path": [str(f) for f in files]}
 
 
-def _hub_records() -> Iterable[tuple[str, Mapping[str, Any]]]:
+def _hub_records(findings: Findings) -> Iterable[tuple[str, Mapping[str, Any]]]:
     ds = load_hub_dataset(ARENA_REPO, split="train", revision=ARENA_REVISION, local_hint=LOCAL_HINT)
-    for i, r in enumerate(ds):
-        yield f"{ARENA_REPO} row {i}", r
+    yield from iter_hub_rows(ds, ARENA_REPO, findings, dataset=NAME)

@@ -31,13 +31,15 @@ from personalrewardbench.data.schema import Benchmark, PreferencePair
 from personalrewardbench.data.splits import SplitSettings, split_users
 from personalrewardbench.data.store import make_benchmark
 from personalrewardbench.data.summarize import comparison_records, pair_from_comparison
+from personalrewardbench.data.text import Findings
 from personalrewardbench.data.validate import pair_content_key
 
 RAW_SOURCES = ("chatbot_arena_raw", "prism_raw", "summarize_feedback")
 
 
 def _collect(source: str, records: Iterable[tuple[str, Mapping[str, Any]]], arena: ArenaSettings,
-             prism: PrismSettings, counts: Counter[str], progress: bool) -> tuple[list[PreferencePair], dict[str, str]]:
+             prism: PrismSettings, counts: Counter[str], progress: bool
+             ) -> tuple[list[PreferencePair], dict[str, str], dict[str, str]]:
     pairs: list[PreferencePair] = []
     group_of: dict[str, str] = {}
     first_seen: dict[str, str] = {}
@@ -59,7 +61,7 @@ def _collect(source: str, records: Iterable[tuple[str, Mapping[str, Any]]], aren
             first_seen[pair.pair_id] = where
             group_of[pair.pair_id] = f"{pair.user_id}\x1f{group}"
             pairs.append(pair)
-    return pairs, group_of
+    return pairs, group_of, first_seen
 
 
 @dataclass
@@ -76,6 +78,7 @@ class BuildPlan:
     arena: ArenaSettings
     prism: PrismSettings
     cacheable: bool
+    findings: Findings  # filled while the records are read: repaired text, with locations
 
 
 def _drop_repeated_content(pairs: list[PreferencePair], counts: Counter[str]) -> list[PreferencePair]:
@@ -113,14 +116,15 @@ def plan_build(
     in_path = Path(input) if input is not None else None
     if in_path is not None and not in_path.exists():
         raise DataError(f"{source}: input not found: {in_path}. Check the --input path.")
+    findings = Findings()
     if source == "chatbot_arena_raw":
-        records, src = battle_records(in_path)
+        records, src = battle_records(in_path, findings)
         settings: dict[str, Any] = arena.to_dict()
     elif source == "prism_raw":
-        records, src = conversation_records(in_path)
+        records, src = conversation_records(in_path, findings)
         settings = prism.to_dict()
     else:
-        records, src = comparison_records(in_path)
+        records, src = comparison_records(in_path, findings)
         settings = {}
     sources = [src]
     survey_spec: Any = None
@@ -136,7 +140,7 @@ def plan_build(
                                   for s in sources)
     return BuildPlan(source=source, key=cache.build_key(source, sources, filters), sources=sources, filters=filters,
                      records=records, survey_spec=survey_spec, split=split, arena=arena, prism=prism,
-                     cacheable=cacheable)
+                     cacheable=cacheable, findings=findings)
 
 
 def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None,
@@ -145,15 +149,16 @@ def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None
     if plan.cacheable and (hit := cache.get(plan.key, cache_dir)) is not None:
         return hit
     counts: Counter[str] = Counter()
-    pairs, group_of = _collect(plan.source, plan.records, plan.arena, plan.prism, counts, progress)
+    pairs, group_of, where_of = _collect(plan.source, plan.records, plan.arena, plan.prism, counts, progress)
     pairs = _drop_repeated_content(pairs, counts)
     kept, dropped = split_users(pairs, group_of, plan.split)
     counts.update(dropped)
-    profiles = load_survey(plan.survey_spec)[0] if plan.survey_spec is not None else None
+    profiles = load_survey(plan.survey_spec, plan.findings)[0] if plan.survey_spec is not None else None
     warnings = {k: v for k, v in counts.items() if k != "records_read"}
     bench = make_benchmark(kept, profiles, name=plan.source, sources=plan.sources,
                            filters={**plan.filters, "records_read": counts["records_read"]}, seed=plan.split.seed,
-                           warnings=warnings)
+                           warnings=warnings, findings=plan.findings,
+                           locate=lambda i: where_of.get(kept[i].pair_id, f"pair #{i}"))
     if plan.cacheable:
         cache.put(plan.key, bench, cache_dir)
     return bench

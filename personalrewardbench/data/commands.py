@@ -1,4 +1,4 @@
-"""`prb data build|stats|validate|export`."""
+"""`prb data build|stats|validate|export|audit`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def _add_dataset_args(p: argparse.ArgumentParser, many: bool = False) -> None:
 def register(subparsers: Any) -> None:
     from personalrewardbench.data.arena import MULTI_TURN_MODES
     from personalrewardbench.data.build import RAW_SOURCES
+    from personalrewardbench.data.prism import PAIR_MODES
     from personalrewardbench.data.splits import DEFAULT_FRACTIONS
 
     data = subparsers.add_parser("data", help="build, inspect, validate and export benchmarks",
@@ -76,8 +77,12 @@ def register(subparsers: Any) -> None:
     b.add_argument("--language", action="append", default=None,
                    help="chatbot_arena_raw: keep only this language (repeatable; default all)")
     b.add_argument("--anony-only", action="store_true", help="chatbot_arena_raw: keep anonymous battles only")
+    b.add_argument("--prism-pairs", choices=PAIR_MODES, default=PAIR_MODES[0],
+                   help="prism_raw: opening-disjoint (default: the opening turn's ratings as disjoint pairs, "
+                        "no label readable from the structure) or all-lower (every turn, the chosen response "
+                        "against each lower-rated one: the earlier construction, which leaks labels; see README)")
     b.add_argument("--prism-turns", choices=("all", "first"), default="all",
-                   help="prism_raw: pairs from every turn, or the opening turn only")
+                   help="prism_raw with --prism-pairs all-lower: pairs from every turn, or the opening turn only")
     b.add_argument("--min-score-gap", type=float, default=0.0,
                    help="prism_raw: the chosen rating must exceed the other's by more than this (default 0)")
     b.add_argument("--revision", default=None, help="published: hub revision")
@@ -93,10 +98,25 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_stats)
 
     v = sub.add_parser("validate", help="check a dataset", description=(
-        "Load and check a dataset: required fields, empty or identical responses, duplicate pair ids, users "
-        "without test pairs, leakage between a user's train/val and test. Exit 0 if valid (warnings printed)."))
+        "Load and check a dataset: required fields, empty or identical responses, serialized messages, duplicate "
+        "pair ids, users without test pairs, leakage between a user's train/val and test. Exit 0 if valid "
+        "(warnings printed, with where they are)."))
     _add_dataset_args(v)
+    v.add_argument("--strict", action="store_true",
+                   help="also fail on repaired text (bytes not UTF-8, unpaired surrogates, NUL) and on the content "
+                        "quirks the published benchmark is allowed (split disagreement, identical/empty responses, "
+                        "test pairs repeating train/val pairs, serialized messages)")
     v.set_defaults(func=cmd_validate)
+
+    a = sub.add_parser("audit", help="how much of the test labels the structure gives away", description=(
+        "Per dataset and per user: the share of test pairs whose label can be read off the structure with "
+        "label-free information (a response in several of a user's test pairs, a response reappearing in another "
+        "pair's context, test pairs repeating train/val pairs, ...) and the structure-only accuracy with a 95% "
+        "Clopper-Pearson interval (chance = 50%). Prints a table and writes JSON."))
+    _add_dataset_args(a)
+    a.add_argument("--out", default=None, metavar="FILE", help="JSON report (default: <dataset name>-audit.json)")
+    a.add_argument("--per-user", action="store_true", help="print one row per user too (the JSON always has them)")
+    a.set_defaults(func=cmd_audit)
 
     e = sub.add_parser("export", help="write a dataset as a built folder or published-schema file",
                        description="Write a dataset as a built folder, or as jsonl/parquet in the published schema.")
@@ -135,7 +155,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                                 max_pairs_per_user=args.max_pairs_per_user, fractions=tuple(args.split_fractions)),
             arena=ArenaSettings(multi_turn=args.multi_turn, languages=tuple(args.language) if args.language else None,
                                 anony_only=args.anony_only),
-            prism=PrismSettings(turns=args.prism_turns, min_score_gap=args.min_score_gap),
+            prism=PrismSettings(pairs=args.prism_pairs, turns=args.prism_turns, min_score_gap=args.min_score_gap),
         )
         key = plan.key
         if (plan.cacheable and is_built_folder(out) and key_file.is_file()
@@ -171,15 +191,29 @@ def _print_stats(bench: Any, file: Any = None) -> None:
             sc = block["splits"][split]
             print(f"{ds:<22} {split:<6} {sc['users']:>7} {sc['pairs']:>8}", file=file)
         print(f"{ds:<22} {'all':<6} {block['users']:>7} {block['pairs']:>8}", file=file)
-    if bench.manifest.warnings:
-        print("warnings: " + ", ".join(f"{k}={v}" for k, v in bench.manifest.warnings.items()), file=file)
+    for label, kinds in _warning_groups(bench.manifest):
+        print(f"{label}: " + ", ".join(f"{k}={v}" for k, v in kinds.items()), file=file)
+
+
+def _warning_groups(manifest: Any) -> list[tuple[str, dict[str, int]]]:
+    """The manifest's warnings as (label, {kind: count}) groups: repaired text, content quirks
+    (of the published benchmark), everything else."""
+    from personalrewardbench.data.text import CONTENT_QUIRKS, TEXT_REPAIRS
+
+    w = manifest.warnings
+    groups = [("text repaired (U+FFFD)", {k: v for k, v in w.items() if k in TEXT_REPAIRS}),
+              ("content quirks of the published benchmark" if manifest.official else "content quirks",
+               {k: v for k, v in w.items() if k in CONTENT_QUIRKS}),
+              ("warnings", {k: v for k, v in w.items() if k not in TEXT_REPAIRS and k not in CONTENT_QUIRKS})]
+    return [(label, kinds) for label, kinds in groups if kinds]
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     benches = [_load(args, spec) for spec in args.dataset]
     if args.json:
         out = [{"name": b.name, "content_hash": b.content_hash, "counts": b.manifest.counts,
-                "warnings": dict(b.manifest.warnings)} for b in benches]
+                "official": b.manifest.official, "warnings": dict(b.manifest.warnings),
+                "warning_locations": dict(b.manifest.warning_locations)} for b in benches]
         print(json.dumps(out[0] if len(out) == 1 else out, indent=2, sort_keys=True))
         return 0
     for bench in benches:
@@ -189,10 +223,31 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from personalrewardbench.data.text import STRICT_KINDS
+
     bench = _load(args)  # loading validates; errors raise DataError
-    w = bench.manifest.warnings
-    print(f"{bench.name}: valid: {bench.manifest.counts['users']} users, {bench.manifest.counts['pairs']} pairs"
+    m = bench.manifest
+    w = m.warnings
+    if args.strict and (bad := [k for k in w if k in STRICT_KINDS]):
+        first = "; ".join(f"{k}={w[k]} (first: {(m.warning_locations.get(k) or ['?'])[0]})" for k in bad)
+        raise DataError(f"{bench.name}: invalid under --strict: {first}. Fix the source file(s), or drop --strict "
+                        "to accept the repaired text and the published benchmark's quirks as warnings.")
+    print(f"{bench.name}: valid: {m.counts['users']} users, {m.counts['pairs']} pairs"
           + (f"; warnings: {', '.join(f'{k}={v}' for k, v in w.items())}" if w else "; no warnings"))
+    for kind, locs in m.warning_locations.items():
+        rest = w.get(kind, len(locs)) - len(locs[:3])
+        print(f"  {kind}: " + "; ".join(locs[:3]) + (f"; ... {rest} more" if rest > 0 else ""))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from personalrewardbench.data.audit import audit_benchmark, format_table, write_report
+
+    bench = _load(args)
+    report = audit_benchmark(bench)
+    print(format_table(report, per_user=args.per_user))
+    out = write_report(report, args.out or f"{bench.name}-audit.json")
+    print(f"wrote {out}")
     return 0
 
 

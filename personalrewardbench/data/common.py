@@ -1,21 +1,31 @@
-"""Small helpers shared by the data sources: hashing, roles, reading record files.
+"""Small helpers shared by the data sources: hashing, roles, the published message shapes.
 
-Local files are read streaming (jsonl line by line, parquet batch by batch) so
-every record carries a human-readable location ("file.jsonl line 12") for
-error messages.
+Reading record files lives in :mod:`personalrewardbench.data.records` (re-exported here).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
+from personalrewardbench.data.records import (  # noqa: F401 - re-exported for the sources
+    RECORD_SUFFIXES,
+    first_record,
+    iter_records,
+    record_files,
+)
 from personalrewardbench.data.schema import Message
+from personalrewardbench.data.text import (
+    RESPONSE_SHAPE_MISMATCH,
+    STRING_CONTEXT,
+    Findings,
+    parse_serialized_messages,
+    serialized_message,
+)
 
 ROLE_ALIASES = {
     "user": "user",
@@ -26,12 +36,11 @@ ROLE_ALIASES = {
     "bot": "assistant",
     "system": "system",
 }
-RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
 def stable_hash(*parts: object, n: int = 64) -> str:
     """Hex sha256 of the parts (joined by an unprintable separator), first ``n`` chars."""
-    key = "\x1f".join(str(p) for p in parts).encode()
+    key = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")
     return hashlib.sha256(key).hexdigest()[:n]
 
 
@@ -53,13 +62,24 @@ def normalize_role(role: Any, *, dataset: str, where: str, field: str) -> str:
     return r
 
 
-def messages_from(value: Any, *, dataset: str, where: str, field: str) -> tuple[Message, ...]:
+def messages_from(value: Any, *, dataset: str, where: str, field: str,
+                  findings: Findings | None = None) -> tuple[Message, ...]:
     """A context in the published schema (list of {role, content}) as Messages.
 
-    A bare string is taken as one user message.
+    A context stored as a string (plain text, or a JSON/Python-literal string of a message list:
+    a CSV round trip) is an error naming ``where`` and ``field``; with ``findings`` (an official
+    published benchmark, which is never refused for such quirks) it is read instead, as the
+    messages it holds or as one user message, and counted as ``string_context``.
     """
     if isinstance(value, str):
-        return (Message("user", value),)
+        parsed = parse_serialized_messages(value)
+        what = f"a string holding a serialized list of {len(parsed)} messages" if parsed else "a string"
+        if findings is None:
+            raise DataError(f"{dataset}: {where}: field {field!r} is {what}, not a list of {{role, content}} "
+                            "messages (a CSV or pandas round trip turns lists into text). Write the context as a "
+                            "JSON list of objects.")
+        findings.warn(STRING_CONTEXT, f"{where}: field {field} is {what}")
+        value = parsed if parsed else [{"role": "user", "content": value}]
     if hasattr(value, "tolist"):  # numpy arrays from pandas
         value = value.tolist()
     if not isinstance(value, Sequence) or isinstance(value, bytes | bytearray):
@@ -69,95 +89,65 @@ def messages_from(value: Any, *, dataset: str, where: str, field: str) -> tuple[
         )
     out = []
     for i, m in enumerate(value):
+        if isinstance(m, str):
+            raise DataError(f"{dataset}: {where}: field {field}[{i}] is a string "
+                            f"({serialized_message(m) or 'plain text'}), not an object with 'role' and 'content'. "
+                            "Write each message as a JSON object.")
         if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
             raise DataError(
                 f"{dataset}: {where}: field {field}[{i}] must be an object with 'role' and 'content'. Fix the row."
             )
         content = m["content"]
         if not isinstance(content, str):
-            raise DataError(f"{dataset}: {where}: field {field}[{i}].content must be a string. Fix the row.")
+            raise DataError(f"{dataset}: {where}: field {field}[{i}].content must be a string, got "
+                            f"{type(content).__name__}. Fix the row.")
         out.append(Message(normalize_role(m["role"], dataset=dataset, where=where, field=f"{field}[{i}].role"),
                            content))
     return tuple(out)
 
 
-def response_text(value: Any, *, dataset: str, where: str, field: str) -> str:
-    """A response in the published schema ({role: "model", content}) or a plain string."""
+def response_text(value: Any, *, dataset: str, where: str, field: str) -> tuple[str, str | None]:
+    """A response in the published schema ({role: "model", content}) or a plain string, as
+    (text, normalized role or None for a plain string)."""
     if isinstance(value, str):
-        return value
+        return value, None
     if isinstance(value, Mapping) and isinstance(value.get("content"), str):
-        return value["content"]
+        role = value.get("role")
+        return value["content"], (None if role is None else
+                                  normalize_role(role, dataset=dataset, where=where, field=f"{field}.role"))
     raise DataError(
         f"{dataset}: {where}: field {field!r} must be a string or an object {{role, content}} "
         f"with string content, got {type(value).__name__}. Fix the row."
     )
 
 
-def record_files(path: Path) -> list[Path]:
-    """The record files a path stands for: itself, or a folder's data/*.parquet (hub-repo copy)
-    or its *.jsonl/*.json/*.parquet files, sorted."""
-    if path.is_file():
-        return [path]
-    if (path / "data").is_dir():
-        files = sorted(p for p in (path / "data").rglob("*") if p.suffix in RECORD_SUFFIXES)
-        if files:
-            return files
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in RECORD_SUFFIXES)
+def response_pair(chosen: Any, rejected: Any, *, dataset: str, where: str,
+                  findings: Findings | None = None) -> tuple[str, str]:
+    """The texts of a row's chosen and rejected responses, after checking they have the same shape.
 
-
-def iter_records(path: Path, *, dataset: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (location, record) from a jsonl/json/parquet file, streaming."""
-    if not path.exists():
-        raise DataError(f"{dataset}: file not found: {path}. Check the path.")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as exc:  # pyarrow raises several types for corrupt files
-            raise DataError(f"{dataset}: {path}: not a readable parquet file ({exc}). Re-download the file.") from exc
-        i = 0
-        for batch in pf.iter_batches(batch_size=2048):
-            for rec in batch.to_pylist():
-                yield f"{path.name} row {i}", rec
-                i += 1
-        return
-    with open(path, encoding="utf-8") as f:
-        first = f.read(1)
-        while first and first.isspace():
-            first = f.read(1)
-        f.seek(0)
-        if path.suffix == ".json" and first == "[":
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{dataset}: {path}: invalid JSON ({exc}). Fix or re-download the file.") from exc
-            for i, rec in enumerate(data):
-                yield _check_record(rec, f"{path.name} item {i}", dataset)
-            return
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path.name} line {lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{dataset}: {where}: invalid JSON ({exc.msg}). Fix or remove that line.") from exc
-            yield _check_record(rec, where, dataset)
-
-
-def _check_record(rec: Any, where: str, dataset: str) -> tuple[str, dict[str, Any]]:
-    if not isinstance(rec, dict):
-        raise DataError(f"{dataset}: {where}: expected a JSON object, got {type(rec).__name__}. Fix that record.")
-    return where, rec
-
-
-def first_record(path: Path) -> dict[str, Any] | None:
-    """The first record of the first record file under ``path`` (for sniffing the schema)."""
-    for f in record_files(path):
-        for _, rec in iter_records(f, dataset=f.stem):
-            return rec
-    return None
+    Chosen and rejected of different types (an object and a string: one was serialized on the
+    way) or of different roles, or a response role that is not the assistant's, is an error naming
+    the row and fields; with ``findings`` (official published data) it is counted as
+    ``response_shape_mismatch`` and the row kept as published.
+    """
+    (c_text, c_role), (r_text, r_role) = (response_text(chosen, dataset=dataset, where=where, field="chosen"),
+                                          response_text(rejected, dataset=dataset, where=where, field="rejected"))
+    problem = None
+    if isinstance(chosen, str) != isinstance(rejected, str):
+        obj, txt = ("chosen", "rejected") if isinstance(rejected, str) else ("rejected", "chosen")
+        inner = serialized_message(rejected if txt == "rejected" else chosen)
+        problem = (f"field {txt!r} is a string{f' ({inner})' if inner else ''} but {obj!r} is a {{role, content}} "
+                   "object: one of them was serialized on the way (a CSV or pandas round trip)")
+    elif c_role != r_role:
+        problem = f"fields 'chosen' and 'rejected' have different roles ({c_role!r} and {r_role!r})"
+    elif c_role not in (None, "assistant"):
+        problem = f"fields 'chosen' and 'rejected' have role {c_role!r}; responses are the assistant's turn"
+    if problem:
+        if findings is None:
+            raise DataError(f"{dataset}: {where}: {problem}. Write both responses the same way: "
+                            "{\"role\": \"model\", \"content\": TEXT} objects, or both plain strings.")
+        findings.warn(RESPONSE_SHAPE_MISMATCH, f"{where}: {problem}")
+    return c_text, r_text
 
 
 def default_cache_dir() -> Path:

@@ -6,9 +6,15 @@ content}), ``chosen`` / ``rejected`` ({role: "model", content}), ``split``
 (train/val/test, the per-user split), ``flip``, ``turns``, ``type``, plus
 chosen_score, rejected_score, dataset, agreement and per-judge reasoning /
 prediction columns. The hub splits are named train/validation/test; like the
-reference loader we concatenate them and select by the row's ``split`` column,
-after checking the two agree. Every column other than the five core ones is kept
-in ``PreferencePair.meta``.
+reference loader we concatenate them and select by the row's ``split`` column;
+a row whose hub split disagrees is kept under its ``split`` column and counted.
+Every column other than the five core ones is kept in ``PreferencePair.meta``.
+
+The hub dataset, or a local copy in the hub layout (``data/<split>-00000-of-0000N.*``), is
+the *official* benchmark: its content quirks (split disagreement, identical or empty
+responses, test pairs repeating train/val pairs, serialized responses) are warnings with
+locations in the manifest, never a refusal. A jsonl/parquet file in the same schema is
+user-supplied data, where those are errors.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ from personalrewardbench.data.common import (
     iter_records,
     messages_from,
     record_files,
-    response_text,
+    response_pair,
     stable_hash,
 )
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
+from personalrewardbench.data.records import iter_hub_rows
 from personalrewardbench.data.schema import Benchmark, PreferencePair
 from personalrewardbench.data.store import make_benchmark
+from personalrewardbench.data.text import SPLIT_DISAGREEMENT, Findings
 
 PUBLISHED_REPOS = {
     "chatbot_arena": "MichaelR207/chatbot_arena_personalized_0125",
@@ -67,8 +75,13 @@ def _sanitize(value: Any) -> Any:
         return json.loads(json.dumps(value, default=str))
 
 
-def pair_from_row(row: Mapping[str, Any], *, name: str, where: str) -> PreferencePair:
-    """One published-schema row as a PreferencePair (pair_id assigned later)."""
+def pair_from_row(row: Mapping[str, Any], *, name: str, where: str, quirks: Findings | None = None) -> PreferencePair:
+    """One published-schema row as a PreferencePair (pair_id assigned later).
+
+    Shape accidents (a string context, chosen and rejected of different types or roles) raise
+    DataError naming the row and field; with ``quirks`` (the official benchmark) they are counted
+    there and the row is read as published.
+    """
     missing = [c for c in CORE_COLUMNS if c not in row or row[c] is None]
     if missing:
         raise DataError(f"{name}: {where}: missing field(s) {missing}; a published-schema row needs "
@@ -78,13 +91,15 @@ def pair_from_row(row: Mapping[str, Any], *, name: str, where: str) -> Preferenc
     if split is None:
         raise DataError(f"{name}: {where}: field 'split' is {raw_split!r}; use train, val or test.")
     meta = {k: _sanitize(v) for k, v in row.items() if k not in CORE_COLUMNS}
+    context = messages_from(row["context"], dataset=name, where=where, field="context", findings=quirks)
+    chosen, rejected = response_pair(row["chosen"], row["rejected"], dataset=name, where=where, findings=quirks)
     return PreferencePair(
         pair_id="",
         user_id=str(row["user_id"]),
         dataset=name,
-        context=messages_from(row["context"], dataset=name, where=where, field="context"),
-        chosen=response_text(row["chosen"], dataset=name, where=where, field="chosen"),
-        rejected=response_text(row["rejected"], dataset=name, where=where, field="rejected"),
+        context=context,
+        chosen=chosen,
+        rejected=rejected,
         split=split,  # type: ignore[arg-type]
         meta=meta,
     )
@@ -114,35 +129,52 @@ def benchmark_from_rows(
     locations: Sequence[str] | None = None,
     filters: Mapping[str, Any] | None = None,
     warnings: Mapping[str, int] | None = None,
+    findings: Findings | None = None,
+    official: bool = False,
 ) -> Benchmark:
     """Rows in the exact published hub schema -> a validated Benchmark with manifest.
 
     ``locations`` (parallel to rows, e.g. "test-00000.parquet row 12") name rows in errors.
+    ``findings``: what reading the rows found (repaired text, split disagreements), carried
+    into the manifest. ``official``: the published benchmark as released (module doc).
     """
+    notes = Findings()
+    if findings is not None:
+        notes.update(findings.counts, findings.locations)
     pairs = []
     for i, row in enumerate(rows):
         where = locations[i] if locations is not None else f"row {i}"
-        pairs.append(pair_from_row(row, name=name, where=where))
+        pairs.append(pair_from_row(row, name=name, where=where, quirks=notes if official else None))
     pairs = _assign_ids(pairs)
     locs = {p.pair_id: (locations[i] if locations is not None else f"row {i}") for i, p in enumerate(pairs)}
     ordered = sorted(pairs, key=lambda p: p.pair_id)
     return make_benchmark(ordered, profiles, name=name, sources=sources, filters=filters or {"split": "published"},
-                          seed=0, synthetic=synthetic, warnings=warnings,
+                          seed=0, synthetic=synthetic, warnings=warnings, findings=notes, official=official,
                           locate=lambda i: locs.get(ordered[i].pair_id, f"row {i}"))
 
 
-def _check_hub_split(row: Mapping[str, Any], hub_split: str | None, *, name: str, where: str) -> None:
+def _check_hub_split(row: Mapping[str, Any], hub_split: str | None, *, where: str, findings: Findings) -> None:
+    """Count a row whose ``split`` column disagrees with the hub split it was published in (the
+    column wins, as in the reference loader)."""
     if hub_split is None or hub_split not in HUB_SPLIT_TO_ROW_SPLIT:
         return
     want = HUB_SPLIT_TO_ROW_SPLIT[hub_split]
     got = ROW_SPLIT_ALIASES.get(str(row.get("split", "")).strip().lower())
     if got != want:
-        raise DataError(f"{name}: {where}: field 'split' is {row.get('split')!r} but the row is in hub split "
-                        f"{hub_split!r} (expected {want!r}). The files are inconsistent: re-download them.")
+        findings.warn(SPLIT_DISAGREEMENT, f"{where}: field 'split' is {row.get('split')!r} but the row is in hub "
+                                          f"split {hub_split!r} (used as {got or row.get('split')!r})")
 
 
-def rows_from_local(path: Path, *, name: str) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
-    """Rows, their locations and source records of a local published-schema file or hub-repo copy."""
+def is_hub_layout(files: list[Path]) -> bool:
+    """Whether record files are the hub repo's split files (``<split>-00000-of-0000N.<ext>``)."""
+    return bool(files) and all(HUB_FILE.match(f.name) for f in files)
+
+
+def rows_from_local(path: Path, *, name: str, findings: Findings | None = None
+                    ) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+    """Rows, their locations and source records of a local published-schema file or hub-repo copy.
+    Repaired text and split disagreements are counted in ``findings``."""
+    findings = findings if findings is not None else Findings()
     rows, locs, sources = [], [], []
     files = record_files(path)
     if not files:
@@ -151,11 +183,11 @@ def rows_from_local(path: Path, *, name: str) -> tuple[list[dict[str, Any]], lis
     for f in files:
         m = HUB_FILE.match(f.name)
         hub_split = m.group(1) if m else None
-        for where, rec in iter_records(f, dataset=name):
+        for where, rec in iter_records(f, dataset=name, findings=findings):
             if not rows and not looks_published(rec):
                 raise DataError(f"{name}: {where}: not in the published schema (needs {list(CORE_COLUMNS)}; "
                                 f"found {sorted(rec)[:12]}). For raw sources use `prb data build --source ...`.")
-            _check_hub_split(rec, hub_split, name=name, where=where)
+            _check_hub_split(rec, hub_split, where=where, findings=findings)
             rows.append(rec)
             locs.append(where)
         sources.append({"id": str(f), "kind": "published-local", "path": str(f), "revision": None,
@@ -163,7 +195,9 @@ def rows_from_local(path: Path, *, name: str) -> tuple[list[dict[str, Any]], lis
     return rows, locs, sources
 
 
-def rows_from_hub(name: str, revision: str | None = None) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+def rows_from_hub(name: str, revision: str | None = None, findings: Findings | None = None
+                  ) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    findings = findings if findings is not None else Findings()
     repo = PUBLISHED_REPOS[name]
     rev = revision or PUBLISHED_REVISION
     dsd = load_hub_dataset(repo, revision=rev, local_hint=_local_hint(name))
@@ -175,9 +209,8 @@ def rows_from_hub(name: str, revision: str | None = None) -> tuple[list[dict[str
     for hub_split in HUB_SPLIT_TO_ROW_SPLIT:
         if hub_split not in dsd:
             continue
-        for i, rec in enumerate(dsd[hub_split]):
-            where = f"{repo} split {hub_split} row {i}"
-            _check_hub_split(rec, hub_split, name=name, where=where)
+        for where, rec in iter_hub_rows(dsd[hub_split], f"{repo} split {hub_split}", findings, dataset=name):
+            _check_hub_split(rec, hub_split, where=where, findings=findings)
             rows.append(rec)
             locs.append(where)
     return rows, locs, {"id": repo, "kind": "published-hub", "revision": rev, "path": None}
@@ -202,24 +235,25 @@ def load_published(spec: str | os.PathLike[str], *, revision: str | None = None,
     """
     from personalrewardbench.data.prism import load_survey
 
-    warnings: dict[str, int] = {}
+    findings = Findings()
     if isinstance(spec, str) and spec in PUBLISHED_REPOS:
         ds_name = name or spec
-        rows, locs, src = rows_from_hub(spec, revision)
-        sources = [src]
+        rows, locs, src = rows_from_hub(spec, revision, findings)
+        sources, official = [src], True
         if spec == "prism" and survey is None:
             survey = "hub"
     else:
         path = Path(spec)
         ds_name = name or published_name_for(path)
-        rows, locs, sources = rows_from_local(path, name=ds_name)
+        rows, locs, sources = rows_from_local(path, name=ds_name, findings=findings)
+        official = is_hub_layout(record_files(path))
     profiles = None
     if survey is not None and str(survey) == "none":
         survey = None
     elif survey is not None:
-        profiles, survey_src = load_survey(survey)
+        profiles, survey_src = load_survey(survey, findings)
         sources.append(survey_src)
     if survey is None and ds_name == "prism":
-        warnings["prism_without_survey"] = 1
+        findings.warn("prism_without_survey", "no PRISM survey given: users have no profile")
     return benchmark_from_rows(rows, name=ds_name, sources=sources, profiles=profiles, locations=locs,
-                               warnings=warnings)
+                               findings=findings, official=official)

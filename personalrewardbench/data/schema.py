@@ -121,7 +121,10 @@ class Manifest:
     """Where a built benchmark came from and what it holds.
 
     ``content_hash`` covers pairs and profiles only (not the manifest's own
-    bookkeeping), so it changes if and only if the data changes.
+    bookkeeping), so it changes if and only if the data changes. ``warnings`` counts each
+    warning kind; ``warning_locations`` names the first places of each (file, row, field).
+    ``official`` marks the published benchmark as released: its content quirks are warnings,
+    where locally built or supplied data has errors (README, Data: two severities).
     """
 
     name: str
@@ -133,6 +136,8 @@ class Manifest:
     warnings: Mapping[str, int] = field(default_factory=dict)
     synthetic: bool = False
     package_version: str = ""
+    warning_locations: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    official: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +150,8 @@ class Manifest:
             "warnings": dict(self.warnings),
             "synthetic": self.synthetic,
             "package_version": self.package_version,
+            "warning_locations": {k: list(v) for k, v in self.warning_locations.items()},
+            "official": self.official,
         }
 
     @classmethod
@@ -159,11 +166,13 @@ class Manifest:
             warnings=dict(d.get("warnings") or {}),
             synthetic=bool(d.get("synthetic", False)),
             package_version=d.get("package_version", ""),
+            warning_locations={k: list(v) for k, v in (d.get("warning_locations") or {}).items()},
+            official=bool(d.get("official", False)),
         )
 
 
 def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass")
 
 
 def content_hash(pairs: Sequence[PreferencePair], profiles: Mapping[str, Any]) -> str:

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
+from personalrewardbench.data.records import iter_records
 from personalrewardbench.data.schema import SPLITS, Benchmark, Manifest, PreferencePair, content_hash
+from personalrewardbench.data.text import Findings
 from personalrewardbench.data.validate import Locate, validate_pairs
 
 
@@ -60,15 +62,25 @@ def make_benchmark(
     synthetic: bool = False,
     warnings: Mapping[str, int] | None = None,
     locate: Locate | None = None,
+    findings: Findings | None = None,
+    official: bool = False,
 ) -> Benchmark:
     """Validate ``pairs`` and wrap them with a manifest. Every user gets a profile entry
-    (None where ``profiles`` has none)."""
-    found = validate_pairs(pairs, None, name=name, locate=locate)
+    (None where ``profiles`` has none).
+
+    ``warnings`` (counts) and ``findings`` (counts with locations: repaired text, quirks found
+    while reading) are added to the validation's own warnings. ``official``: a published
+    benchmark as released, whose content quirks are warnings (see validate).
+    """
+    notes = Findings()
+    if findings is not None:
+        notes.update(findings.counts, findings.locations)
+    validate_pairs(pairs, None, name=name, locate=locate, official=official, findings=notes)
     ordered = tuple(sorted(pairs, key=lambda p: p.pair_id))
     table = profiles or {}
     profs = {u: (dict(table[u]) if table.get(u) is not None else None) for u in sorted({p.user_id for p in ordered})}
     all_warnings = Counter(dict(warnings or {}))
-    all_warnings.update(found)
+    all_warnings.update(notes.counts)
     manifest = Manifest(
         name=name,
         sources=tuple(dict(s) for s in sources),
@@ -79,6 +91,8 @@ def make_benchmark(
         warnings={k: v for k, v in sorted(all_warnings.items()) if v},
         synthetic=synthetic,
         package_version=package_version(),
+        warning_locations=notes.where(),
+        official=official,
     )
     return Benchmark(pairs=ordered, profiles=profs, manifest=manifest)
 
@@ -131,22 +145,22 @@ def load_built(path: str | os.PathLike[str]) -> Benchmark:
     pairs_file = folder / "pairs.jsonl"
     if not pairs_file.is_file():
         raise DataError(f"{name}: {pairs_file} is missing. Rebuild with `prb data build`.")
-    with open(pairs_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                pairs.append(PreferencePair.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(f"{name}: pairs.jsonl line {lineno}: unreadable pair ({exc!r}). "
-                                "Fix the line or rebuild with `prb data build`.") from exc
+    repaired = Findings()  # a hand-edited folder may hold broken text; its hash check then fails below
+    for where, rec in iter_records(pairs_file, dataset=name, findings=repaired):
+        try:
+            pairs.append(PreferencePair.from_dict(rec))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{name}: {where}: unreadable pair ({exc!r}). Fix the line or rebuild with "
+                            "`prb data build`.") from exc
     try:
         profiles = json.loads((folder / "profiles.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         profiles = {}
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{name}: profiles.json is not valid JSON ({exc}). Rebuild with `prb data build`.") from exc
-    validate_pairs(pairs, None, name=name, locate=lambda i: f"pairs.jsonl pair {i + 1}")
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise DataError(f"{name}: profiles.json is not valid UTF-8 JSON ({exc}). Rebuild with `prb data build`.") from exc
+    if not isinstance(profiles, dict):
+        raise DataError(f"{name}: profiles.json must be an object {{user_id: profile}}. Rebuild with `prb data build`.")
+    validate_pairs(pairs, None, name=name, locate=lambda i: f"pairs.jsonl pair {i + 1}", official=manifest.official)
     profs = {u: profiles.get(u) for u in sorted({p.user_id for p in pairs})}
     got = content_hash(pairs, profs)
     if got != manifest.content_hash:

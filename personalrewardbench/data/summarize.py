@@ -20,7 +20,9 @@ from typing import Any
 from personalrewardbench.data.common import iter_records, record_files, stable_hash
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
+from personalrewardbench.data.records import iter_hub_rows
 from personalrewardbench.data.schema import Message, PreferencePair
+from personalrewardbench.data.text import Findings, normalize_text
 
 SUMMARIZE_REPO = "openai/summarize_from_feedback"
 SUMMARIZE_REVISION = "main"  # commit sha not resolvable from this workplace; the local files carry sha256s
@@ -53,10 +55,10 @@ def pair_from_comparison(rec: Mapping[str, Any], where: str, counts: Counter[str
     if choice not in (0, 1) or isinstance(choice, bool):
         raise DataError(f"{NAME}: {where}: field 'choice' is {choice!r}; expected 0 or 1.")
     chosen, rejected = summaries[choice]["text"], summaries[1 - choice]["text"]
-    if not chosen.strip() or not rejected.strip():
+    if not normalize_text(chosen) or not normalize_text(rejected):
         counts["empty_response_dropped"] += 1
         return None
-    if chosen.strip() == rejected.strip():
+    if normalize_text(chosen) == normalize_text(rejected):
         counts["identical_responses_dropped"] += 1
         return None
     worker, post_id = str(rec["worker"]), str(info["id"])
@@ -71,9 +73,11 @@ def pair_from_comparison(rec: Mapping[str, Any], where: str, counts: Counter[str
     return pair, post_id
 
 
-def comparison_records(input_path: Path | None) -> tuple[Iterable[tuple[str, Mapping[str, Any]]], dict[str, Any]]:
+def comparison_records(input_path: Path | None, findings: Findings
+                       ) -> tuple[Iterable[tuple[str, Mapping[str, Any]]], dict[str, Any]]:
+    """(location, record) for every comparison (text repaired and counted in ``findings``), and the source."""
     if input_path is None:
-        return _hub_records(), {"id": SUMMARIZE_REPO, "config": "comparisons", "revision": SUMMARIZE_REVISION,
+        return _hub_records(findings), {"id": SUMMARIZE_REPO, "config": "comparisons", "revision": SUMMARIZE_REVISION,
                                 "kind": "hub", "path": None}
     p = input_path / "comparisons" if (input_path / "comparisons").is_dir() else input_path
     files = [f for f in record_files(p) if f.suffix in (".json", ".jsonl", ".parquet")]
@@ -82,13 +86,12 @@ def comparison_records(input_path: Path | None) -> tuple[Iterable[tuple[str, Map
 
     def gen() -> Iterable[tuple[str, Mapping[str, Any]]]:
         for f in files:
-            yield from iter_records(f, dataset=NAME)
+            yield from iter_records(f, dataset=NAME, findings=findings)
 
     return gen(), {"id": SUMMARIZE_REPO, "config": "comparisons", "kind": "local", "path": [str(f) for f in files]}
 
 
-def _hub_records() -> Iterable[tuple[str, Mapping[str, Any]]]:
+def _hub_records(findings: Findings) -> Iterable[tuple[str, Mapping[str, Any]]]:
     dsd = load_hub_dataset(SUMMARIZE_REPO, config="comparisons", revision=SUMMARIZE_REVISION, local_hint=LOCAL_HINT)
     for split in dsd:
-        for i, r in enumerate(dsd[split]):
-            yield f"{SUMMARIZE_REPO} {split} row {i}", r
+        yield from iter_hub_rows(dsd[split], f"{SUMMARIZE_REPO} {split}", findings, dataset=NAME)

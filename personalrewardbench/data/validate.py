@@ -1,24 +1,40 @@
-"""Checks every loaded or built benchmark passes.
+"""Checks every loaded or built benchmark passes. Two severities (README, Data):
 
-Errors (raised as one :class:`DataError` naming dataset, row and field, with a
-fix): missing/ill-typed required fields, unknown split, empty context, empty or
-identical responses, duplicate pair ids, and leakage (the same pair, in either
-order, in test and in train/val of one user).
+Errors (raised as one :class:`DataError` naming dataset, row and field, with a fix), always:
+missing/ill-typed required fields, unknown split or role, empty context, duplicate pair ids.
+For locally built or supplied data also: empty or identical responses, a response or message
+that is a serialized message object (``"{'role': 'model', 'content': ...}"``), and leakage (the
+same pair, in either order, in test and in train/val of one user).
 
-Warnings (counted, stored in the manifest): users without test pairs, users
-without any train/val pairs, the same pair twice within one split, contexts that
-do not end with a user turn, users missing from the profile table.
+For an ``official`` published benchmark those content quirks are warnings instead (counted, with
+locations, in the manifest and in every result on it): the benchmark is scored as released.
+
+Warnings always (counted): users without test pairs, users without any train/val pairs, the same
+pair twice within one split, contexts that do not end with a user turn, users missing from the
+profile table.
+
+All repeat checks compare texts in :func:`~personalrewardbench.data.text.normalize_text` form
+(NFKC, whitespace collapsed and stripped): a repeat that differs by a newline is still a repeat.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.schema import ROLES, SPLITS, PreferencePair
+from personalrewardbench.data.text import (
+    EMPTY_RESPONSE,
+    IDENTICAL_RESPONSES,
+    SERIALIZED_MESSAGE,
+    TEST_REPEATS_HISTORY,
+    Findings,
+    normalize_text,
+    serialized_message,
+)
 
 Locate = Callable[[int], str]
 
@@ -27,20 +43,30 @@ def _default_locate(i: int) -> str:
     return f"pair #{i}"
 
 
+def _b(s: str) -> bytes:
+    return s.encode("utf-8", "surrogatepass")
+
+
 def pair_content_key(p: PreferencePair) -> str:
-    """Identity of a pair's content: user, context and the unordered two responses."""
+    """Identity of a pair's content: user, context and the unordered two responses, all in
+    normalized form (NFKC, whitespace collapsed and stripped)."""
     h = hashlib.sha256()
-    h.update(p.user_id.encode())
+    h.update(_b(p.user_id))
     for m in p.context:
-        h.update(b"\x1e" + m.role.encode() + b"\x1f" + m.content.encode())
-    for r in sorted((p.chosen, p.rejected)):
-        h.update(b"\x1d" + r.encode())
+        h.update(b"\x1e" + _b(m.role) + b"\x1f" + _b(normalize_text(m.content)))
+    for r in sorted((normalize_text(p.chosen), normalize_text(p.rejected))):
+        h.update(b"\x1d" + _b(r))
     return h.hexdigest()
 
 
-def _check_fields(p: PreferencePair, name: str, where: str) -> None:
+def _check_fields(p: PreferencePair, name: str, where: str, official: bool, findings: Findings) -> None:
     def fail(field: str, problem: str, fix: str) -> None:
         raise DataError(f"{name}: {where} (pair_id={p.pair_id!r}): field {field!r} {problem}. {fix}")
+
+    def quirk(kind: str, field: str, problem: str, fix: str) -> None:
+        if not official:
+            fail(field, problem, fix)
+        findings.warn(kind, f"{where} (pair_id={p.pair_id!r}): field {field!r} {problem}")
 
     if not isinstance(p.pair_id, str) or not p.pair_id:
         fail("pair_id", "is empty", "Every pair needs a unique id.")
@@ -55,12 +81,21 @@ def _check_fields(p: PreferencePair, name: str, where: str) -> None:
             fail(f"context[{k}].role", f"is {m.role!r}", f"Use one of {list(ROLES)}.")
         if not isinstance(m.content, str):
             fail(f"context[{k}].content", "is not a string", "Fix the message.")
+        if m.content.lstrip()[:1] in ("{", "[") and (what := serialized_message(m.content)):
+            quirk(SERIALIZED_MESSAGE, f"context[{k}].content", f"is {what}, not the message text",
+                  "A CSV or pandas round trip serialized it; write the message's own content.")
     for field in ("chosen", "rejected"):
         v = getattr(p, field)
-        if not isinstance(v, str) or not v.strip():
-            fail(field, "is empty", "Drop the pair or fill in the response text.")
-    if p.chosen.strip() == p.rejected.strip():
-        fail("chosen", "is identical to 'rejected'", "A pair needs two different responses; drop it.")
+        if not isinstance(v, str):
+            fail(field, "is not a string", "Fix the row.")
+        if not normalize_text(v):
+            quirk(EMPTY_RESPONSE, field, "is empty", "Drop the pair or fill in the response text.")
+        elif v.lstrip()[:1] in ("{", "[") and (what := serialized_message(v)):
+            quirk(SERIALIZED_MESSAGE, field, f"is {what}, not the response text",
+                  "A CSV or pandas round trip serialized it; write the response's own content.")
+    if normalize_text(p.chosen) == normalize_text(p.rejected) and normalize_text(p.chosen):
+        quirk(IDENTICAL_RESPONSES, "chosen", "is identical to 'rejected'",
+              "A pair needs two different responses; drop it.")
 
 
 def validate_pairs(
@@ -69,17 +104,24 @@ def validate_pairs(
     *,
     name: str,
     locate: Locate | None = None,
+    official: bool = False,
+    findings: Findings | None = None,
 ) -> dict[str, int]:
-    """Raise DataError on the first error; return warning counts (only nonzero ones)."""
+    """Raise DataError on the first error; return warning counts (only nonzero ones).
+
+    ``official``: the data is a published benchmark as released; its content quirks are counted
+    (module doc) instead of raised. ``findings``, when given, also receives each warning's
+    location; the returned counts are this call's only.
+    """
     loc = locate or _default_locate
     if not pairs:
         raise DataError(f"{name}: the benchmark has no pairs. Check the input files and the filter settings.")
-    warnings: Counter[str] = Counter()
+    found = Findings()
     seen_ids: dict[str, int] = {}
     by_content: dict[str, list[int]] = defaultdict(list)
-    splits_of_user: dict[str, Counter[str]] = defaultdict(Counter)
+    splits_of_user: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SPLITS, 0))
     for i, p in enumerate(pairs):
-        _check_fields(p, name, loc(i))
+        _check_fields(p, name, loc(i), official, found)
         j = seen_ids.get(p.pair_id)
         if j is not None:
             raise DataError(
@@ -90,7 +132,7 @@ def validate_pairs(
         by_content[pair_content_key(p)].append(i)
         splits_of_user[p.user_id][p.split] += 1
         if p.context[-1].role != "user":
-            warnings["context_not_ending_with_user"] += 1
+            found.warn("context_not_ending_with_user", loc(i))
     for idx in by_content.values():
         if len(idx) < 2:
             continue
@@ -98,19 +140,24 @@ def validate_pairs(
         other = [i for i in idx if pairs[i].split != "test"]
         if test and other:
             a, b = pairs[other[0]], pairs[test[0]]
-            raise DataError(
-                f"{name}: leakage for user {a.user_id!r}: {loc(test[0])} (pair_id={b.pair_id!r}, split test) "
-                f"repeats {loc(other[0])} (pair_id={a.pair_id!r}, split {a.split}) with the same context and "
-                "responses. Keep one copy, or move both to the same split."
-            )
-        warnings["duplicate_pair_content"] += len(idx) - 1
-    for counts in splits_of_user.values():
+            msg = (f"leakage for user {a.user_id!r}: {loc(test[0])} (pair_id={b.pair_id!r}, split test) repeats "
+                   f"{loc(other[0])} (pair_id={a.pair_id!r}, split {a.split}) with the same context and responses "
+                   "(compared after Unicode NFKC and whitespace normalization)")
+            if not official:
+                raise DataError(f"{name}: {msg}. Keep one copy, or move both to the same split.")
+            found.warn(TEST_REPEATS_HISTORY, msg, n=len(test))
+        same_split = len(idx) - len({pairs[i].split for i in idx})
+        if same_split:
+            found.warn("duplicate_pair_content", loc(idx[1]), n=same_split)
+    for uid, counts in sorted(splits_of_user.items()):
         if not counts["test"]:
-            warnings["users_without_test_pairs"] += 1
+            found.warn("users_without_test_pairs", f"user {uid!r}")
         if not counts["train"] and not counts["val"]:
-            warnings["users_without_history"] += 1
+            found.warn("users_without_history", f"user {uid!r}")
     if profiles is not None:
-        missing = sum(1 for u in splits_of_user if u not in profiles)
-        if missing:
-            warnings["users_missing_from_profiles"] += missing
-    return {k: v for k, v in sorted(warnings.items()) if v}
+        missing = sorted(u for u in splits_of_user if u not in profiles)
+        for u in missing:
+            found.warn("users_missing_from_profiles", f"user {u!r}")
+    if findings is not None:
+        findings.update(found.counts, found.locations)
+    return found.warnings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def hub_copy(tmp: Path, repo_name: str) -> Path:
-    """A local copy of a published hub repo: <repo_name>/data/<split>-00000-of-00001.parquet."""
+def hub_copy(tmp: Path, repo_name: str, edit: Callable[[str, list[dict[str, Any]]], None] | None = None) -> Path:
+    """A local copy of a published hub repo: <repo_name>/data/<split>-00000-of-00001.parquet.
+    ``edit(hub_split, rows)`` may change a split's rows in place before they are written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -31,6 +33,8 @@ def hub_copy(tmp: Path, repo_name: str) -> Path:
     (out / "data").mkdir(parents=True)
     for split in ("train", "validation", "test"):
         rows = read_jsonl(PUBLISHED_DIR / repo_name / f"{split}.jsonl")
+        if edit is not None:
+            edit(split, rows)
         pq.write_table(pa.Table.from_pylist(rows), out / "data" / f"{split}-00000-of-00001.parquet")
     (out / "README.md").write_text("local copy for tests\n")
     return out

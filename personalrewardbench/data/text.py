@@ -1,0 +1,170 @@
+"""Text hygiene and shape checks, in one place: every string read from any source passes here once.
+
+- :class:`Findings` collects what reading a dataset found (repaired text, quirks of a published
+  benchmark), as counts per kind plus the first locations of each ("file.jsonl line 3: field
+  chosen.content"); the counts and locations go into the manifest.
+- :meth:`Findings.clean` repairs text that cannot be encoded: bytes that are not UTF-8 and
+  unpaired UTF-16 surrogates (an emoji cut in half, ``"\\ud83d"``: valid JSON, invalid Unicode)
+  become U+FFFD; NUL characters become U+FFFD too (they break C strings, SQLite text and
+  terminals). Each repaired field is one warning.
+- :func:`normalize_text` is the form every duplicate and leakage check compares: Unicode NFKC,
+  whitespace runs collapsed to one space, stripped (so "a  b\\n" repeats "a b").
+- :func:`serialized_message` spots a message object that was turned into a string (a CSV or
+  pandas round trip writes ``{'role': 'model', 'content': '...'}`` where the text should be).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+REPLACEMENT = "\ufffd"
+MAX_LOCATIONS = 20  # locations kept per warning kind (the count is always exact)
+
+# Kinds of repaired text (warnings; errors under `prb data validate --strict`).
+TEXT_INVALID_UTF8 = "text_invalid_utf8"
+TEXT_UNPAIRED_SURROGATE = "text_unpaired_surrogate"
+TEXT_NUL = "text_nul_character"
+TEXT_REPAIRS = (TEXT_INVALID_UTF8, TEXT_UNPAIRED_SURROGATE, TEXT_NUL)
+
+# Content quirks of an official published benchmark: warnings there, errors for local/built data.
+SPLIT_DISAGREEMENT = "split_disagreement"
+IDENTICAL_RESPONSES = "identical_responses"
+EMPTY_RESPONSE = "empty_response"
+TEST_REPEATS_HISTORY = "test_repeats_history"
+SERIALIZED_MESSAGE = "serialized_message"
+RESPONSE_SHAPE_MISMATCH = "response_shape_mismatch"
+STRING_CONTEXT = "string_context"
+CONTENT_QUIRKS = (SPLIT_DISAGREEMENT, IDENTICAL_RESPONSES, EMPTY_RESPONSE, TEST_REPEATS_HISTORY, SERIALIZED_MESSAGE,
+                  RESPONSE_SHAPE_MISMATCH, STRING_CONTEXT)
+STRICT_KINDS = TEXT_REPAIRS + CONTENT_QUIRKS  # what `prb data validate --strict` refuses
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED = re.compile("[\udc80-\udcff]")  # what bytes.decode("utf-8", "surrogateescape") makes of bad bytes
+_WS = re.compile(r"\s+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def normalize_text(s: str) -> str:
+    """The comparison form of a text: NFKC, whitespace runs -> one space, stripped. (Cached: the
+    same context messages and responses are compared many times.)"""
+    if s.isascii():
+        return " ".join(s.split())
+    return _WS.sub(" ", unicodedata.normalize("NFKC", s)).strip()
+
+
+class Findings:
+    """Counts and first locations of what reading one dataset found (see module doc)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.locations: dict[str, list[str]] = {}
+
+    def warn(self, kind: str, where: str, n: int = 1) -> None:
+        """Count ``n`` of ``kind`` at ``where`` (a file/row and field description)."""
+        self.counts[kind] += n
+        locs = self.locations.setdefault(kind, [])
+        if len(locs) < MAX_LOCATIONS:
+            locs.append(where)
+
+    def update(self, counts: Mapping[str, int], locations: Mapping[str, list[str]] | None = None) -> None:
+        self.counts.update({k: v for k, v in counts.items() if v})
+        for k, locs in (locations or {}).items():
+            mine = self.locations.setdefault(k, [])
+            mine.extend(locs[: max(0, MAX_LOCATIONS - len(mine))])
+
+    def warnings(self) -> dict[str, int]:
+        return {k: v for k, v in sorted(self.counts.items()) if v}
+
+    def where(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in sorted(self.locations.items()) if v}
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def clean(self, value: Any, where: str, *, from_bytes: bool = False, path: str = "") -> Any:
+        """``value`` (a record, list, string, or bytes from a binary fallback) with every string
+        repaired; each repaired field is counted at ``where: field <path>``. Containers are copied
+        only where something changed."""
+        if isinstance(value, str):
+            return self._clean_str(value, where, path, from_bytes)
+        if isinstance(value, dict):
+            items, changed = [], False
+            for k, v in value.items():
+                key = self._clean_str(k, where, f"{path}.<key>" if path else "<key>", from_bytes) \
+                    if isinstance(k, str) else k
+                nv = self.clean(v, where, from_bytes=from_bytes, path=f"{path}.{key}" if path else str(key))
+                changed = changed or nv is not v or key is not k
+                items.append((key, nv))
+            return dict(items) if changed else value
+        if isinstance(value, list | tuple):
+            new = [self.clean(v, where, from_bytes=from_bytes, path=f"{path}[{i}]") for i, v in enumerate(value)]
+            return value if all(a is b for a, b in zip(new, value, strict=True)) else type(value)(new)
+        if from_bytes and isinstance(value, bytes | bytearray):
+            return self._clean_str(bytes(value).decode("utf-8", "surrogateescape"), where, path, True)
+        return value
+
+    def _clean_str(self, s: str, where: str, path: str, from_bytes: bool) -> str:
+        if s.isascii():
+            if "\x00" not in s:
+                return s
+        else:
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError:
+                kind = TEXT_INVALID_UTF8 if from_bytes and _ESCAPED.search(s) else TEXT_UNPAIRED_SURROGATE
+                self.warn(kind, f"{where}: field {path or '<value>'}")
+                # utf-16 with surrogatepass joins split surrogate pairs; 'replace' turns lone ones into U+FFFD
+                s = _SURROGATE.sub(REPLACEMENT, s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace"))
+            if "\x00" not in s:
+                return s
+        self.warn(TEXT_NUL, f"{where}: field {path or '<value>'}")
+        return s.replace("\x00", REPLACEMENT)
+
+
+def _is_message(v: Any) -> bool:
+    return isinstance(v, Mapping) and isinstance(v.get("role"), str) and isinstance(v.get("content"), str)
+
+
+_MESSAGE_START = re.compile(r"""^\{\s*['"](role|content)['"]\s*:""")
+
+
+def serialized_message(text: str) -> str | None:
+    """A short description if ``text`` is a message object (or a list of them) written as a string
+    (JSON or Python repr, e.g. ``"{'role': 'model', 'content': '...'}"``), else None."""
+    t = text.strip()
+    if len(t) < 2 or (t[0], t[-1]) not in (("{", "}"), ("[", "]")) or "role" not in t or "content" not in t:
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            v = parse(t)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if _is_message(v):
+            return f"a serialized message object with role {v['role']!r}"
+        if isinstance(v, list) and v and all(_is_message(m) for m in v):
+            return f"a serialized list of {len(v)} message objects"
+    if _MESSAGE_START.match(t):
+        return "text that starts like a serialized message object"
+    return None
+
+
+def parse_serialized_messages(text: str) -> list[dict[str, str]] | None:
+    """The messages a string holds when it is a JSON / Python-literal list of {role, content}
+    objects (or one such object), else None."""
+    t = text.strip()
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            v = parse(t)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if _is_message(v):
+            return [dict(v)]
+        if isinstance(v, list) and v and all(_is_message(m) for m in v):
+            return [dict(m) for m in v]
+    return None
