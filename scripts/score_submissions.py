@@ -25,9 +25,9 @@ from pathlib import Path
 from personalrewardbench.cli import UserError
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.methods import MethodError
-from personalrewardbench.submission import SUBMISSION_FILE, SubmissionError, read_submission, validate_folder
+from personalrewardbench.submissions.spec import SUBMISSION_FILE, SubmissionError, read_submission, validate_folder
 from personalrewardbench.submission_commands import add_sandbox_arguments, limits_from_args
-from personalrewardbench.submission_scoring import (
+from personalrewardbench.submissions.scoring import (
     ScoreOutcome,
     compare_with_baselines,
     markdown_summary,

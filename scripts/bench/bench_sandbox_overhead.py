@@ -55,7 +55,7 @@ def main() -> None:
 
     from personalrewardbench.evaluate import make_queries
     from personalrewardbench.methods import load_method
-    from personalrewardbench.sandbox import SandboxedMethod
+    from personalrewardbench.submissions.sandbox import SandboxedMethod
     from personalrewardbench.sandbox_isolation import detect_mode
 
     bench = make_benchmark(args.users, args.pairs)

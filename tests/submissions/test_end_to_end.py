@@ -12,7 +12,7 @@ import pytest
 from personalrewardbench.cli import main as prb
 from personalrewardbench.data import save_benchmark
 from personalrewardbench.results import sha256_file
-from personalrewardbench.submission_scoring import score_submission
+from personalrewardbench.submissions.scoring import score_submission
 from tests.conftest import make_tiny_benchmark
 from tests.submissions.conftest import MISBEHAVING
 

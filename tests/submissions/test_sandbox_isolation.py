@@ -19,8 +19,9 @@ import pytest
 from personalrewardbench.data import save_benchmark
 from personalrewardbench.evaluate import make_queries
 from personalrewardbench.methods import MethodEnv, load_method
-from personalrewardbench.sandbox import SandboxedMethod, SandboxLimits
-from personalrewardbench.sandbox_isolation import detect_mode
+from personalrewardbench.submissions.limits import SandboxLimits
+from personalrewardbench.submissions.sandbox import SandboxedMethod
+import shutil
 from tests.submissions.conftest import SNOOP, canary_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_probes_find_the_canary_when_not_sandboxed(setting):
     assert report["network"]["result"].startswith("connected")
 
 
-@pytest.mark.skipif(detect_mode() == "process", reason="this machine allows no namespaces (process mode only)")
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 def test_sandboxed_adapter_finds_no_labels(setting):
     canary, bench, config = setting
     with SandboxedMethod(SNOOP, config=config, limits=SandboxLimits(memory_mb=2048)) as m:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from personalrewardbench.data import save_benchmark
-from personalrewardbench.submission_template import write_template
+from personalrewardbench.submissions.template import write_template
 from tests.conftest import make_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,9 +1,15 @@
 """Wire format between the harness and a sandboxed adapter process.
 
-Newline-delimited JSON over two pipes (never pickle: the harness must not
-execute anything the adapter sends). Both sides use :class:`Channel`; the
-serializers below turn the only data an adapter may see (histories and
-label-free queries) into plain JSON.
+Newline-delimited JSON over two pipes (never pickle: the harness executes nothing the
+adapter sends). Everything the adapter's side sends is untrusted bytes, so the receiving
+:class:`Channel` of the harness caps each message's size (``max_bytes``; longer is a
+:class:`ChannelError` at once, without buffering the rest), parses with bounded integers
+(at most :data:`MAX_INT_DIGITS` digits) and rejects nesting deeper than
+:data:`MAX_DEPTH`, all without recursion in harness code. Any failure to parse is a
+:class:`ChannelError`, which the sandbox reports as the adapter breaking the protocol.
+
+The serializers below turn the only data an adapter may see (histories and label-free
+queries) into plain JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from typing import Any
 
 from personalrewardbench.data.schema import Message, PreferencePair, Query, UserHistory, context_from_list
 
-MAX_FRAME_BYTES = 512 * 1024 * 1024  # one message; more is treated as a protocol violation
+MAX_DEPTH = 64  # nesting of arrays/objects in one message from the adapter
+MAX_INT_DIGITS = 40  # a longer integer literal is not a number any reply needs
+READ_CHUNK = 1 << 20
 
 
 class ChannelClosed(RuntimeError):
@@ -32,12 +40,54 @@ class ChannelError(RuntimeError):
     """The other side sent something that is not a protocol message."""
 
 
-class Channel:
-    """Send/receive one JSON object per line over a pair of file descriptors."""
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer with {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS} allowed)")
+    return int(text)
 
-    def __init__(self, read_fd: int, write_fd: int) -> None:
+
+def check_depth(obj: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Raise ValueError if ``obj`` nests lists/dicts deeper than ``max_depth`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > max_depth:
+            raise ValueError(f"nested deeper than {max_depth} levels")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
+def decode_message(line: bytes, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """One protocol message from raw bytes; ChannelError for anything that is not a JSON object
+    within the depth and integer-size bounds (never RecursionError, OverflowError or a traceback)."""
+    try:
+        obj = json.loads(line, parse_int=_bounded_int)
+        check_depth(obj, max_depth)
+    except (ValueError, RecursionError, MemoryError, OverflowError, TypeError) as exc:
+        detail = str(exc)[:200] if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise ChannelError(f"not a valid message ({type(exc).__name__}: {detail}); first bytes {line[:80]!r}") \
+            from None
+    if not isinstance(obj, dict):
+        raise ChannelError(f"not a JSON object; first bytes {line[:80]!r}")
+    return obj
+
+
+class Channel:
+    """Send/receive one JSON object per line over a pair of file descriptors.
+
+    ``max_bytes``: the largest message :meth:`recv` accepts (None: no cap, for the
+    adapter's side, which receives only the harness's own messages).
+    """
+
+    def __init__(self, read_fd: int, write_fd: int, *, max_bytes: int | None = None) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
+        self.max_bytes = max_bytes
         self._buf = bytearray()
 
     def send(self, obj: Mapping[str, Any], deadline: float | None = None) -> None:
@@ -48,30 +98,28 @@ class Channel:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ChannelTimeout("timed out sending")
-                _, ready, _ = select.select([], [self.write_fd], [], left)
+                _, ready, _ = select.select([], [self.write_fd], [], min(left, 1.0))
                 if not ready:
                     continue
             try:
-                n = os.write(self.write_fd, view[: 1 << 20])
-            except (BrokenPipeError, OSError) as exc:
+                n = os.write(self.write_fd, view[: 1 << 16])
+            except OSError as exc:  # BrokenPipeError included
                 raise ChannelClosed(f"pipe closed ({exc})") from None
             view = view[n:]
 
     def recv(self, deadline: float | None = None) -> dict[str, Any]:
+        scanned = 0
         while True:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", scanned)
             if nl >= 0:
                 line = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    raise ChannelError(f"not JSON: {line[:200]!r} ({exc})") from None
-                if not isinstance(obj, dict):
-                    raise ChannelError(f"not a JSON object: {line[:200]!r}")
-                return obj
-            if len(self._buf) > MAX_FRAME_BYTES:
-                raise ChannelError(f"message larger than {MAX_FRAME_BYTES} bytes")
+                if self.max_bytes is not None and len(line) > self.max_bytes:
+                    raise ChannelError(f"a message of {len(line)} bytes; the limit is {self.max_bytes} bytes")
+                return decode_message(line)
+            scanned = len(self._buf)
+            if self.max_bytes is not None and len(self._buf) > self.max_bytes:
+                raise ChannelError(f"a message longer than the limit of {self.max_bytes} bytes")
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -79,7 +127,10 @@ class Channel:
                 ready, _, _ = select.select([self.read_fd], [], [], min(left, 1.0))
                 if not ready:
                     continue
-            chunk = os.read(self.read_fd, 1 << 20)
+            try:
+                chunk = os.read(self.read_fd, READ_CHUNK)
+            except OSError as exc:
+                raise ChannelClosed(f"pipe closed ({exc})") from None
             if not chunk:
                 raise ChannelClosed("pipe closed")
             self._buf.extend(chunk)
