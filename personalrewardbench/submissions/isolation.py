@@ -161,7 +161,9 @@ def bwrap_command(snapshot: Path, *, tmp_mb: int, extra_read_only: Iterable[str 
         cmd += ["--symlink", os.readlink(path), path] if os.path.islink(path) else ["--ro-bind", path, path]
     for path in binds:
         cmd += ["--ro-bind", path, path]
-    cmd += ["--ro-bind", str(snapshot), SNAPSHOT_MOUNT, "--proc", "/proc", "--dev", "/dev"]
+    # /proc/sys read-only: its files belong to the namespaces' owner, which for a root harness is the sandbox user
+    cmd += ["--ro-bind", str(snapshot), SNAPSHOT_MOUNT, "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
+            "--dev", "/dev"]
     if gpu:
         for name in sorted(os.listdir("/dev")):
             if name.startswith("nvidia"):
