@@ -53,10 +53,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
+    from personalrewardbench.sandbox_isolation import detect_mode
+
     from personalrewardbench.evaluate import make_queries
     from personalrewardbench.methods import load_method
     from personalrewardbench.submissions.sandbox import SandboxedMethod
-    from personalrewardbench.sandbox_isolation import detect_mode
 
     bench = make_benchmark(args.users, args.pairs)
     queries, _ = make_queries(bench.pairs_of("test"), 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from personalrewardbench.methods import MethodEnv, load_method
 from personalrewardbench.submissions.checks import SandboxError
 from personalrewardbench.submissions.limits import SandboxLimits
 from personalrewardbench.submissions.sandbox import SandboxedMethod
-import shutil
 from tests.submissions.conftest import SNOOP, canary_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
