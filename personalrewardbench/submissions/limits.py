@@ -134,7 +134,7 @@ class Watchdog(threading.Thread):
     """
 
     def __init__(self, root_pid: int, limits: SandboxLimits, kill: Callable[[], None], *,
-                 tmp_mounts: tuple[str, ...] = (), interval: float = 0.1) -> None:
+                 tmp_mounts: tuple[str, ...] = (), interval: float = 0.2) -> None:
         super().__init__(name=f"prb-sandbox-watchdog-{root_pid}", daemon=True)
         self.root_pid = root_pid
         self.limits = limits

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)  # the adapter's prints go to the log, never into the protocol
     sys.stdout = sys.stderr
     sys.dont_write_bytecode = True
-    Worker(Channel(read_fd, write_fd)).serve()
+    Worker(Channel(read_fd, write_fd, trusted=True)).serve()
     return 0
 
 
