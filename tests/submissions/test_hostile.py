@@ -117,20 +117,23 @@ def test_escape_attempts_fail_under_a_root_harness(tmp_path):
 
 
 UNPRIVILEGED_SCRIPT = """
-import json, sys
-from personalrewardbench.submissions import SandboxedMethod
+import json, os, sys, tempfile
+from personalrewardbench.submissions import SandboxedMethod, SandboxLimits, score_submission
 from tests.conftest import make_tiny_benchmark
 from tests.submissions.conftest import run_method
-import os
 with SandboxedMethod(sys.argv[1], "hostile-escape", config={"targets": [sys.argv[2]]}) as m:
     run_method(m, make_tiny_benchmark())
     report = json.loads(m.artifacts()["report"])
     notes = m.usage()["sandbox"]["notes"]
-print(json.dumps({"report": report, "harness_uid": os.getuid(), "notes": notes}))
+limits = {"memory-split": SandboxLimits(time_s=60, memory_mb=256),
+          "tmp-fill": SandboxLimits(time_s=60, memory_mb=300, tmp_mb=256)}
+kinds = {v: score_submission(sys.argv[1], make_tiny_benchmark(), tempfile.mkdtemp(), names=[f"hostile-{v}"],
+                             limits=lim, resamples=20, show_progress=False)[0].kind for v, lim in limits.items()}
+print(json.dumps({"report": report, "harness_uid": os.getuid(), "notes": notes, "kinds": kinds}))
 """
 
 
-def test_escape_attempts_fail_under_a_non_root_harness(tmp_path):
+def test_escape_attempts_fail_and_limits_hold_under_a_non_root_harness(tmp_path):
     work = Path(tempfile.mkdtemp(prefix="prb-unpriv-"))
     try:
         os.chmod(work, 0o777)
@@ -151,6 +154,7 @@ def test_escape_attempts_fail_under_a_non_root_harness(tmp_path):
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         assert out["harness_uid"] != 0
         _assert_escape_failed(out["report"], str(target))
+        assert out["kinds"] == {"memory-split": "memory", "tmp-fill": "memory"}  # limits hold without root too
         assert [_sha(p) for p in watched] == before and target.read_text() == "{}"
     finally:
         shutil.rmtree(work, ignore_errors=True)
