@@ -183,3 +183,15 @@ def check_mode(mode: str, trust_code: bool) -> None:
         raise IsolationUnavailable("--isolation none runs the adapter with no isolation at all (it can read and "
                                    "write everything your user can); add --i-trust-this-code to confirm, only for "
                                    "code you trust")
+
+
+def scrubbed_env(home: str) -> dict[str, str]:
+    """The only environment the adapter gets: a fixed PATH and locale, offline Hugging Face settings,
+    ``home`` as HOME/TMPDIR, and the harness's thread-count settings; nothing else (no keys, no paths)."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+           "LC_ALL": "C.UTF-8", "HF_HOME": f"{home}/hf", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONDONTWRITEBYTECODE": "1"}
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env

@@ -219,6 +219,8 @@ class Cgroup2:
                 (path / "memory.swap.max").write_text("0")
             if (path / "pids.max").exists():
                 (path / "pids.max").write_text(str(limits.max_processes))
+            if (path / "memory.oom.group").exists():  # an OOM kill takes the whole sandbox, not one process
+                (path / "memory.oom.group").write_text("1")
         except OSError:
             cg.remove()
             return None
@@ -228,11 +230,19 @@ class Cgroup2:
         """``cmd`` started inside this cgroup (the shell moves itself in, then execs ``cmd``)."""
         return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" 2>/dev/null; exec "$@"', str(self.path), *cmd]
 
-    def holds(self, pid: int) -> bool:
-        try:
-            return any(line.strip().endswith("/" + self.path.name) for line in open(f"/proc/{pid}/cgroup"))
-        except OSError:
-            return False
+    def holds(self, pid: int, wait_s: float = 0.0) -> bool:
+        """Whether ``pid`` has moved into this cgroup (waiting up to ``wait_s`` for it to do so)."""
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                with open(f"/proc/{pid}/cgroup") as fh:
+                    if any(line.strip().endswith("/" + self.path.name) for line in fh):
+                        return True
+            except OSError:
+                return False
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.01)
 
     def oom_killed(self) -> bool:
         try:
@@ -251,6 +261,7 @@ class Cgroup2:
             pass
 
     def remove(self) -> None:
+        """Delete the cgroup once its processes are gone (killing any that are left: call it at the end only)."""
         for _ in range(50):
             try:
                 self.path.rmdir()

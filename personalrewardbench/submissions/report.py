@@ -11,11 +11,15 @@ Numbers are formatted by the harness from its own results.
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 MAX_ERROR_CHARS = 6000
+LOG_TAIL_LINES = 25
+LOG_TAIL_BYTES = 16 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _CELL_SPECIAL = re.compile(r"[\\`*_\[\]()#+!|~>@]")
 
@@ -37,6 +41,22 @@ def md_block(text: Any) -> list[str]:
     longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
     fence = "`" * max(3, longest + 1)
     return [fence + "text", s, fence]
+
+
+def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> list[str]:
+    """The last ``lines`` lines of a log, reading at most its last ``max_bytes`` bytes (bounded memory)."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read(max_bytes)
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    out = text.splitlines()[-lines:]
+    if size > max_bytes and out and len(text.splitlines()) <= lines:
+        out[0] = "..." + out[0]
+    return [ln[:500] for ln in out]
 
 
 def _pct(x: Any) -> str:

@@ -48,11 +48,10 @@ from personalrewardbench.submissions.protocol import (
     history_to_dict,
     query_to_dict,
 )
+from personalrewardbench.submissions.report import read_log_tail
 from personalrewardbench.submissions.snapshot import Snapshot
 from personalrewardbench.submissions.spec import read_submission
 
-LOG_TAIL_LINES = 25
-LOG_TAIL_BYTES = 16 * 1024
 SIGNAL_HINTS = {
     signal.SIGKILL: "killed (SIGKILL): usually the memory limit or the system's OOM killer",
     signal.SIGSEGV: "segmentation fault: often a native library failing to allocate under the memory limit",
@@ -60,32 +59,6 @@ SIGNAL_HINTS = {
     signal.SIGXFSZ: "file-size limit exceeded: the adapter wrote a too-large file or log",
     signal.SIGABRT: "aborted: often a native library failing to allocate under the memory limit",
 }
-
-
-def _scrubbed_env(home: str) -> dict[str, str]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
-           "LC_ALL": "C.UTF-8", "HF_HOME": f"{home}/hf", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONDONTWRITEBYTECODE": "1"}
-    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    return env
-
-
-def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> list[str]:
-    """The last ``lines`` lines of a log, reading at most its last ``max_bytes`` bytes (bounded memory)."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read(max_bytes)
-    except OSError:
-        return []
-    text = data.decode("utf-8", errors="replace")
-    out = text.splitlines()[-lines:]
-    if size > max_bytes and out and len(text.splitlines()) <= lines:
-        out[0] = "..." + out[0]
-    return [ln[:500] for ln in out]
 
 
 class SandboxedMethod(Method):
@@ -173,8 +146,8 @@ class SandboxedMethod(Method):
         with open(self.log_path, "wb") as log:
             try:
                 self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                              cwd=self._tmp if self.mode == "bwrap" else workdir,
-                                              env=_scrubbed_env(env_home), pass_fds=(p2c_r, c2p_w),
+                                              cwd="/" if self.mode == "bwrap" else workdir,
+                                              env=iso.scrubbed_env(env_home), pass_fds=(p2c_r, c2p_w),
                                               start_new_session=True)
             except OSError as exc:
                 raise SandboxError(f"{self.name}: cannot start the sandbox ({exc}). Fix: {iso.REFUSAL_FIX}",
@@ -185,11 +158,8 @@ class SandboxedMethod(Method):
         self._chan = Channel(c2p_r, p2c_w, max_bytes=self.limits.message_mb * 1024 * 1024)
         self._t0 = t_spawn
         self._deadline_at = t_spawn + self.limits.time_s  # one wall clock for the whole run
-        if self._cgroup is not None and not self._cgroup.holds(self._proc.pid):
-            self._notes.append("cgroup v2 could not take the process; the watchdog enforces the limits")
-            self._cgroup.remove()
-            self._cgroup = None
-        self._notes.append("memory: cgroup v2 memory.max and the process-tree watchdog" if self._cgroup is not None
+        in_cgroup = self._cgroup is not None and self._cgroup.holds(self._proc.pid, wait_s=2.0)
+        self._notes.append("memory: cgroup v2 memory.max and the process-tree watchdog" if in_cgroup
                            else "memory: process-tree watchdog (PSS summed over all processes, plus /tmp and "
                                 "/dev/shm use)")
         self._watchdog = Watchdog(self._proc.pid, self.limits, self._kill_tree,

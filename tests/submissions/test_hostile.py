@@ -310,7 +310,7 @@ def test_a_fence_breaking_failure_message_stays_in_its_block(tmp_path):
 def test_a_huge_log_is_read_from_its_tail(tmp_path):
     import tracemalloc
 
-    from personalrewardbench.submissions.sandbox import read_log_tail
+    from personalrewardbench.submissions.report import read_log_tail
 
     o = _score("big-log", tmp_path / "out")
     assert o.failed and "failed after a 100 MiB log" in o.error and "xxxx" in o.error
