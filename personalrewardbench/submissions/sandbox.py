@@ -282,7 +282,7 @@ class SandboxedMethod(Method):
         if reply.get("ok") is True:
             return reply.get("result")
         if reply.get("kind") == "memory":
-            raise self._fail(f"ran out of memory (limit {self.limits.memory_mb} MiB); use less memory or raise "
+            raise self._fail(f"ran out of memory (memory limit {self.limits.memory_mb} MiB); use less memory or raise "
                              "the limit with --memory-limit", "memory", phase)
         if reply.get("ok") is False:
             tb = str(reply.get("traceback") or "").rstrip()[-6000:]
