@@ -141,7 +141,7 @@ def test_escape_attempts_fail_and_limits_hold_under_a_non_root_harness(tmp_path)
         target.write_text("{}")
         os.chmod(target, 0o666)
         cmd, why = unprivileged_command([sys.executable, "-B", "-c", UNPRIVILEGED_SCRIPT, str(HOSTILE), str(target)],
-                                        python_paths() + [str(REPO)])
+                                        python_paths() + [str(REPO)], scratch=str(work))
         if cmd is None:
             print(f"cannot run the harness as a non-root user here: {why}")
             pytest.skip(f"cannot run the harness as a non-root user here: {why}")

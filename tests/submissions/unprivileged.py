@@ -27,10 +27,11 @@ def _blocked_all(path: str) -> list[tuple[str, str]]:
             if parent != Path("/") and not os.stat(parent).st_mode & 0o001]
 
 
-def unprivileged_command(argv: list[str], needed: list[str]) -> tuple[list[str] | None, str]:
+def unprivileged_command(argv: list[str], needed: list[str], scratch: str = "/tmp") -> tuple[list[str] | None, str]:
     """(``argv`` wrapped to run as uid 65534, "") or (None, why that is impossible here).
 
-    ``needed``: paths the command must read (Python, the repository, ...).
+    ``needed``: paths the command must read (Python, the repository, ...); ``scratch``: a folder
+    for the (empty, afterwards) mount points it may need; the caller removes it.
     """
     if os.geteuid() != 0:
         return argv, ""
@@ -51,7 +52,7 @@ def unprivileged_command(argv: list[str], needed: list[str]) -> tuple[list[str] 
     unshare = shutil.which("unshare")
     if unshare is None:
         return None, "unshare (util-linux) is not installed"
-    keep = "/tmp/prb-unpriv-keep-" + os.urandom(6).hex()
+    keep = os.path.join(scratch, "prb-unpriv-keep-" + os.urandom(6).hex())
     lines = ["set -e", "mount --make-rprivate /", f"mkdir -p {keep}"]
     k = 0
     for folder, children in sorted(exposes.items()):
