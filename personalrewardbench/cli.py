@@ -18,7 +18,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "personalrewardbench.data.commands",  # prb data build|stats|validate|export
     "personalrewardbench.evaluate_commands",  # prb evaluate|merge|compare|verify
-    "personalrewardbench.submission_commands",  # prb submission validate|new|score
+    "personalrewardbench.submissions.commands",  # prb submission validate|new|score
     "personalrewardbench.leaderboard.commands",  # prb leaderboard build
     "personalrewardbench.run_command",  # prb run
 )

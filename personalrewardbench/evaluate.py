@@ -3,25 +3,25 @@
 The harness owns splitting, ordering, scoring and saving; a method owns its logic.
 A test pair reaches a method only as two :class:`Query` objects (chosen shown first,
 chosen shown second) with opaque ids; which is which lives in a private key table
-(:class:`QueryKey`) that only the evaluator holds. Query ids are keyed hashes of
-(seed, benchmark content hash, pair id, order), so they are stable across reruns,
-batch sizes and shards, yet cannot be recomputed from what a method is given.
+(:class:`QueryKey`) that only the evaluator holds. Query ids are HMACs of (pair id,
+order) under a random secret drawn for each run and kept only in the run folder
+(:mod:`personalrewardbench.query_keys`), so they are stable across resumes and batch
+sizes, yet cannot be recomputed from anything a method is given.
 The query list is sorted by id: its order says nothing about the data order or labels.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from personalrewardbench.data.schema import Benchmark, PreferencePair, Query
+from personalrewardbench.data.schema import Benchmark, Query
 from personalrewardbench.methods import Method, MethodEnv, MethodError, MethodInfo
+from personalrewardbench.query_keys import QUERY_KEY_FILE, QueryKey, make_queries, query_id_for, run_secret
 from personalrewardbench.results import (
     ARTIFACTS_FILE,
     PREDICTIONS_FILE,
@@ -38,54 +38,16 @@ from personalrewardbench.results import (
 )
 from personalrewardbench.scoring import ScoringError, check_probability, paired_comparison, score
 
-__all__ = ["QueryKey", "make_queries", "paired_comparison", "run_evaluation", "score", "select_users"]
+__all__ = ["QueryKey", "make_queries", "paired_comparison", "query_id_for", "run_evaluation", "score",
+           "select_users"]
 
 DEFAULT_CHUNK = 256
 DEFAULT_RESAMPLES = 1000
 USAGE_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cache_hits", "seconds")
 
 
-@dataclass(frozen=True, slots=True)
-class QueryKey:
-    """The evaluator's private answer key for one query."""
-
-    pair_id: str
-    user_id: str
-    chosen_first: bool
-
-    @property
-    def order(self) -> str:
-        return "chosen_first" if self.chosen_first else "chosen_second"
-
-
 def _hash_int(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("\0".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-def query_id_for(pair_id: str, chosen_first: bool, seed: int, salt: str = "") -> str:
-    """Opaque, deterministic query id (HMAC keyed by seed and salt)."""
-    key = hashlib.sha256(f"prb-query-key\0{seed}\0{salt}".encode()).digest()
-    order = "chosen_first" if chosen_first else "chosen_second"
-    return hmac.new(key, f"{pair_id}\0{order}".encode(), hashlib.sha256).hexdigest()[:24]
-
-
-def make_queries(pairs: Sequence[PreferencePair], seed: int, *, salt: str = "") -> tuple[list[Query], dict[str, QueryKey]]:
-    """Two label-free queries per pair (both orders), sorted by their opaque ids, plus the key table.
-
-    ``salt`` (the harness passes the benchmark content hash) keys the ids together with ``seed``.
-    """
-    queries: list[Query] = []
-    keys: dict[str, QueryKey] = {}
-    for p in pairs:
-        for chosen_first in (True, False):
-            qid = query_id_for(p.pair_id, chosen_first, seed, salt)
-            if qid in keys:
-                raise MethodError(f"pair {p.pair_id} appears twice in the benchmark; pair ids must be unique")
-            first, second = (p.chosen, p.rejected) if chosen_first else (p.rejected, p.chosen)
-            queries.append(Query(query_id=qid, user_id=p.user_id, context=p.context, first=first, second=second))
-            keys[qid] = QueryKey(p.pair_id, p.user_id, chosen_first)
-    queries.sort(key=lambda q: q.query_id)
-    return queries, keys
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -212,7 +174,7 @@ def _open_run(out_dir: Path, fingerprint: dict[str, Any], resume: bool) -> dict[
     """Prepare ``out_dir``; return saved progress (empty for a fresh run)."""
     run_file = out_dir / RUN_FILE
     if out_dir.exists() and not resume:
-        for name in (PREDICTIONS_FILE, ARTIFACTS_FILE, RESULTS_FILE, RUN_FILE, PROGRESS_FILE):
+        for name in (PREDICTIONS_FILE, ARTIFACTS_FILE, RESULTS_FILE, RUN_FILE, PROGRESS_FILE, QUERY_KEY_FILE):
             (out_dir / name).unlink(missing_ok=True)
     if resume and run_file.exists():
         saved = read_json(run_file)
@@ -292,7 +254,10 @@ def run_evaluation(
         log.rewrite([])
         write_json_atomic(out_dir / ARTIFACTS_FILE, {})
     else:
-        queries, keys = make_queries(test_pairs, seed, salt=bench.content_hash)
+        # keyed by the run's random secret (drawn now, or re-read from the run folder on resume)
+        pred_path = out_dir / PREDICTIONS_FILE
+        secret = run_secret(out_dir, has_predictions=pred_path.exists() and pred_path.stat().st_size > 0)
+        queries, keys = make_queries(test_pairs, secret)
         done = {r["query_id"]: r for r in log.read(repair=True)}
         unknown = sorted(set(done) - set(keys))
         if unknown:

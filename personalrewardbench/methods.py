@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from personalrewardbench.data.schema import Query, UserHistory
+from personalrewardbench.errors import MethodError
+from personalrewardbench.submissions.spec import read_submission
 
 # Capabilities a method may declare.
 CAPABILITIES = {
@@ -39,10 +41,6 @@ CAPABILITIES = {
     "personalized": "uses the user's own history",
     "artifacts": "produces per-user artifacts (e.g. personas)",
 }
-
-
-class MethodError(RuntimeError):
-    """A user-fixable problem with a method (unknown name, bad config, bad output)."""
 
 
 @dataclass
@@ -138,9 +136,7 @@ def _display_path(folder: Path) -> str:
 
 def read_folder_methods(folder: Path | str) -> list[MethodInfo]:
     """The method (and its ``[variants.<suffix>]``) declared by ``folder/submission.toml``,
-    parsed and checked by :func:`personalrewardbench.submission.read_submission`."""
-    from personalrewardbench.submission import read_submission
-
+    parsed and checked by :func:`personalrewardbench.submissions.spec.read_submission`."""
     folder = Path(folder).resolve()
     sub = read_submission(folder)
     tier = "reproduced" if folder.parent.name == "baselines" else "submitted"

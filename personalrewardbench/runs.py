@@ -3,7 +3,8 @@
 ``verify_run`` recomputes every figure of a results.json from its predictions.jsonl
 and the benchmark with the same function ``prb evaluate`` used, checks the sha256 of
 each file recorded in results.json, checks that the predictions cover exactly the
-benchmark's test pairs (both orders, the same opaque query ids), and flags results
+benchmark's test pairs (both orders, with the opaque ids that the run's own query secret
+in ``query-key.json`` gives; a merged run keeps one secret per shard), and flags results
 produced on a different benchmark version. It returns one line per problem.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.schema import Benchmark
+from personalrewardbench.query_keys import KeyEntry, QueryKeyError, keys_for_run, read_key_file, write_key_file
 from personalrewardbench.results import (
     ARTIFACTS_FILE,
     PREDICTIONS_FILE,
@@ -81,19 +83,25 @@ def _check_lines(preds: Sequence[Mapping[str, Any]], where: Path) -> list[str]:
     return problems
 
 
-def _check_coverage(preds: Sequence[Mapping[str, Any]], bench: Benchmark, users: Sequence[str], seed: int,
+def _check_coverage(preds: Sequence[Mapping[str, Any]], bench: Benchmark, users: Sequence[str], run_dir: Path,
                     where: Path) -> list[str]:
-    from personalrewardbench.evaluate import make_queries
-
+    """Predictions cover exactly the run's test queries, with the ids its query secret(s) give."""
     sub = bench.subset(users)
-    _, keys = make_queries(sorted(sub.pairs_of("test"), key=lambda p: p.pair_id), seed, salt=sub.content_hash)
+    by_user: dict[str, list[Any]] = {}
+    for p in sub.pairs_of("test"):
+        by_user.setdefault(p.user_id, []).append(p)
+    try:
+        keys = keys_for_run(read_key_file(run_dir), by_user, users)
+    except QueryKeyError as exc:
+        return [str(exc)]
     problems: list[str] = []
     got: set[str] = set()
     for i, r in enumerate(preds, start=1):
         k = keys.get(r.get("query_id"))
         got.add(r.get("query_id"))
         if k is None:
-            problems.append(f"{where}: line {i}: query {r.get('query_id')} is not a query of this benchmark and seed")
+            problems.append(f"{where}: line {i}: query {r.get('query_id')} is not a query of this run (benchmark and "
+                            "query secret)")
         elif (k.pair_id, k.user_id, k.order) != (r.get("pair_id"), r.get("user_id"), r.get("order")):
             problems.append(f"{where}: line {i}: query {r['query_id']} is pair {k.pair_id} ({k.order}) of user "
                             f"{k.user_id}, not pair {r.get('pair_id')} ({r.get('order')}) of user {r.get('user_id')}")
@@ -138,7 +146,7 @@ def verify_run(run_dir: Path | str, benchmark: Benchmark | None = None) -> list[
         return problems + line_problems
     ds = res.get("dataset") or {}
     users = list(ds.get("selected_users") or [])
-    seed = int((res.get("provenance") or {}).get("seed", 0))
+    seed = int((res.get("provenance") or {}).get("seed", 0))  # the bootstrap's default seed
     if benchmark is not None and benchmark.content_hash != ds.get("content_hash"):
         problems.append(f"benchmark version differs: {run_dir} was produced on {ds.get('name')} content hash "
                         f"{str(ds.get('content_hash'))[:12]}..., the benchmark given has {benchmark.content_hash[:12]}...; "
@@ -152,7 +160,7 @@ def verify_run(run_dir: Path | str, benchmark: Benchmark | None = None) -> list[
         return problems
     recorded_users = res.get("per_user") or {}
     if benchmark is not None:
-        problems += _check_coverage(preds, benchmark, users, seed, pred_path)
+        problems += _check_coverage(preds, benchmark, users, run_dir, pred_path)
         extra = None
     else:
         extra = {u: {f: row[f] for f in ("n_train", "n_val") if f in row} for u, row in recorded_users.items()}
@@ -239,7 +247,10 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
     artifacts: dict[str, str] = {}
     users: list[str] = []
     extra: dict[str, dict[str, Any]] = {}
+    key_entries: list[KeyEntry] = []  # each shard drew its own query secret: keep each with its users
     for _, d, res in loaded:
+        key_entries += [KeyEntry(e.secret, tuple(res["dataset"]["selected_users"]) if e.users is None else e.users)
+                        for e in read_key_file(d)]
         preds += read_predictions(d)
         artifacts.update(read_json(d / ARTIFACTS_FILE))
         users += res["dataset"]["selected_users"]
@@ -268,6 +279,7 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     PredictionLog(out_dir / PREDICTIONS_FILE).rewrite(preds)
+    write_key_file(out_dir, key_entries)
     write_json_atomic(out_dir / ARTIFACTS_FILE, dict(sorted(artifacts.items())))
     merged["files"] = file_hashes(out_dir)
     write_json_atomic(out_dir / RESULTS_FILE, merged)

@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""CI entry point: score the submissions a pull request changes, in the sandbox.
+"""CI entry point: score the submissions a pull request changes, in the sandbox, with this checkout's harness.
 
-    python scripts/score_submissions.py --base origin/main [--dataset synthetic] [--summary out.md]
+    python scripts/score_submissions.py --repo PR_CHECKOUT --base BASE_SHA --out ci-results --summary out.md
     python scripts/score_submissions.py submissions/my-method          # explicit folders
 
-Finds the folders under ``submissions/`` whose files differ from the merge base
-with ``--base`` (changes only under a folder's ``results/`` are ignored: CI
-writes those), validates each, scores every method name (base and variants) in
-the sandbox on each ``--dataset``, writes ``submissions/<name>/results/``, runs
-the baselines (trusted, in-process, reused when already complete) on the same
-users, and prints a Markdown report with each paired difference and its 95% CI,
-ready to post on the pull request. Exit status 1 if any submission is invalid
-or failed (crash, hang, memory, bad predictions), 0 otherwise.
+The harness that runs is the one this script belongs to (in CI: the base branch, installed
+from its own checkout); the pull request's checkout (``--repo``) is only data. Its changes
+against the merge base with ``--base`` must all lie inside ``submissions/<name>/`` folders
+(``results/`` inside them excepted: results are never taken from a pull request). A pull
+request that changes anything else is reported and nothing is scored. Each changed
+submission is validated, and every method name (base and variants) is scored in the
+sandbox on each ``--dataset``, through a read-only snapshot of its folder, into ``--out``
+(outside the pull request's folders). The baselines that need no LLM, reward model or GPU
+run in-process (trusted, reused when complete) on the same users for paired differences.
+One submission's failure (invalid folder, crash, hang, memory, bad predictions, broken
+protocol, or an internal error) never stops the others, and the job always ends with the
+Markdown report (printed, and written to ``--summary``). Exit status 1 if anything failed
+or the pull request changes files outside its submission folders, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -20,45 +25,48 @@ import argparse
 import shlex
 import subprocess
 import sys
-from pathlib import Path
-
-from personalrewardbench.cli import UserError
-from personalrewardbench.data.errors import DataError
-from personalrewardbench.methods import MethodError
-from personalrewardbench.submission import SUBMISSION_FILE, SubmissionError, read_submission, validate_folder
-from personalrewardbench.submission_commands import add_sandbox_arguments, limits_from_args
-from personalrewardbench.submission_scoring import (
-    ScoreOutcome,
-    compare_with_baselines,
-    markdown_summary,
-    run_baselines,
-    score_submission,
-)
+import traceback
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+SUBMISSIONS = "submissions"
 
 
-def changed_submissions(base: str, submissions_dir: Path, repo: Path) -> list[Path]:
-    """Submission folders with files added/changed/renamed since the merge base with ``base``."""
+def changed_paths(base: str, repo: Path) -> list[str]:
+    """Every path added, changed, renamed (both names) or deleted since the merge base with ``base``."""
+    from personalrewardbench.cli import UserError
+
     try:
-        out = subprocess.run(["git", "diff", "--name-only", "--diff-filter=ACMR", f"{base}...HEAD", "--",
-                              str(submissions_dir.relative_to(repo))], cwd=repo, capture_output=True, text=True,
-                             check=True).stdout
-    except subprocess.CalledProcessError as exc:
-        raise UserError(f"git diff against {base!r} failed ({exc.stderr.strip()}); fetch the base branch "
-                        "(actions/checkout with fetch-depth: 0) or pass --base with an existing ref") from None
+        out = subprocess.run(["git", "-c", "core.quotePath=false", "diff", "--name-only", "--no-renames", "-z",
+                              f"{base}...HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    except (subprocess.CalledProcessError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise UserError(f"git diff against {base!r} in {repo} failed ({str(detail).strip()[:300]}); fetch the base "
+                        "commit (actions/checkout with fetch-depth: 0) or pass --base with an existing ref") from None
+    return sorted(p for p in out.split("\0") if p)
+
+
+def split_changes(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(submission names the paths touch, paths a pull request may not change).
+
+    Allowed: ``submissions/<name>/<anything>`` except ``submissions/<name>/results/...``.
+    """
     names: set[str] = set()
-    prefix = submissions_dir.relative_to(repo).parts
-    for line in out.splitlines():
-        parts = Path(line).parts[len(prefix):]
-        if len(parts) >= 2 and parts[1] != "results":
-            names.add(parts[0])
-    return [submissions_dir / n for n in sorted(names) if (submissions_dir / n / SUBMISSION_FILE).is_file()
-            or (submissions_dir / n).is_dir()]
+    outside: list[str] = []
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        if len(parts) >= 3 and parts[0] == SUBMISSIONS and parts[2] != "results" and ".." not in parts:
+            names.add(parts[1])
+        else:
+            outside.append(path)
+    return sorted(names), outside
 
 
 def default_baselines(baselines_dir: Path) -> list[str]:
     """Baselines that need neither an LLM, a reward model nor a GPU (cheap enough for every PR)."""
+    from personalrewardbench.submissions.spec import SubmissionError, read_submission
+
     names = []
     for folder in sorted(baselines_dir.iterdir()) if baselines_dir.is_dir() else []:
         try:
@@ -72,15 +80,19 @@ def default_baselines(baselines_dir: Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from personalrewardbench.submissions.commands import add_sandbox_arguments
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", help="submission folders to score (default: those changed since --base)")
+    p.add_argument("--repo", default=str(ROOT), help="checkout holding the changes (in CI: the pull request's)")
     p.add_argument("--base", default="origin/main", help="git ref to diff against (default: origin/main)")
-    p.add_argument("--submissions-dir", default=str(ROOT / "submissions"))
     p.add_argument("--baselines-dir", default=str(ROOT / "baselines"))
     p.add_argument("--dataset", action="append", default=None,
                    help="benchmark(s) to score on: synthetic, chatbot_arena, prism or a path (default: synthetic)")
     p.add_argument("--baseline", action="append", default=None,
                    help="baselines to compare with (default: every baseline needing no LLM/RM/GPU)")
+    p.add_argument("--out", default=str(ROOT / "results" / "submissions"),
+                   help="results root for the submissions' runs (never inside a submission folder)")
     p.add_argument("--baseline-results", default=str(ROOT / "results"), help="results root for baseline runs")
     p.add_argument("--users", type=int, default=None, help="score only this many users (seeded selection)")
     p.add_argument("--seed", type=int, default=0)
@@ -95,59 +107,108 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    subs_dir = Path(args.submissions_dir).resolve()
-    repo = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=subs_dir.parent, capture_output=True,
-                               text=True).stdout.strip() or subs_dir.parent)
-    folders = [Path(p).resolve() for p in args.paths] or changed_submissions(args.base, subs_dir, repo.resolve())
-    if args.list_changed:
-        print("\n".join(str(f) for f in folders))
-        return 0
-    outcomes: list[ScoreOutcome] = []
+def _failed(name: str, dataset: str, error: str, kind: str) -> Any:
+    from personalrewardbench.submissions.scoring import ScoreOutcome
+
+    return ScoreOutcome(method=name, dataset=dataset, status="failed", error=error, kind=kind)
+
+
+def score_all(args: argparse.Namespace, folders: list[Path], notes: list[str], outcomes: list[Any],
+              command: str) -> None:
+    """Validate and score ``folders``, appending to ``outcomes``/``notes``; never raises for one submission."""
+    from personalrewardbench.submissions.commands import limits_from_args
+    from personalrewardbench.submissions.scoring import compare_with_baselines, run_baselines, score_submission
+    from personalrewardbench.submissions.spec import SubmissionError, validate_folder
+
     valid = []
     for folder in folders:
         try:
             valid.append(validate_folder(folder))
         except SubmissionError as exc:
-            outcomes.append(ScoreOutcome(method=folder.name, dataset="-", status="failed", error=str(exc),
-                                         kind="invalid"))
+            outcomes.append(_failed(folder.name, "-", str(exc), "invalid"))
+    if not valid:
+        return
     llm = None
-    if any(s.requirements.llm for s in valid):
-        from personalrewardbench.llm import llm_from_args
-
-        llm = llm_from_args(args)
-    baselines = args.baseline if args.baseline is not None else default_baselines(Path(args.baselines_dir))
-    command = shlex.join(["python", "scripts/score_submissions.py", *(argv if argv is not None else sys.argv[1:])])
     try:
+        if any(s.requirements.llm for s in valid):
+            from personalrewardbench.llm import llm_from_args
+
+            llm = llm_from_args(args)
         from personalrewardbench.data import load_benchmark
 
+        baselines = args.baseline if args.baseline is not None else default_baselines(Path(args.baselines_dir))
         for spec in args.dataset or ["synthetic"]:
-            if not valid:
-                break
-            bench = load_benchmark(spec)
-            base_runs = run_baselines(baselines, bench, args.baseline_results, llm=llm, seed=args.seed,
-                                      n_users=args.users, resamples=args.bootstrap, show_progress=not args.quiet)
+            try:
+                bench = load_benchmark(spec)
+            except Exception as exc:  # noqa: BLE001 - reported; other datasets still run
+                notes.append(f"dataset {spec}: could not be loaded: {exc}")
+                continue
+            try:
+                base_runs = run_baselines(baselines, bench, args.baseline_results, llm=llm, seed=args.seed,
+                                          n_users=args.users, resamples=args.bootstrap, show_progress=not args.quiet)
+            except Exception as exc:  # noqa: BLE001 - submissions are still scored, without comparisons
+                notes.append(f"baselines on {bench.name} failed ({type(exc).__name__}: {exc}); scores are shown "
+                             "without paired differences")
+                base_runs = {}
             for sub in valid:
-                res = score_submission(sub.folder, bench, sub.folder / "results", limits=limits_from_args(args),
-                                       llm=llm, seed=args.seed, n_users=args.users, resamples=args.bootstrap,
-                                       show_progress=not args.quiet, command=command)
-                for o in res:
-                    compare_with_baselines(o, base_runs, resamples=args.bootstrap, seed=args.seed)
+                try:
+                    res = score_submission(sub.folder, bench, args.out, limits=limits_from_args(args), llm=llm,
+                                           seed=args.seed, n_users=args.users, resamples=args.bootstrap,
+                                           show_progress=not args.quiet, command=command)
+                    for o in res:
+                        compare_with_baselines(o, base_runs, resamples=args.bootstrap, seed=args.seed)
+                except Exception as exc:  # noqa: BLE001 - one submission never stops the others
+                    res = [_failed(sub.name, bench.name, f"internal error: {type(exc).__name__}: {exc}",
+                                   "internal")]
                 outcomes += res
     finally:
         if llm is not None:
             llm.close()
-    report = markdown_summary(outcomes, title="PersonalRewardBench: sandboxed scores of the changed submissions")
-    print(report)
-    if args.summary:
-        Path(args.summary).write_text(report, encoding="utf-8")
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    repo = Path(args.repo).resolve()
+    notes: list[str] = []
+    outcomes: list[Any] = []
+    failed = False
+    command = shlex.join(["python", "scripts/score_submissions.py", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        if args.paths:
+            folders = [Path(p).resolve() for p in args.paths]
+        else:
+            names, outside = split_changes(changed_paths(args.base, repo))
+            if outside:
+                failed = True
+                shown = "\n".join(f"  {p}" for p in outside[:50]) + (f"\n  ... and {len(outside) - 50} more"
+                                                                   if len(outside) > 50 else "")
+                notes.append("Not scored: this pull request changes files outside submissions/<name>/ (a submission "
+                             "may change only its own folder, and never its results/). Move these changes to a "
+                             f"separate pull request:\n{shown}")
+                names = []
+            folders = [repo / SUBMISSIONS / n for n in names if (repo / SUBMISSIONS / n).is_dir()]
+            gone = [n for n in names if not (repo / SUBMISSIONS / n).is_dir()]
+            if gone:
+                notes.append(f"Removed submission folders (nothing to score): {', '.join(gone)}")
+        if args.list_changed:
+            print("\n".join(str(f) for f in folders))
+            return 1 if failed else 0
+        score_all(args, folders, notes, outcomes, command)
+    except Exception as exc:  # noqa: BLE001 - the job always ends with a summary
+        failed = True
+        notes.append(f"The scoring job stopped early: {type(exc).__name__}: {exc}\n"
+                     + "".join(traceback.format_exception(exc)[-3:]))
+    finally:
+        if not args.list_changed:
+            from personalrewardbench.submissions.report import markdown_summary
+
+            report = markdown_summary(outcomes, title="PersonalRewardBench: sandboxed scores of the changed "
+                                                      "submissions", notes=notes)
+            print(report)
+            if args.summary:
+                Path(args.summary).write_text(report, encoding="utf-8")
+    return 1 if failed or any(o.status == "failed" for o in outcomes) else 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (UserError, MethodError, DataError) as exc:  # user-fixable: one line, no traceback
-        print(f"score_submissions: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

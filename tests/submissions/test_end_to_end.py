@@ -12,7 +12,7 @@ import pytest
 from personalrewardbench.cli import main as prb
 from personalrewardbench.data import save_benchmark
 from personalrewardbench.results import sha256_file
-from personalrewardbench.submission_scoring import score_submission
+from personalrewardbench.submissions.scoring import score_submission
 from tests.conftest import make_tiny_benchmark
 from tests.submissions.conftest import MISBEHAVING
 
@@ -46,12 +46,12 @@ def test_example_submission_scores_in_the_sandbox(scored):
     assert res["status"] == "ok" and res["method"]["name"] == "embed-direction"
     assert res["method"]["tier"] == "submitted"
     assert res["method"]["config"] == {"prior_weight": 8.0, "scale": 20.0, "with_context": False}
-    assert res["method_usage"]["sandbox"]["mode"] in ("root", "userns", "process")
+    assert res["method_usage"]["sandbox"]["mode"] == "bwrap"
     assert res["scores"]["n_judgments"] == 18
     # the Markdown report: the score and the paired difference with the baseline on the same pairs
-    assert "| `embed-direction` | tiny | ok |" in report
-    assert "### `embed-direction` vs baselines on tiny (same pairs)" in report
-    assert "| `length` |" in report
+    assert "| <code>embed-direction</code> | tiny | ok |" in report
+    assert "### <code>embed-direction</code> vs baselines on tiny (same pairs)" in report
+    assert "| <code>length</code> |" in report
 
 
 def _verify(run: Path, bench_dir: Path, capsys) -> tuple[int, str]:
@@ -97,7 +97,7 @@ def test_failing_adapter_gets_a_report_and_no_score(tmp_path, capsys):
               "--out", str(tmp_path / "results"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 1
-    assert "| `misbehaving-nan` | tiny | **FAILED** |" in out and "nan (not finite)" in out
+    assert "| <code>misbehaving-nan</code> | tiny | **FAILED** |" in out and "nan (not finite)" in out
     assert not list((tmp_path / "results").rglob("*.json*"))
 
 
@@ -108,3 +108,33 @@ def test_failure_after_some_chunks_leaves_no_partial_run(tmp_path):
     assert outcome.failed and outcome.kind == "crash-exception"
     assert "RuntimeError: second chunk went wrong" in outcome.error
     assert not list((tmp_path / "results").rglob("*.json*"))  # the first chunk's predictions are gone too
+
+
+def test_results_go_outside_the_submission_folder(tmp_path, monkeypatch, capsys):
+    from personalrewardbench.submissions.template import write_template
+
+    folder = write_template("outside", tmp_path / "submissions")
+    bench_dir = save_benchmark(make_tiny_benchmark(), tmp_path / "bench")
+    monkeypatch.chdir(tmp_path)
+    assert prb(["submission", "score", str(folder), "--dataset", str(bench_dir), "--method", "outside",
+                "--bootstrap", "50", "--quiet"]) == 0
+    assert list((tmp_path / "results" / "submissions" / "tiny" / "outside").glob("*/results.json"))
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "adapter.py", "submission.toml"]
+    rc = prb(["submission", "score", str(folder), "--dataset", str(bench_dir), "--out", str(folder / "results"),
+              "--quiet"])
+    assert rc == 1 and "is inside the submission folder" in capsys.readouterr().out
+    assert not (folder / "results").exists()
+
+
+def test_verify_needs_the_runs_query_secret(scored, tmp_path, capsys):
+    _, _, bench_dir, runs, _ = scored
+    t = shutil.copytree(runs[0], tmp_path / "nokey")
+    (t / "query-key.json").unlink()
+    rc, out = _verify(t, bench_dir, capsys)
+    assert rc == 1 and "query-key.json: missing" in out
+    other = shutil.copytree(runs[0], tmp_path / "otherkey")
+    from personalrewardbench.query_keys import KeyEntry, new_secret, write_key_file
+
+    write_key_file(other, [KeyEntry(new_secret())])  # another secret: none of the ids match
+    rc, out = _verify(other, bench_dir, capsys)
+    assert rc == 1 and "is not a query of this run" in out

@@ -6,8 +6,10 @@ import pytest
 
 from personalrewardbench.evaluate import make_queries
 from personalrewardbench.methods import load_method
-from personalrewardbench.sandbox import SandboxedMethod, SandboxError, SandboxLimits, check_predictions
-from personalrewardbench.submission import SubmissionError
+from personalrewardbench.submissions.checks import SandboxError, check_predictions
+from personalrewardbench.submissions.limits import SandboxLimits
+from personalrewardbench.submissions.sandbox import SandboxedMethod
+from personalrewardbench.submissions.spec import SubmissionError
 from tests.submissions.conftest import MISBEHAVING, run_method
 
 
@@ -21,7 +23,7 @@ def test_sandboxed_predictions_match_in_process(tiny):
         got = run_method(m, tiny)
         report = m.usage()["sandbox"]
     assert got == expected and len(got) == 2 * len(tiny.pairs_of("test"))
-    assert report["mode"] in ("root", "userns", "process") and "labels withheld" in report["enforced"]
+    assert report["mode"] == "bwrap" and "labels withheld" in report["enforced"]
 
 
 def test_variant_config_and_adapter_stdout_do_not_break_the_run(tiny):
@@ -38,12 +40,12 @@ FAILURES = [
     ("exit", {}, "fit", "crash", ["exited unexpectedly", "exit code 3"]),
     ("segfault", {}, "fit", "crash", ["segmentation fault"]),
     ("hang", {"time_s": 3}, "predict", "timeout", ["time limit of 3 s", "--time-limit"]),
-    ("memory", {"memory_mb": 1024}, "fit", "memory", ["out of memory (limit 1024 MiB)", "--memory-limit"]),
+    ("memory", {"memory_mb": 1024}, "fit", "memory", ["memory limit", "1024 MiB", "--memory-limit"]),
     ("short", {}, "predict", "bad-output", ["returned 17 values for 18 queries", "one value per query"]),
     ("nan", {}, "predict", "bad-output", ["1 invalid value", "nan (not finite)", "None for a failed judgment"]),
     ("range", {}, "predict", "bad-output", ["1.5 is outside [0, 1]"]),
     ("string", {}, "predict", "bad-output", ["18 invalid value", "a str"]),
-    ("break-protocol", {}, "predict", "protocol", ["broke the protocol", "not JSON"]),
+    ("break-protocol", {}, "predict", "protocol", ["broke the protocol", "not a valid message", "this is not json"]),
 ]
 
 
@@ -102,7 +104,7 @@ def test_adapter_uses_the_harness_llm_through_the_sandbox(tiny):
 
 
 def test_llm_method_without_an_llm_gets_a_clear_error(tiny, tmp_path):
-    from personalrewardbench.submission_scoring import score_submission
+    from personalrewardbench.submissions.scoring import score_submission
     from tests.submissions.conftest import FIXTURES
 
     [outcome] = score_submission(FIXTURES / "llm-judge", tiny, tmp_path, llm=None, show_progress=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import pytest
 from personalrewardbench.data import save_benchmark
 from personalrewardbench.evaluate import make_queries
 from personalrewardbench.methods import MethodEnv, load_method
-from personalrewardbench.sandbox import SandboxedMethod, SandboxLimits
-from personalrewardbench.sandbox_isolation import detect_mode
+from personalrewardbench.submissions.checks import SandboxError
+from personalrewardbench.submissions.limits import SandboxLimits
+from personalrewardbench.submissions.sandbox import SandboxedMethod
 from tests.submissions.conftest import SNOOP, canary_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +81,7 @@ def test_probes_find_the_canary_when_not_sandboxed(setting):
     assert report["network"]["result"].startswith("connected")
 
 
-@pytest.mark.skipif(detect_mode() == "process", reason="this machine allows no namespaces (process mode only)")
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 def test_sandboxed_adapter_finds_no_labels(setting):
     canary, bench, config = setting
     with SandboxedMethod(SNOOP, config=config, limits=SandboxLimits(memory_mb=2048)) as m:
@@ -99,19 +101,33 @@ def test_sandboxed_adapter_finds_no_labels(setting):
     # the repository holds only what was bound in: the venv, the package, the submission folder
     assert set(report["dirs"][str(REPO)].get("entries", [])) <= {".venv", "personalrewardbench", "tests"}
     # the harness process is invisible (own PID namespace), so its memory and environment cannot be read
+    harness = report["harness"].pop(str(config["harness_pid"]))
+    assert all(p["result"].startswith("error:") for p in harness.values()), harness
+    # what it can see instead is the sandbox's own init process (bubblewrap's reaper): nothing there
     for probes in report["harness"].values():
-        assert all(p["result"].startswith("error:") for p in probes.values()), probes
+        assert all(not p["found"] for p in probes.values()), probes
     assert report["all_processes"]["count"] <= 2  # only the sandbox's own processes
     assert report["network"]["result"].startswith("error:")
-    assert sandbox["mode"] in ("root", "userns")
-    if sandbox["mode"] == "root":
-        assert sandbox["uid"] == 65534
+    assert sandbox["mode"] == "bwrap" and sandbox["uid"] == 65534
 
 
-def test_process_mode_still_withholds_labels_and_environment(setting):
+def test_no_isolation_is_refused_unless_the_code_is_trusted():
+    with pytest.raises(SandboxError, match="--i-trust-this-code") as info:
+        SandboxedMethod(SNOOP, limits=SandboxLimits(isolation="none"))
+    assert info.value.kind == "isolation"
+
+
+def test_missing_bubblewrap_is_a_clear_refusal(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
+    with pytest.raises(SandboxError, match="bubblewrap .* is not installed.*apt-get install bubblewrap") as info:
+        SandboxedMethod(SNOOP)
+    assert info.value.kind == "isolation"
+
+
+def test_trusted_mode_still_withholds_labels_and_environment(setting):
     canary, bench, config = setting
     with SandboxedMethod(SNOOP, config={**config, "harness_pid": 0},
-                         limits=SandboxLimits(isolation="process")) as m:
+                         limits=SandboxLimits(isolation="none", trust_code=True)) as m:
         report = _snoop(m, bench)
     found = _found(report)
     for probe in ("/fit_arguments", "/predict_arguments", "/environ", "/argv", "/gc_objects"):

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from personalrewardbench.cli import main as prb
-from personalrewardbench.sandbox import SandboxedMethod
-from personalrewardbench.submission import (
+from personalrewardbench.submissions.sandbox import SandboxedMethod
+from personalrewardbench.submissions.spec import (
     SubmissionError,
     find_submission_folders,
     read_submission,
     validate_folder,
 )
-from personalrewardbench.submission_template import write_template
+from personalrewardbench.submissions.template import write_template
 from tests.submissions.conftest import run_method
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,28 +7,36 @@ import shlex
 import sys
 from pathlib import Path
 
-from personalrewardbench.sandbox import SandboxLimits
-from personalrewardbench.submission import SubmissionError, validate_folder
+from personalrewardbench.submissions.limits import SandboxLimits
+from personalrewardbench.submissions.spec import SubmissionError, validate_folder
+
+DEFAULT_OUT = Path("results") / "submissions"
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `prb submission score` and scripts/score_submissions.py."""
     g = parser.add_argument_group("sandbox")
     g.add_argument("--time-limit", type=float, default=3600.0, metavar="SECONDS",
-                   help="wall-clock limit for the adapter's own work per method (default 3600)")
+                   help="wall-clock limit per method for the whole run, including the time the harness spends "
+                        "answering its LLM requests (default 3600)")
     g.add_argument("--memory-limit", type=int, default=8192, metavar="MIB",
-                   help="address-space limit of the adapter process in MiB (default 8192)")
-    g.add_argument("--require-isolation", action="store_true",
-                   help="fail unless namespaces isolate the adapter (no network, private filesystem); use in CI")
-    g.add_argument("--isolation", choices=("auto", "root", "userns", "process"), default="auto",
-                   help="isolation mode (default: the strongest this machine allows)")
+                   help="memory limit in MiB over all the adapter's processes and its temporary files "
+                        "(default 8192)")
+    g.add_argument("--tmp-limit", type=int, default=1024, metavar="MIB",
+                   help="size of the adapter's private /tmp and of its /dev/shm, each (default 1024)")
+    g.add_argument("--isolation", choices=("bwrap", "none"), default="bwrap",
+                   help="bwrap (default): bubblewrap sandbox, refused with a clear message where it cannot run; "
+                        "none: no isolation, only with --i-trust-this-code")
+    g.add_argument("--i-trust-this-code", dest="trust_code", action="store_true",
+                   help="confirm --isolation none: the adapter can read and write whatever your user can")
     g.add_argument("--allow-read", action="append", default=[], metavar="PATH",
                    help="extra host path the adapter may read (read-only), e.g. a model folder; repeatable")
 
 
 def limits_from_args(args: argparse.Namespace) -> SandboxLimits:
-    return SandboxLimits(time_s=args.time_limit, memory_mb=args.memory_limit, isolation=args.isolation,
-                         require_isolation=args.require_isolation, extra_read_only=tuple(args.allow_read))
+    return SandboxLimits(time_s=args.time_limit, memory_mb=args.memory_limit, tmp_mb=args.tmp_limit,
+                         isolation=args.isolation, trust_code=args.trust_code,
+                         extra_read_only=tuple(args.allow_read))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -45,7 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from personalrewardbench.submission_template import write_template
+    from personalrewardbench.submissions.template import write_template
 
     folder = write_template(args.name, args.dir, force=args.force)
     print(f"wrote {folder}/ (submission.toml, adapter.py, README.md)\n"
@@ -55,12 +63,8 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from personalrewardbench.data import load_benchmark
-    from personalrewardbench.submission_scoring import (
-        compare_with_baselines,
-        markdown_summary,
-        run_baselines,
-        score_submission,
-    )
+    from personalrewardbench.submissions.report import markdown_summary
+    from personalrewardbench.submissions.scoring import compare_with_baselines, run_baselines, score_submission
 
     sub = validate_folder(args.path)
     llm = None
@@ -72,7 +76,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         for spec in args.dataset:
             benchmark = load_benchmark(spec)
-            out_root = Path(args.out) if args.out else sub.folder / "results"
+            out_root = Path(args.out) if args.out else DEFAULT_OUT
             res = score_submission(sub.folder, benchmark, out_root, names=args.method or None,
                                    limits=limits_from_args(args), llm=llm, seed=args.seed, n_users=args.users,
                                    resamples=args.bootstrap, show_progress=not args.quiet,
@@ -115,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--users", type=int, default=None, help="score only this many users (seeded selection)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
-    s.add_argument("--out", default=None, help="results root (default: PATH/results)")
+    s.add_argument("--out", default=None, help=f"results root, outside the submission folder (default: {DEFAULT_OUT})")
     s.add_argument("--baseline", action="append", default=[],
                    help="also run this baseline (trusted, in-process) and report the paired difference; repeatable")
     s.add_argument("--baseline-results", default="results", help="results root for baseline runs (default: results)")

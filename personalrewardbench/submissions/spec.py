@@ -29,6 +29,7 @@ Every method folder (``submissions/<name>/`` and ``baselines/<name>/``) holds a
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from personalrewardbench.methods import MethodError
+from personalrewardbench.errors import MethodError
 
 SUBMISSION_FILE = "submission.toml"
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -52,6 +53,10 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "variants": (),
 }
 VARIANT_KEYS = ("config", "description")
+# never part of what the adapter sees: written by the harness (older layouts) or by tools
+SKIPPED_TOP = ("results",)
+SKIPPED_ANYWHERE = ("__pycache__", ".git")
+MAX_FILES = 20_000
 
 
 class SubmissionError(MethodError):
@@ -246,15 +251,20 @@ def _raise(path: Path, problems: list[str]) -> None:
 
 
 def read_submission(folder: str | Path) -> Submission:
-    """Parse and check ``<folder>/submission.toml``; raise SubmissionError listing every problem."""
+    """Parse and check ``<folder>/submission.toml``; raise SubmissionError listing every problem.
+
+    A submission.toml that is a symbolic link is refused (symlinks are never followed).
+    """
     folder = Path(folder)
     path = folder / SUBMISSION_FILE if folder.is_dir() or not folder.name.endswith(".toml") else folder
     folder = path.parent
+    if path.is_symlink():
+        raise SubmissionError(f"{path}: is a symbolic link; commit the file itself (symlinks are never followed)")
     if not path.is_file():
         raise SubmissionError(f"{path}: not found; a method folder needs a submission.toml "
                               "(run `prb submission new NAME` for a template)")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_text_nofollow(path))
     except tomllib.TOMLDecodeError as exc:
         raise SubmissionError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
     except UnicodeDecodeError:
@@ -267,14 +277,60 @@ def read_submission(folder: str | Path) -> Submission:
     return sub
 
 
-def folder_problems(sub: Submission) -> list[str]:
-    """Problems with the folder around a parsed submission.toml (README, entry module, folder name)."""
+def _read_text_nofollow(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(1 << 20).decode("utf-8")
+
+
+def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
+    """The regular files of a method folder (relative POSIX paths, sorted) and its problems.
+
+    Never follows a symbolic link: each one (and anything not a regular file or folder,
+    e.g. a FIFO or device) is a problem naming the path. ``results/`` at the top and
+    ``__pycache__``/``.git`` anywhere are skipped: they are not part of the method.
+    """
+    root = Path(folder)
+    files: list[str] = []
     problems: list[str] = []
+    if root.is_symlink():
+        return [], [f"{root}: the submission folder is a symbolic link; symlinks are never followed"]
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / rel) if rel else os.scandir(root), key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(f"{root / rel}: cannot be listed ({exc.strerror})")
+            continue
+        for entry in entries:
+            sub = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.name in SKIPPED_ANYWHERE or (not rel and entry.name in SKIPPED_TOP):
+                continue
+            if entry.is_symlink():
+                problems.append(f"{root / sub}: is a symbolic link; commit the file itself (symlinks are never "
+                                "followed)")
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(sub)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(sub)
+            else:
+                problems.append(f"{root / sub}: is not a regular file or folder; remove it")
+        if len(files) > MAX_FILES:
+            problems.append(f"{root}: more than {MAX_FILES} files; keep the submission to its code and assets")
+            break
+    return sorted(files), problems
+
+
+def folder_problems(sub: Submission) -> list[str]:
+    """Problems with the folder around a parsed submission.toml (README, entry module, folder name,
+    symbolic links or special files anywhere in it)."""
+    problems: list[str] = list_folder(sub.folder)[1]
     folder = sub.folder.resolve()
     if folder.parent.name in ("submissions", "baselines") and folder.name != sub.name:
         problems.append(f"folder name {folder.name!r} differs from [submission].name {sub.name!r}; "
                         "rename one so they match")
-    if not (folder / "README.md").is_file():
+    if not (folder / "README.md").is_file() or (folder / "README.md").is_symlink():
         problems.append(f"{folder / 'README.md'} is missing; describe the method, its settings and how it was run")
     parts = sub.entry_module.split(".")
     mod_file = folder.joinpath(*parts).with_suffix(".py")
@@ -282,8 +338,8 @@ def folder_problems(sub: Submission) -> list[str]:
     if not mod_file.is_file() and not pkg_init.is_file():
         problems.append(f"[method].entry {sub.entry!r}: module file {mod_file.relative_to(folder)} not found in "
                         f"{folder}; put the adapter code in the folder or fix the entry")
-    elif mod_file.is_file():
-        text = mod_file.read_text(encoding="utf-8", errors="replace")
+    elif mod_file.is_file() and not mod_file.is_symlink():
+        text = mod_file.read_bytes().decode("utf-8", errors="replace")
         if not re.search(rf"^class\s+{re.escape(sub.entry_class)}\b", text, re.M):
             problems.append(f"[method].entry {sub.entry!r}: no 'class {sub.entry_class}' in "
                             f"{mod_file.relative_to(folder)}; fix the class name in entry")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from personalrewardbench.submission import NAME_RE, SubmissionError, validate_folder
+from personalrewardbench.submissions.spec import NAME_RE, SubmissionError, validate_folder
 
 TOML = '''[submission]
 name = "{name}"
@@ -103,8 +103,8 @@ responses, from their train/val pairs, shrunk toward the population rate.)
     prb submission validate submissions/{name}
     prb submission score submissions/{name} --data synthetic
 
-CI scores the submission in a sandbox (no network, no benchmark files, only histories and
-label-free queries) and writes `submissions/{name}/results/`.
+CI scores the submission in a sandbox (a read-only copy of this folder, no network, no
+benchmark files, only histories and label-free queries); results are written outside this folder.
 '''
 
 

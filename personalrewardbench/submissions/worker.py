@@ -1,11 +1,12 @@
-"""The process a sandboxed adapter runs in (``python -m personalrewardbench.sandbox_worker R W``).
+"""The process a sandboxed adapter runs in (``python -m personalrewardbench.submissions.worker R W``).
 
-It reads one ``start`` message (isolation plan, limits, submission folder,
-config) from fd R, isolates itself (see :mod:`personalrewardbench.sandbox_isolation`),
-loads the adapter, then serves ``setup``/``fit``/``predict``/``artifacts``/``usage``
-requests. The adapter's LLM calls go back to the harness over the same pipes
-(:class:`RemoteLLM`), so no model cache, key or network is needed in here.
-Everything this process sends is checked by the harness; nothing here is trusted.
+Started already isolated (bubblewrap; see :mod:`personalrewardbench.submissions.isolation`),
+it reads one ``start`` message (limits, the snapshot folder, config) from fd R, sets the
+per-process limits, loads the adapter, then serves ``setup``/``fit``/``predict``/
+``artifacts``/``usage`` requests, echoing each request's ``id``. The adapter's LLM calls go
+back to the harness over the same pipes (:class:`RemoteLLM`), so no model cache, key or
+network is needed in here. Once the adapter's code has run, nothing this process sends is
+trusted: the harness checks every message.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personalrewardbench.sandbox_protocol import (
+from personalrewardbench.submissions.protocol import (
     Channel,
     ChannelClosed,
     chat_to_list,
@@ -40,7 +41,6 @@ def _set_limits(limits: dict[str, Any]) -> list[str]:
         "RLIMIT_CPU": limits.get("cpu_s") and int(limits["cpu_s"]),
         "RLIMIT_FSIZE": limits.get("fsize_mb") and int(limits["fsize_mb"]) * 1024 * 1024,
         "RLIMIT_CORE": 0,
-        "RLIMIT_NPROC": limits.get("nproc") and int(limits["nproc"]),  # per uid: only set for the dedicated uid
     }
     for name, value in wanted.items():
         if value is None or value is False or not hasattr(resource, name):
@@ -74,6 +74,21 @@ class RemoteLLM:
     def count_tokens(self, chat: Any) -> int:
         return int(self._worker.call_harness("count_tokens", {"chat": chat_to_list(chat)}))
 
+    def _batched(self, fn: str, chats: Sequence[Any], extra: dict[str, Any]) -> list[Any]:
+        """One harness call per part of at most ``part_bytes`` (one part for any usual batch)."""
+        lists = [chat_to_list(c) for c in chats]
+        out: list[Any] = []
+        start, size = 0, 0
+        for i, c in enumerate(lists):
+            n = sum(len(m["content"]) * 4 + 64 for m in c)  # a bound on its JSON size (UTF-8, escapes)
+            if i > start and size + n > self._worker.part_bytes:
+                out += self._worker.call_harness(fn, {"chats": lists[start:i], **extra})
+                start, size = i, 0
+            size += n
+        if start < len(lists) or not lists:
+            out += self._worker.call_harness(fn, {"chats": lists[start:], **extra})
+        return out
+
     def generate(self, chats: Sequence[Any], params: Any = None) -> list[Any]:
         from dataclasses import asdict
 
@@ -81,15 +96,13 @@ class RemoteLLM:
 
         p = asdict(params) if params is not None else None
         t0 = time.monotonic()
-        out = self._worker.call_harness("generate", {"chats": [chat_to_list(c) for c in chats], "params": p})
-        comps = [Completion(**c) for c in out]
+        comps = [Completion(**c) for c in self._batched("generate", chats, {"params": p})]
         self._account(comps, time.monotonic() - t0)
         return comps
 
     def choice_logprobs(self, chats: Sequence[Any], choices: Sequence[str]) -> list[dict[str, float]]:
         t0 = time.monotonic()
-        out = self._worker.call_harness("choice_logprobs",
-                                        {"chats": [chat_to_list(c) for c in chats], "choices": list(choices)})
+        out = self._batched("choice_logprobs", chats, {"choices": list(choices)})
         self.usage.calls += len(out)
         self.usage.seconds += time.monotonic() - t0
         return [{str(k): float(v) for k, v in d.items()} for d in out]
@@ -123,6 +136,7 @@ class Worker:
         self.chan = chan
         self.method: Any = None
         self.lock = threading.Lock()
+        self.part_bytes = 16 * 1024 * 1024
 
     def call_harness(self, fn: str, args: dict[str, Any]) -> Any:
         from personalrewardbench.llm.base import LLMError
@@ -135,16 +149,10 @@ class Worker:
         return reply.get("result")
 
     def start(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from personalrewardbench import sandbox_isolation as iso
-
-        mode = msg["mode"]
-        if mode in ("root", "userns"):
-            iso.enter_private_root(msg["root"], msg["binds"], int(msg["tmp_mb"]), drop_uid=mode == "root",
-                                   gpu=bool(msg.get("gpu")))
-            os.makedirs("/tmp/work", exist_ok=True)
-            os.chdir("/tmp/work")
-        else:
-            os.chdir(msg["workdir"])
+        workdir = msg.get("workdir") or "/tmp/work"
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+        self.part_bytes = max(1 << 16, int(msg.get("message_bytes") or self.part_bytes) // 4)
         notes = _set_limits(msg.get("limits") or {})
         from personalrewardbench.methods import load_method
 
@@ -154,7 +162,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - adapter code; fall back to what was asked
             config = msg.get("config") or {}
         return {"name": getattr(self.method, "name", ""), "capabilities": sorted(self.method.capabilities),
-                "config": config, "notes": notes, "uid": os.getuid() if hasattr(os, "getuid") else None}
+                "config": config, "notes": notes}
 
     def setup(self, msg: dict[str, Any]) -> None:
         from personalrewardbench.methods import MethodEnv
@@ -194,8 +202,9 @@ class Worker:
                 msg = self.chan.recv()
             except ChannelClosed:
                 return
+            rid = msg.get("id")
             if msg.get("op") == "close":
-                self.chan.send({"ok": True, "result": None})
+                self.chan.send({"id": rid, "ok": True, "result": None})
                 return
             try:
                 result = self.handle(msg)
@@ -206,7 +215,7 @@ class Worker:
                 tb = traceback.format_exc(limit=-12)
                 reply = {"ok": False, "kind": "crash", "error": f"{type(exc).__name__}: {exc}"[:2000],
                          "traceback": tb[-6000:]}
-            self.chan.send(reply)
+            self.chan.send({"id": rid, **reply})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     read_fd, write_fd = int(argv[0]), int(argv[1])
     os.dup2(2, 1)  # the adapter's prints go to the log, never into the protocol
     sys.stdout = sys.stderr
-    Worker(Channel(read_fd, write_fd)).serve()
+    sys.dont_write_bytecode = True
+    Worker(Channel(read_fd, write_fd, trusted=True)).serve()
     return 0
 
 

@@ -1,0 +1,273 @@
+"""Resource limits for a sandboxed adapter, and the watchdog that enforces them on its whole process tree.
+
+Limits hold for all the adapter's processes together, not per process:
+
+- memory: the proportional set size (PSS, so pages shared between forks count once) summed
+  over every process of the sandbox, plus what it has written to its private /tmp and
+  /dev/shm. Where the harness can create a cgroup v2 with the memory controller, that cgroup
+  enforces the same limit in the kernel (tmpfs pages are charged to it too); the watchdog
+  runs in any case (this is the enforcement on cgroup v1 machines).
+- temporary space: /tmp and /dev/shm are tmpfs mounts of ``tmp_mb`` each (bubblewrap's
+  ``--size``), and their use counts against the memory limit.
+- processes: at most ``max_processes`` at once.
+- wall clock: one deadline for the whole run, from process start to the last answer,
+  including the time the harness spends answering the adapter's LLM requests.
+
+On any breach the watchdog kills the sandbox (the whole PID namespace goes with it) and
+records why, so the harness reports ``memory``, ``processes`` or ``timeout``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits and isolation for one sandboxed adapter.
+
+    ``time_s``: wall-clock seconds for the whole run (start-up, fit, every predict chunk,
+    artifacts, and the time the harness spends answering the adapter's LLM requests);
+    ``start_s``: the start-up alone (process start, constructing the adapter);
+    ``memory_mb``: MiB summed over all the adapter's processes and its temporary files;
+    ``tmp_mb``: size of each of its private /tmp and /dev/shm; ``fsize_mb``: largest file
+    it may write (its log included); ``max_processes``: processes at once;
+    ``message_mb``: largest single message it may send the harness;
+    ``llm_slice``: prompts per LLM batch the harness runs before checking the deadline;
+    ``isolation``: ``"bwrap"`` (bubblewrap; the default and the only isolating mode) or
+    ``"none"``, which runs the adapter as a plain child process and is refused unless
+    ``trust_code`` is set; ``extra_read_only``: host paths bound read-only (e.g. a model folder).
+    """
+
+    time_s: float = 3600.0
+    start_s: float = 120.0
+    memory_mb: int = 8192
+    tmp_mb: int = 1024
+    fsize_mb: int = 1024
+    max_processes: int = 256
+    message_mb: int = 64
+    llm_slice: int = 512
+    isolation: str = "bwrap"
+    trust_code: bool = False
+    extra_read_only: tuple[str, ...] = field(default=())
+
+
+def process_table() -> dict[int, int]:
+    """pid -> parent pid for every process visible in /proc (processes that vanish mid-scan are skipped)."""
+    table: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # fields after the command name (which may itself hold spaces and parentheses)
+        rest = stat[stat.rfind(b")") + 2:].split()
+        if len(rest) > 1:
+            table[int(name)] = int(rest[1])
+    return table
+
+
+def descendants(root: int, table: dict[int, int]) -> list[int]:
+    """``root`` and every process below it in ``table`` (pid -> ppid)."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if pid in table or pid == root:
+            out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def process_memory(pid: int) -> int:
+    """Bytes of memory one process holds: PSS + swapped PSS from smaps_rollup, else resident set size."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            total = 0
+            for line in fh:
+                if line.startswith((b"Pss:", b"SwapPss:")):
+                    total += int(line.split()[1]) * 1024
+            return total
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def tmpfs_used(pids: Iterable[int], mounts: Iterable[str]) -> int:
+    """Bytes used on the sandbox's private tmpfs ``mounts`` (seen through the first pid whose root is readable)."""
+    for pid in pids:
+        used, ok = 0, False
+        for m in mounts:
+            try:
+                st = os.statvfs(f"/proc/{pid}/root{m}")
+            except OSError:
+                continue
+            ok = True
+            used += (st.f_blocks - st.f_bfree) * st.f_frsize
+        if ok:
+            return used
+    return 0
+
+
+class Watchdog(threading.Thread):
+    """Polls the process tree under ``root_pid``; on a breach calls ``kill()`` once and sets ``reason``.
+
+    ``deadline``: a monotonic time (read at every poll, so the owner may move it);
+    ``tmp_mounts``: sandbox paths of its private tmpfs mounts (counted into memory).
+    """
+
+    def __init__(self, root_pid: int, limits: SandboxLimits, kill: Callable[[], None], *,
+                 tmp_mounts: tuple[str, ...] = (), interval: float = 0.2) -> None:
+        super().__init__(name=f"prb-sandbox-watchdog-{root_pid}", daemon=True)
+        self.root_pid = root_pid
+        self.limits = limits
+        self.deadline = float("inf")
+        self.reason: str | None = None
+        self.detail = ""
+        self.peak_bytes = 0
+        self.peak_processes = 0
+        self._kill = kill
+        self._tmp_mounts = tmp_mounts
+        self._interval = interval
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check_once(self) -> None:
+        """One poll (also called directly by tests)."""
+        pids = descendants(self.root_pid, process_table())
+        if time.monotonic() > self.deadline:
+            self._breach("timeout", "the wall-clock limit passed")
+            return
+        n = len(pids)
+        self.peak_processes = max(self.peak_processes, n)
+        if n > self.limits.max_processes:
+            self._breach("processes", f"{n} processes (limit {self.limits.max_processes})")
+            return
+        mem = sum(process_memory(p) for p in pids)
+        if self._tmp_mounts:
+            mem += tmpfs_used([p for p in pids if p != self.root_pid], self._tmp_mounts)
+        self.peak_bytes = max(self.peak_bytes, mem)
+        if mem > self.limits.memory_mb * MiB:
+            self._breach("memory", f"{mem / MiB:.0f} MiB over {n} process(es) and temporary files")
+
+    def _breach(self, reason: str, detail: str) -> None:
+        if self.reason is None:
+            self.reason, self.detail = reason, detail
+            self._kill()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.check_once()
+            except Exception:  # noqa: BLE001 - a failed poll is retried; the harness's own checks remain
+                continue
+            if self.reason is not None:
+                return
+
+
+class Cgroup2:
+    """A cgroup v2 with memory/pids limits for one sandbox, where this machine lets the harness make one.
+
+    :meth:`create` returns None (never raises) on cgroup v1, without delegation, or when the
+    memory controller is unavailable; the watchdog then enforces the limits alone.
+    """
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, limits: SandboxLimits) -> Cgroup2 | None:
+        if not (cls.ROOT / "cgroup.controllers").is_file():
+            return None
+        try:
+            own = next(line.split(":", 2)[2].strip() for line in open("/proc/self/cgroup") if line.startswith("0::"))
+        except (OSError, StopIteration):
+            return None
+        parent = (cls.ROOT / own.lstrip("/")).parent if own not in ("", "/") else cls.ROOT
+        path = parent / f"prb-sandbox-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            path.mkdir()
+        except OSError:
+            return None
+        cg = cls(path)
+        try:
+            if "memory" not in (path / "cgroup.controllers").read_text().split():
+                raise OSError("no memory controller")
+            (path / "memory.max").write_text(str(limits.memory_mb * MiB))
+            if (path / "memory.swap.max").exists():
+                (path / "memory.swap.max").write_text("0")
+            if (path / "pids.max").exists():
+                (path / "pids.max").write_text(str(limits.max_processes))
+            if (path / "memory.oom.group").exists():  # an OOM kill takes the whole sandbox, not one process
+                (path / "memory.oom.group").write_text("1")
+        except OSError:
+            cg.remove()
+            return None
+        return cg
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """``cmd`` started inside this cgroup (the shell moves itself in, then execs ``cmd``)."""
+        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" 2>/dev/null; exec "$@"', str(self.path), *cmd]
+
+    def holds(self, pid: int, wait_s: float = 0.0) -> bool:
+        """Whether ``pid`` has moved into this cgroup (waiting up to ``wait_s`` for it to do so)."""
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                with open(f"/proc/{pid}/cgroup") as fh:
+                    if any(line.strip().endswith("/" + self.path.name) for line in fh):
+                        return True
+            except OSError:
+                return False
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.01)
+
+    def oom_killed(self) -> bool:
+        try:
+            for line in (self.path / "memory.events").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    return True
+        except (OSError, ValueError):
+            pass
+        return False
+
+    def kill(self) -> None:
+        try:
+            (self.path / "cgroup.kill").write_text("1")
+        except OSError:
+            pass
+
+    def remove(self) -> None:
+        """Delete the cgroup once its processes are gone (killing any that are left: call it at the end only)."""
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                self.kill()
+                time.sleep(0.05)

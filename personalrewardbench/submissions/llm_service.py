@@ -1,0 +1,75 @@
+"""The harness answering a sandboxed adapter's LLM requests (``count_tokens``, ``generate``,
+``choice_logprobs``) with its own LLM, inside the run's wall-clock limit.
+
+A request's prompts are run in slices of ``slice_size`` (each slice one batch for the
+backend); the deadline is checked before every slice, so the time the harness spends
+serving counts against the adapter's limit and overshoots it by at most one slice.
+Arguments come from the adapter and are checked here (types, known function names).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from typing import Any
+
+from personalrewardbench.submissions.protocol import chat_from_list
+
+
+def _params(p: Any) -> Any:
+    from personalrewardbench.llm.base import GenerationParams
+
+    if p is None:
+        return None
+    if not isinstance(p, dict):
+        raise ValueError("params must be an object of GenerationParams fields")
+    known = {f.name for f in fields(GenerationParams)}
+    unknown = sorted(set(p) - known)
+    if unknown:
+        raise ValueError(f"unknown generation parameters {unknown[:5]}")
+    stop = p.get("stop") or ()
+    if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
+        raise ValueError("params.stop must be a list of strings")
+    num = (int, float)
+    checks = {"max_tokens": (int, 1, 1 << 20), "temperature": (num, 0.0, 100.0), "top_p": (num, 0.0, 1.0),
+              "seed": (int, -(1 << 63), (1 << 63) - 1)}
+    for key, (kind, lo, hi) in checks.items():
+        if key in p and (isinstance(p[key], bool) or not isinstance(p[key], kind) or not lo <= p[key] <= hi):
+            raise ValueError(f"params.{key} must be a number in [{lo}, {hi}]")
+    return GenerationParams(**{**p, "stop": tuple(stop)})
+
+
+def answer_llm(llm: Any, fn: Any, args: Any, *, deadline: float, slice_size: int = 512) -> Any:
+    """The JSON answer to one LLM request. Raises TimeoutError once ``deadline`` (monotonic) has
+    passed, ValueError/RuntimeError for a bad request (sent back to the adapter as an LLMError)."""
+    if llm is None:
+        raise RuntimeError("the harness has no LLM for this run; set [requirements] llm = true in "
+                           "submission.toml and pass --backend/--model")
+    if not isinstance(args, Mapping):
+        raise ValueError("args must be an object")
+    if time.monotonic() >= deadline:
+        raise TimeoutError
+    if fn == "count_tokens":
+        return llm.count_tokens(chat_from_list(args.get("chat")))
+    raw = args.get("chats")
+    if not isinstance(raw, list):
+        raise ValueError("chats must be a list of chats")
+    chats = [chat_from_list(c) for c in raw]
+    if fn == "generate":
+        params = _params(args.get("params"))
+        run = lambda part: [asdict(c) for c in llm.generate(part, params)]  # noqa: E731
+    elif fn == "choice_logprobs":
+        choices = args.get("choices")
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+            raise ValueError("choices must be a non-empty list of strings")
+        run = lambda part: [dict(d) for d in llm.choice_logprobs(part, choices)]  # noqa: E731
+    else:
+        raise ValueError(f"unknown LLM function {str(fn)[:40]!r}")
+    out: list[Any] = []
+    step = max(1, int(slice_size))
+    for start in range(0, len(chats), step):
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+        out += run(chats[start:start + step])
+    return out

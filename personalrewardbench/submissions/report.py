@@ -1,0 +1,118 @@
+"""The Markdown report of a scoring job (pull-request comment and CI job summary).
+
+Everything an adapter or a pull request can influence (method and folder names, error
+messages, tracebacks and log lines) is escaped so it stays data: table cells are
+HTML-escaped with ``|`` and Markdown punctuation neutralized and newlines flattened, and
+each error message sits in a code fence longer than any run of backticks or tildes it
+contains (so it cannot close the fence and write rows or headings of its own).
+Numbers are formatted by the harness from its own results.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+MAX_ERROR_CHARS = 6000
+LOG_TAIL_LINES = 25
+LOG_TAIL_BYTES = 16 * 1024
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_CELL_SPECIAL = re.compile(r"[\\`*_\[\]()#+!|~>@]")
+
+
+def md_cell(text: Any, *, code: bool = False) -> str:
+    """``text`` as inert content of one Markdown table cell (optionally as inline code)."""
+    s = _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ")[:300]
+    s = html.escape(s, quote=True)
+    s = _CELL_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", s)
+    return f"<code>{s}</code>" if code else s
+
+
+def md_block(text: Any) -> list[str]:
+    """Lines of a fenced code block holding ``text`` verbatim (control characters removed),
+    fenced with more backticks than any run inside it."""
+    s = _CONTROL.sub("", str(text).replace("\r\n", "\n").replace("\r", "\n")).strip("\n")
+    if len(s) > MAX_ERROR_CHARS:
+        s = "...\n" + s[-MAX_ERROR_CHARS:]
+    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + "text", s, fence]
+
+
+def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> list[str]:
+    """The last ``lines`` lines of a log, reading at most its last ``max_bytes`` bytes (bounded memory)."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read(max_bytes)
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    out = text.splitlines()[-lines:]
+    if size > max_bytes and out and len(text.splitlines()) <= lines:
+        out[0] = "..." + out[0]
+    return [ln[:500] for ln in out]
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if not isinstance(x, int | float) else f"{100 * float(x):.1f}%"
+
+
+def _pp(x: Any, signed: bool = True) -> str:
+    if not isinstance(x, int | float):
+        return "n/a"
+    return f"{100 * float(x):+.1f}" if signed else f"{100 * float(x):.1f}"
+
+
+def markdown_summary(outcomes: Sequence[Any], *, title: str = "Submission scores",
+                     notes: Sequence[str] = ()) -> str:
+    """A Markdown report: scores, paired differences with baselines, every failure with its report.
+
+    ``outcomes``: :class:`~personalrewardbench.submissions.scoring.ScoreOutcome` objects;
+    ``notes``: extra paragraphs from the harness (e.g. files a pull request may not change),
+    escaped like everything else.
+    """
+    lines = [f"## {md_cell(title)}", ""]
+    for note in notes:
+        lines += md_block(note) + [""]
+    if not outcomes:
+        return "\n".join([*lines, "No submissions were scored.", ""])
+    lines += ["| method | dataset | status | accuracy [95% CI] | users | judgments |",
+              "|---|---|---|---|---|---|"]
+    for o in outcomes:
+        s = (o.results or {}).get("scores") or {}
+        ci = s.get("accuracy_ci95") or [None, None]
+        acc = f"{_pct(s.get('accuracy'))} [{_pct(ci[0])}, {_pct(ci[1])}]" if s else "-"
+        status = "**FAILED**" if o.status == "failed" else md_cell(o.status)
+        lines.append(f"| {md_cell(o.method, code=True)} | {md_cell(o.dataset)} | {status} | {acc} | "
+                     f"{md_cell(s.get('n_users', '-'))} | {md_cell(s.get('n_judgments', '-'))} |")
+    for o in outcomes:
+        if o.comparisons:
+            lines += ["", f"### {md_cell(o.method, code=True)} vs baselines on {md_cell(o.dataset)} (same pairs)", "",
+                      "| baseline | submission | baseline | difference, points [95% CI pairs] | [95% CI users] | "
+                      "p (sign test) | judgments |", "|---|---|---|---|---|---|---|"]
+            for c in o.comparisons:
+                ci, cu = c.get("ci95") or [None, None], c.get("ci95_users") or [None, None]
+                p = c.get("p_value")
+                lines.append(f"| {md_cell(c['b'], code=True)} | {_pct(c['accuracy_a'])} | {_pct(c['accuracy_b'])} | "
+                             f"{_pp(c['difference'])} [{_pp(ci[0])}, {_pp(ci[1])}] | [{_pp(cu[0])}, {_pp(cu[1])}] | "
+                             f"{'n/a' if not isinstance(p, int | float) else f'{p:.3g}'} | "
+                             f"{md_cell(c.get('n_judgments'))} |")
+    failures = [o for o in outcomes if o.status in ("failed", "skipped")]
+    if failures:
+        lines += ["", "### Problems", ""]
+        for o in failures:
+            kind = f" ({md_cell(o.kind)})" if o.kind else ""
+            lines += [f"**{md_cell(o.method, code=True)} on {md_cell(o.dataset)}: {md_cell(o.status)}**{kind}", "",
+                      *md_block((o.error or "").strip()), ""]
+    sandbox = next(((o.results or {}).get("method_usage", {}).get("sandbox") for o in outcomes if o.results), None)
+    if isinstance(sandbox, dict) and isinstance(sandbox.get("limits"), dict):
+        lim = sandbox["limits"]
+        lines += ["", f"Sandbox: {md_cell(sandbox.get('mode'))} mode ({md_cell('; '.join(sandbox.get('enforced', [])))})"
+                      f"; limits {md_cell(lim.get('time_s'))} s, {md_cell(lim.get('memory_mb'))} MiB."]
+    return "\n".join(lines).rstrip() + "\n"
