@@ -15,11 +15,13 @@ from personalrewardbench.leaderboard.rows import (
     thead,
     tie_mark,
 )
-from personalrewardbench.leaderboard.table import KIND_TEXT, TIE_ALPHA, Board, Group, Row, dataset_title
+from personalrewardbench.leaderboard.table import TIE_ALPHA, Board, Group, Row, dataset_title
 
-PUBLISHED_HEAD = (("Rank", "num"), ("Method", "text"), ("Model", "text"), ("Accuracy % [95% CI]", "num"),
-                  ("Interval as published", "text"), ("This board's run (per-user mean, paper's CI kind)", "num"),
-                  ("Source", "text"))
+PUBLISHED_HEAD = (("Rank", "num"), ("Method", "text"), ("Model", "text"),
+                  ("Accuracy % [95% CI]", "num", "as published; a standard error is shown as 1.96 x SE"))
+OURS_HEAD = ("This board's run", "num", "this board's run of the method: per-user mean with the reference code's "
+             "interval kind (judgments resampled within users), the kind the paper used")
+SOURCE_HEAD = ("Source", "text")
 
 
 def _our_run(row: Row, board: Board) -> str:
@@ -44,25 +46,31 @@ def published_section(groups: Sequence[Group], board: Board) -> str:
            "version and user set are not known here, so they are never ranked with this board's runs). Intervals "
            "are shown as 95% intervals: a published 95% CI as is, a standard error times 1.96. ≈ marks a row whose "
            "interval overlaps the leader's, only where both intervals are of the same kind; "
-           "<em>≠ kind</em> marks rows that are not directly comparable because the kinds differ. The last column "
-           "holds this board's own run of the same method with the reference code's interval kind (judgments "
-           "resampled within users), so a reproduction can be read on the paper's terms.</p>"]
+           "<em>≠ kind</em> marks rows that are not directly comparable because the kinds differ. Where this board "
+           "has run the same method on a dataset of the same name, its run is shown with the reference code's "
+           "interval kind (judgments resampled within users), so a reproduction can be read on the paper's "
+           "terms.</p>"]
     for g in groups:
+        ours = {id(row): _our_run(row, board) for row in g.rows}
+        with_ours = any(ours.values())
         body = []
         for row in g.rows:
             r = row.run
-            kind = KIND_TEXT.get(r.uncertainty_kind or "", "none given")
             acc = f"<strong>{pct(r.scores['accuracy'])}</strong>" + (ci_html(r.scores, "accuracy_ci95", row.ci_kind)
                                                                        if row.ci else "") + tie_mark(row)
             cite = link(r.citation_url, r.citation) + (f'<br><span class="na">{esc(r.note)}</span>' if r.note else "")
-            body.append("<tr>" + td(str(row.rank or ""), row.rank, cls="num") + td(esc(r.method), r.method)
-                        + td(model_cell(r.base_model, None), r.base_model or "") + td(acc, r.scores["accuracy"],
-                                                                                       cls="num acc")
-                        + td(esc(kind), kind) + td(_our_run(row, board), None, cls="num")
-                        + td(f'<span class="cite">{cite}</span>', r.citation or "") + "</tr>")
+            cells = [td(str(row.rank or ""), row.rank, cls="num"), td(f'<span class="method">{esc(r.method)}</span>',
+                                                                      r.method),
+                     td(model_cell(r.base_model, None), r.base_model or ""),
+                     td(acc, r.scores["accuracy"], cls="num acc")]
+            if with_ours:
+                cells.append(td(ours[id(row)], None, cls="num"))
+            cells.append(td(f'<span class="cite">{cite}</span>', r.citation or ""))
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        head = (*PUBLISHED_HEAD, *((OURS_HEAD,) if with_ours else ()), SOURCE_HEAD)
         out.append(f'<h3 id="{esc(g.group_id)}">{esc(dataset_title(g.dataset))}</h3>'
                    f'<div class="scroll"><table class="board sortable published" id="table-{esc(g.group_id)}">'
-                   f"<caption>{esc(dataset_title(g.dataset))}: published numbers</caption>{thead(PUBLISHED_HEAD)}"
+                   f"<caption>{esc(dataset_title(g.dataset))}: published numbers</caption>{thead(head)}"
                    f"<tbody>{''.join(body)}</tbody></table></div>")
     out.append("</section>")
     return "\n".join(out)
@@ -83,8 +91,8 @@ RULES = (
     ("Intervals", "95%, over the right unit: pairs for accuracy (both judgments of a pair move together), users "
      "for the per-user mean. Fewer than 2 units: no interval (<em>no CI</em>). At 0% or 100%: the exact "
      f"Clopper-Pearson interval (<em>exact</em>). Fewer than {MIN_BOOTSTRAP_UNITS} effective units: the Wilson "
-     "score interval (<em>Wilson</em>). Otherwise the bootstrap (scipy's basic method, 1,000 resamples). Hover a "
-     "tag for the reason."),
+     "score interval (<em>Wilson</em>). Otherwise the bootstrap over those units (scipy's basic method; the number of "
+     "resamples is on each method page). Hover a tag for the reason."),
     ("Ties", f"≈ tied: the paired comparison with the leader on the same pairs (two-sided exact sign test over "
      f"pairs, as <code>prb compare</code>) gives p ≥ {TIE_ALPHA}. Published rows: see their section."),
     ("Degraded", "marks a run with any choice fallback (answers parsed from text because the server gave no "

@@ -135,12 +135,14 @@ def _cost(ax, rows: Sequence[Row]) -> None:
         err = [[row.accuracy - ci[0]], [ci[1] - row.accuracy]] if ci else None
         ax.errorbar([x], [row.accuracy], yerr=err, fmt=MARKERS[i % len(MARKERS)], color=cmap(i % 10), capsize=2,
                     label=label(row, 36))
-    ax.set_xscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda x, _pos: f"{x:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    xs = [max(float(r.run.cost["seconds_per_1000_judgments"]), 1e-3) for r in ok]
+    wide = bool(xs) and max(xs) / min(xs) >= 10
+    if wide:  # a log scale only where costs span a decade or more; labels as plain numbers
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _pos: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axhline(0.5, color="#999", ls="--", lw=1)
-    ax.set_xlabel("seconds per 1,000 judgments (log scale)")
+    ax.set_xlabel("seconds per 1,000 judgments" + (" (log scale)" if wide else ""))
     ax.set_ylabel("accuracy")
     _legend(ax)
 
