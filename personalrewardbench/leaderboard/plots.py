@@ -21,7 +21,7 @@ from personalrewardbench.leaderboard.render import short_model
 from personalrewardbench.leaderboard.table import Group, Row
 
 TIER_COLORS = {"reported": "#7f7f7f", "reproduced": "#1f77b4", "submitted": "#d62728", "local": "#2ca02c"}
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 against 10 colours: 70 distinct pairs
 RC = {
     "svg.hashsalt": "personalrewardbench",
     "svg.fonttype": "path",
@@ -42,18 +42,29 @@ FIGURE_TITLES = {
 }
 
 
+def _middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle, so both its start and its end stay readable."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def label(row: Row, width: int = 44) -> str:
-    """A plot label for untrusted text: method, tier unless reproduced, short model, config tag when
-    needed; no mathtext, bounded length."""
+    """A plot label for untrusted text: the method name (cut in the middle if it must be), then as much of
+    tier (unless reproduced), config tag and short model as fits; no mathtext, bounded length."""
     r = row.run
-    text = r.method if r.tier == "reproduced" else f"{r.method} [{r.tier}]"
-    if row.show_config:
-        text += f" cfg {config_id(r.config)}"
-    if r.base_model:
-        text += f" ({short_model(r.base_model, 22)})"
+    text = _middle(r.method, width)
+    extras = [f"[{r.tier}]" if r.tier != "reproduced" else "", f"cfg {config_id(r.config)[:6]}" if row.show_config
+              else "", f"({short_model(r.base_model, 22)})" if r.base_model else ""]
+    for extra in filter(None, extras):
+        if len(text) + 1 + len(extra) > width:
+            room = width - len(text) - 2
+            if room >= 6:
+                text += " " + extra[:room] + "…"
+            break
+        text += " " + extra
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    if len(text) > width:
-        text = text[: width - 1] + "…"
     return text.replace("\\", "\\\\").replace("$", r"\$")
 
 
@@ -147,27 +158,38 @@ def _cost(ax, rows: Sequence[Row]) -> None:
     _legend(ax)
 
 
-def dataset_figures(group: Group, out_dir: Path) -> dict[str, str]:
-    """Draw the figures of one table that have data into ``out_dir``; returns {figure: file stem}."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = group.rows
-    n = max(1, sum(1 for r in rows if r.accuracy is not None))
-    stems: dict[str, str] = {}
-    ok = [r for r in rows if r.accuracy is not None]
+DRAW = {"accuracy": _accuracy, "per-user": _per_user, "history": _history, "cost": _cost}
+
+
+def figure_kinds(group: Group) -> list[str]:
+    """The figures one table has data for (none for a table of numbers quoted from papers)."""
+    ok = [r for r in group.rows if r.accuracy is not None]
     n_train = {u.get("n_train") for r in ok for u in r.run.per_user.values() if u.get("accuracy") is not None}
     has = {"accuracy": bool(ok), "per-user": any(r.run.per_user for r in ok), "history": len(n_train) > 1,
            "cost": any(r.run.cost.get("seconds_per_1000_judgments") is not None for r in ok)}
+    return [k for k in FIGURES if has[k]]
+
+
+def draw_figure(group: Group, kind: str) -> Figure:
+    """One figure of a table, laid out (constrained layout; legends outside the axes)."""
+    n = max(1, sum(1 for r in group.rows if r.accuracy is not None))
+    tall = kind in ("accuracy", "per-user")
     with matplotlib.rc_context(RC):
-        for kind, draw in (("accuracy", _accuracy), ("per-user", _per_user), ("history", _history), ("cost", _cost)):
-            if not has[kind]:  # nothing to draw (e.g. only numbers quoted from papers)
-                continue
-            tall = kind in ("accuracy", "per-user")
-            fig = Figure(figsize=(7.0, 1.4 + 0.3 * n) if tall else (7.0, max(3.6, 1.6 + 0.16 * n)),
-                         layout="constrained")
-            ax = fig.add_subplot()
-            draw(ax, rows)
-            ax.set_title(FIGURE_TITLES[kind], fontsize=10, loc="left")
-            stem = f"{group.group_id}-{kind}"
-            _save(fig, out_dir, stem)
-            stems[kind] = stem
+        fig = Figure(figsize=(7.0, 1.4 + 0.3 * n) if tall else (7.0, max(3.6, 1.6 + 0.16 * n)), layout="constrained")
+        ax = fig.add_subplot()
+        DRAW[kind](ax, group.rows)
+        ax.set_title(FIGURE_TITLES[kind], fontsize=10, loc="left")
+        FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def dataset_figures(group: Group, out_dir: Path) -> dict[str, str]:
+    """Draw the figures of one table that have data into ``out_dir``; returns {figure: file stem}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems: dict[str, str] = {}
+    for kind in figure_kinds(group):
+        stem = f"{group.group_id}-{kind}"
+        with matplotlib.rc_context(RC):
+            _save(draw_figure(group, kind), out_dir, stem)
+        stems[kind] = stem
     return stems

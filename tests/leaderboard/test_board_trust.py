@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from personalrewardbench.cli import main
-from personalrewardbench.leaderboard.build import build_site
 from personalrewardbench.methods import load_method
 from personalrewardbench.runs import verify_run
 from personalrewardbench.scoring import score
