@@ -46,10 +46,9 @@ def _vs_leader(row: Row) -> str:
         return esc(row.note)
     ci = cmp.get("ci95") or [0, 0]
     verdict = "statistically tied with the leader" if row.tied else "below the leader"
-    return esc(f"{verdict}: difference {100 * cmp['difference']:+.1f} points (this run minus the leader is "
-               f"{-100 * cmp['difference']:+.1f}), paired 95% CI over pairs [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}], "
-               f"sign test p = {cmp['p_value']:.3g} ({cmp['wins_a']} pairs favour the leader, {cmp['wins_b']} this run)"
-               f" on {cmp['n_pairs']} shared pairs")
+    return esc(f"{verdict}: the leader is {100 * cmp['difference']:+.1f} points ahead on {cmp['n_pairs']} shared "
+               f"pairs (paired 95% CI over pairs [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]); exact sign test "
+               f"p = {cmp['p_value']:.3g} ({cmp['wins_a']} pairs favour the leader, {cmp['wins_b']} this run)")
 
 
 def _degradation(row: Row) -> str:
@@ -83,6 +82,10 @@ def _scores(row: Row, group: Group) -> str:
                     ("Against the leader", esc(row.note) if row.note else ("tied (same-kind intervals overlap)"
                                                                              if row.tied else ""))])
     items = _interval_rows(s)
+    boot = s.get("bootstrap") if isinstance(s.get("bootstrap"), Mapping) else {}
+    if boot:
+        items.append(("Bootstrap", esc(f"{boot.get('resamples')} resamples, seed {boot.get('seed')}, scipy "
+                                       f"{boot.get('method', 'basic')} method")))
     items += [("Rank", esc(row.rank) if row.rank is not None else "not ranked (subset run)"),
               ("Against the leader", _vs_leader(row) if not group.subset else ""),
               ("Position consistency", f"{pct(s.get('position_consistency'))}%" if s.get("position_consistency")
