@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 
 from personalrewardbench.cli import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: ci_kind/ci_detail, the reference interval, degradation, dataset.location, seal.json
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 ARTIFACTS_FILE = "artifacts.json"

@@ -37,7 +37,7 @@ def to_csv(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def to_json(records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, str]]) -> str:
-    doc = {"schema_version": 1, "rows": list(records), "skipped_results": list(skipped)}
+    doc = {"schema_version": 2, "rows": list(records), "skipped_results": list(skipped)}
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
