@@ -84,7 +84,7 @@ RULES = (
      + ". A tier comes from where a run sits (and, for reported rows, the citation file), never from the file."),
     ("One ranked table", "holds the runs on one benchmark version (content hash) that evaluated every user of it. "
      "Runs on a subset (<code>--users N</code>, an unmerged shard) get their own table per user set, never ranked "
-     "against full runs and never replacing one."),
+     "against full runs and never replacing one; runs on the very same subset are ranked among themselves."),
     ("Rows", "Different configs or models of a method are different rows (a <em>cfg</em> tag tells them apart). "
      "Among identical runs (same benchmark and users, method, config, model, tier) the one with the lowest seed, "
      "then the first folder in path order, is shown; dates never decide."),

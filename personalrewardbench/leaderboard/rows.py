@@ -165,8 +165,10 @@ def group_meta(g: Group) -> str:
                 "accuracy; <em>≈ tied</em>: not distinguishable from the leader by a paired sign test on the same "
                 "pairs (p ≥ 0.05).")
     shard = f" (shard {', '.join(g.shards)}; join shards with <code>prb merge</code>)" if g.shards else ""
+    ranked = sum(r.rank is not None for r in g.rows) > 1
     return (f"Every row evaluated the same {n} of the benchmark's {total} users{shard}{pairs_text}. "
-            "Not ranked, and never compared with the full runs above.")
+            + ("Ranked among these runs only (the same users; ≈ tied as above), never against the full runs."
+               if ranked else "Not ranked, and never compared with the full runs above."))
 
 
 def group_section(g: Group, figures: Mapping[str, str], hrefs: Mapping[tuple, str | None], repo_url: str | None,

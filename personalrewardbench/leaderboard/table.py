@@ -3,7 +3,7 @@
 - One ranked table per benchmark version (content hash) holds the runs that evaluated
   every user of it. Runs on a subset (``--users N``, an unmerged shard) go to their own
   table per user set, in a marked section, never ranked against full runs and never
-  replacing one.
+  replacing one; runs on the very same subset are ranked among themselves.
 - Different configs or models of one method are different rows; among identical runs the
   one with the lowest seed, then the first folder in path order, is shown
   (:func:`~personalrewardbench.leaderboard.collect.select_identical`).
@@ -220,10 +220,13 @@ def build_board(runs: Sequence[RunResult]) -> Board:
         g.rows = rank_group(g.rows)
     subs = [subsets[k] for k in sorted(subsets, key=lambda k: (dataset_sort_key(k[0]), k[1], -len(subsets[k].users),
                                                                   k[2]))]
-    for g in subs:
+    for g in subs:  # ranked among themselves only (same users), and only when there is something to rank
         ok, na = _order(g.rows)
-        g.rows = ok + na
-        _mark_configs(g.rows)
+        if len(ok) > 1:
+            g.rows = rank_group(g.rows)
+        else:
+            g.rows = ok + na
+            _mark_configs(g.rows)
     reps = [reported[k] for k in sorted(reported, key=dataset_sort_key)]
     for g in reps:
         g.rows = rank_reported(g.rows)

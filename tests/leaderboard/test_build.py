@@ -215,3 +215,22 @@ def test_refuses_to_clobber_a_foreign_folder(standard_results: tuple[Path, Path]
         build_site([standard_results[0]], foreign, include_reported=False)
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert main(["leaderboard", "build", "--results", str(tmp_path / "nope"), "--out", str(foreign)]) == 2
+
+
+def test_runs_on_the_same_subset_are_ranked_among_themselves(tmp_path: Path) -> None:
+    from personalrewardbench.data import save_benchmark
+
+    bench = mini_benchmark(n_users=8, n_test=3)
+    spec = str(save_benchmark(bench, tmp_path / "bench"))
+    results = tmp_path / "results"
+    for name in ("length", "random"):
+        evaluate_into(results, load_method(name), bench, spec=spec, n_users=4)
+    evaluate_into(results, load_method("length"), bench, spec=spec)  # a full run: its own table
+    build_site([results], tmp_path / "site", include_reported=False, plots=False)
+    rows = _rows(tmp_path / "site")
+    subset = sorted((r for r in rows if r["section"] == "subset"), key=lambda r: r["rank"])
+    assert [r["n_users"] for r in subset] == [4, 4] and [r["rank"] for r in subset] in ([1, 2], [1, 1])
+    assert subset[0]["accuracy"] >= subset[1]["accuracy"] and subset[1]["tie_p_value"] is not None
+    ranked = [r for r in rows if r["section"] == "ranked"]
+    assert [(r["method"], r["rank"], r["n_users"]) for r in ranked] == [("length", 1, 8)]
+    assert "Ranked among these runs only" in (tmp_path / "site" / "index.html").read_text()
