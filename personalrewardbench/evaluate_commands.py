@@ -138,8 +138,13 @@ def verify_folders(paths: list[str], *, dataset: str | None = None, predictions_
         bench, notes, problems = None, [], []
         if not predictions_only:
             try:
-                bench, how = finder.find(read_results(run), dataset)
-                notes.append(f"benchmark {bench.name} ({bench.content_hash[:12]}...) {how}")
+                res = read_results(run)
+            except ResultsError:
+                res = None  # verify_run names the problem
+            try:
+                if res is not None:
+                    bench, how = finder.find(res, dataset)
+                    notes.append(f"benchmark {bench.name} ({bench.content_hash[:12]}...) {how}")
             except ResultsError as exc:
                 problems.append(str(exc))
         problems += verify_run(run, bench)

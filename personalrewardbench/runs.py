@@ -18,6 +18,7 @@ from personalrewardbench.data.schema import Benchmark
 from personalrewardbench.degradation import merge_degradation
 from personalrewardbench.results import (
     ARTIFACTS_FILE,
+    HASHED_FILES,
     PREDICTIONS_FILE,
     RESULTS_FILE,
     PredictionLog,
@@ -132,7 +133,7 @@ def _verify(run_dir: Path, res: dict[str, Any], benchmark: Benchmark | None) -> 
         return [f"{run_dir / RESULTS_FILE}: files is not a table of file name -> sha256"]
     for name, recorded in sorted(files.items()):
         path = run_dir / name
-        if name not in (PREDICTIONS_FILE, ARTIFACTS_FILE):
+        if name not in HASHED_FILES:
             problems.append(f"{run_dir / RESULTS_FILE}: files.{name}: not a file a run writes")
         elif not path.exists() and not path.is_symlink():
             problems.append(f"{path}: missing (results.json records sha256 {str(recorded)[:12]}...)")
