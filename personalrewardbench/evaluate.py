@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from personalrewardbench.benchmark_lookup import dataset_location
 from personalrewardbench.data.schema import Benchmark, Query
+from personalrewardbench.degradation import degradation_section, llm_counters
 from personalrewardbench.methods import Method, MethodEnv, MethodError, MethodInfo
 from personalrewardbench.query_keys import QUERY_KEY_FILE, QueryKey, make_queries, query_id_for, run_secret
 from personalrewardbench.results import (
@@ -37,6 +39,7 @@ from personalrewardbench.results import (
     write_json_atomic,
 )
 from personalrewardbench.scoring import ScoringError, check_probability, paired_comparison, score
+from personalrewardbench.seal import seal_run
 
 __all__ = ["QueryKey", "make_queries", "paired_comparison", "query_id_for", "run_evaluation", "score",
            "select_users"]
@@ -138,8 +141,11 @@ def default_run_dir(out_root: Path, method: Method, benchmark: Benchmark, env: M
 
 
 def _usage_snapshot(llm: Any) -> dict[str, float]:
+    """Cost fields plus every degradation counter of the LLM (keys ``llm.<name>``)."""
     usage = getattr(llm, "usage", None)
-    return {f: float(getattr(usage, f, 0) or 0) for f in USAGE_FIELDS}
+    snap = {f: float(getattr(usage, f, 0) or 0) for f in USAGE_FIELDS}
+    snap.update({f"llm.{k}": v for k, v in llm_counters(llm).items()})
+    return snap
 
 
 def _validate_chunk(values: Any, chunk: Sequence[Query], method_name: str, offset: int) -> list[float | None]:
@@ -206,11 +212,15 @@ def run_evaluation(
     resamples: int = DEFAULT_RESAMPLES,
     command: str | None = None,
     show_progress: bool = True,
+    dataset_spec: str | None = None,
 ) -> dict[str, Any]:
     """Fit ``method`` on the selected users' histories, predict their test queries in chunks
     (appending each to predictions.jsonl), score, and write the run folder ``out_dir``.
 
-    A rerun with ``resume`` skips queries already predicted. Returns the results dict.
+    A rerun with ``resume`` skips queries already predicted. ``dataset_spec`` (what
+    ``--dataset`` named: a benchmark name or a local path) is recorded so ``prb verify``
+    can find the benchmark again. The finished folder is sealed (:mod:`personalrewardbench.seal`).
+    Returns the results dict.
     """
     from tqdm.auto import tqdm
 
@@ -243,6 +253,7 @@ def run_evaluation(
             "n_test_pairs": len(test_pairs),
             "selected_users": selected,
             "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "location": dataset_location(dataset_spec),
         },
     }
     log = PredictionLog(out_dir / PREDICTIONS_FILE)
@@ -317,9 +328,12 @@ def run_evaluation(
         results["method_usage"] = dict(method.usage() or {})
     except Exception as exc:  # noqa: BLE001 - the method's own counters must not sink a finished run
         results["method_usage"] = {"error": f"usage() failed: {exc}"}
+    results["degradation"] = degradation_section({k[4:]: v for k, v in total.items() if k.startswith("llm.")},
+                                                 results["method_usage"], results.get("scores"))
     results["provenance"] = provenance(method=method, llm=env.llm, seed=seed, command=command, started_at=started_at)
     results["files"] = file_hashes(out_dir)
     write_json_atomic(out_dir / RESULTS_FILE, results)
+    seal_run(out_dir)
     return results
 
 
@@ -335,7 +349,8 @@ def _save_progress(out_dir: Path, before: Mapping[str, Any], llm: Any, usage0: M
                    seconds_fit: float, seconds_predict: float, t0: float) -> dict[str, float]:
     """Cumulative cost over this and earlier (interrupted) invocations, saved after each chunk."""
     now = _usage_snapshot(llm)
-    total = {f: float(before.get(f, 0.0)) + now[f] - usage0[f] for f in USAGE_FIELDS}
+    names = [*USAGE_FIELDS, *sorted({k for k in (*now, *before) if k.startswith("llm.")})]
+    total = {f: float(before.get(f, 0.0)) + now.get(f, 0.0) - usage0.get(f, 0.0) for f in names}
     total["seconds_fit"] = float(before.get("seconds_fit", 0.0)) + seconds_fit
     total["seconds_predict"] = float(before.get("seconds_predict", 0.0)) + seconds_predict
     total["seconds_total"] = float(before.get("seconds_total", 0.0)) + time.perf_counter() - t0

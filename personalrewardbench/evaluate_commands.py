@@ -39,8 +39,19 @@ def _fmt(x: Any, pct: bool = True) -> str:
     return f"{100 * x:.1f}%" if pct else str(x)
 
 
+def _ci(s: dict[str, Any], name: str) -> str:
+    """An interval with its kind, or why there is none (``scores.ci_kind`` / ``ci_detail``)."""
+    kind = (s.get("ci_kind") or {}).get(name)
+    detail = (s.get("ci_detail") or {}).get(name) or {}
+    if s.get(name) is None:
+        return f"none ({detail.get('reason', 'not computed')})" if detail else "n/a"
+    return _fmt(s[name]) + (f" {kind}" if kind and kind != "bootstrap-basic" else "")
+
+
 def summary_table(results: dict[str, Any], run_dir: Path) -> str:
     """The table `prb evaluate` prints at the end of a run."""
+    from personalrewardbench.degradation import degradation_flags
+
     s, c, ds = results.get("scores") or {}, results.get("cost") or {}, results["dataset"]
     rows = [("method", results["method"]["name"]), ("dataset", f"{ds['name']} ({ds['content_hash'][:12]})"),
             ("users / test pairs", f"{ds['n_users']} / {ds['n_test_pairs']}")]
@@ -48,17 +59,19 @@ def summary_table(results: dict[str, Any], run_dir: Path) -> str:
         rows.append(("status", f"{results['status']}: {results['not_applicable_reason']}"))
     else:
         rows += [
-            ("accuracy (pooled)", f"{_fmt(s['accuracy'])}  95% CI pairs {_fmt(s['accuracy_ci95'])}, "
-                                  f"users {_fmt(s['accuracy_ci95_users'])}"),
-            ("accuracy (mean of users)", f"{_fmt(s['user_mean_accuracy'])}  95% CI {_fmt(s['user_mean_accuracy_ci95'])}"),
+            ("accuracy (pooled)", f"{_fmt(s['accuracy'])}  95% CI pairs {_ci(s, 'accuracy_ci95')}, "
+                                  f"users {_ci(s, 'accuracy_ci95_users')}"),
+            ("accuracy (mean of users)", f"{_fmt(s['user_mean_accuracy'])}  95% CI {_ci(s, 'user_mean_accuracy_ci95')}"
+                                         f"; reference kind {_ci(s, 'user_mean_accuracy_ci95_reference')}"),
             ("position consistency", _fmt(s["position_consistency"])),
             ("judgments / ties / failed", f"{s['n_judgments']} / {s['n_ties']} / {s['n_failed']}"),
         ]
     rows += [("LLM calls / tokens", f"{c.get('llm_calls', 0)} / {c.get('prompt_tokens', 0) + c.get('completion_tokens', 0)}"
                                     f" ({c.get('cache_hits', 0)} cached)"),
              ("seconds (fit / predict / total)", f"{c.get('seconds_fit')} / {c.get('seconds_predict')} / "
-                                                 f"{c.get('seconds_total')}"),
-             ("results", str(run_dir))]
+                                                 f"{c.get('seconds_total')}")]
+    rows += [("DEGRADED", flag) for flag in degradation_flags(results)]
+    rows.append(("results", str(run_dir)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -89,7 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             Path(args.out), method, benchmark, env, n_users=args.users, shard=shard)
         results = run_evaluation(method, benchmark, env, run_dir, n_users=args.users, shard=shard,
                                  chunk_size=args.chunk_size, resume=args.resume, resamples=args.bootstrap,
-                                 command=_command_line(), show_progress=not args.quiet)
+                                 command=_command_line(), show_progress=not args.quiet, dataset_spec=args.dataset)
     finally:
         if llm is not None:
             llm.close()
@@ -97,36 +110,66 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from personalrewardbench.results import find_runs, read_results
-    from personalrewardbench.runs import load_benchmark_for, verify_run
+def verify_folders(paths: list[str], *, dataset: str | None = None, predictions_only: bool = False,
+                   ignore_seal: bool = False, out: Any = None) -> int:
+    """Verify each run folder under ``paths`` and print one block per run; returns the number that failed.
 
-    runs = find_runs(args.paths or ["results"])
+    A run fails when a figure or hash does not reproduce, when its benchmark cannot be found
+    (unless ``predictions_only``), or when its seal is missing or bad (unless ``ignore_seal``).
+    """
+    from personalrewardbench.benchmark_lookup import BenchmarkFinder
+    from personalrewardbench.results import ResultsError, find_runs, read_results
+    from personalrewardbench.runs import verify_run
+    from personalrewardbench.seal import SealError, check_seal, load_key
+
+    out = out or sys.stdout
+    runs = find_runs(paths)
     if not runs:
-        raise MethodError(f"no results.json found under {', '.join(args.paths or ['results'])}")
-    cache: dict[str, Any] = {}
+        raise MethodError(f"no results.json found under {', '.join(paths)}")
+    finder = BenchmarkFinder()
+    key, key_problem = None, ""
+    if not ignore_seal:
+        try:
+            key = load_key(create=False)
+        except SealError as exc:
+            key_problem = str(exc)
     failed = 0
     for run in runs:
-        bench = None
-        problems: list[str] = []
-        if not args.predictions_only:
+        bench, notes, problems = None, [], []
+        if not predictions_only:
             try:
                 res = read_results(run)
-                key = args.dataset or str(res["dataset"]["name"])
-                if key not in cache:
-                    cache[key] = load_benchmark_for(res, args.dataset)
-                bench = cache[key]
-            except Exception as exc:  # noqa: BLE001 - any failure to load is reported per run
-                problems.append(f"cannot load the benchmark to verify against: {exc}")
+            except ResultsError:
+                res = None  # verify_run names the problem
+            try:
+                if res is not None:
+                    bench, how = finder.find(res, dataset)
+                    notes.append(f"benchmark {bench.name} ({bench.content_hash[:12]}...) {how}")
+            except ResultsError as exc:
+                problems.append(str(exc))
         problems += verify_run(run, bench)
-        if problems:
-            failed += 1
-            print(f"FAIL {run}")
-            for p in problems:
-                print(f"  - {p}")
-        else:
-            print(f"ok   {run}")
-    print(f"{len(runs) - failed} of {len(runs)} results verified" + (f"; {failed} FAILED" if failed else ""))
+        if not ignore_seal:
+            seal = check_seal(run, key) if key is not None else None
+            if seal is None:
+                problems.append(f"seal not checked: {key_problem}")
+            elif seal.ok:
+                notes.append(seal.detail)
+            else:
+                problems.append(f"{'unsealed' if seal.status == 'unsealed' else 'bad seal'}: {seal.detail} "
+                                "(pass --ignore-seal to check the figures alone)")
+        failed += bool(problems)
+        print(f"{'FAIL' if problems else 'ok  '} {run}", file=out)
+        for line in notes:
+            print(f"       {line}", file=out)
+        for line in problems:
+            print(f"  - {line}", file=out)
+    print(f"{len(runs) - failed} of {len(runs)} results verified" + (f"; {failed} FAILED" if failed else ""), file=out)
+    return failed
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    failed = verify_folders(args.paths or ["results"], dataset=args.dataset, predictions_only=args.predictions_only,
+                            ignore_seal=args.ignore_seal)
     return 1 if failed else 0
 
 
@@ -195,9 +238,13 @@ def register(subparsers: Any) -> None:
 
     v = subparsers.add_parser("verify", help="recompute every figure of results folders and check their hashes")
     v.add_argument("paths", nargs="*", help="results folders or roots (default: results)")
-    v.add_argument("--dataset", default=None, help="benchmark to verify against (default: the published one by name)")
+    v.add_argument("--dataset", default=None,
+                   help="benchmark to verify against (default: found from results.json: by name, by the recorded "
+                        "local path, or in the build cache by content hash)")
     v.add_argument("--predictions-only", action="store_true",
                    help="check hashes and figures from predictions alone, without the benchmark")
+    v.add_argument("--ignore-seal", action="store_true",
+                   help="do not require a seal made with this machine's key ($PRB_SEAL_KEY or the cache's seal.key)")
     v.set_defaults(func=cmd_verify)
 
     m = subparsers.add_parser("merge", help="join shard runs (--shard i/n) into one run")

@@ -15,26 +15,30 @@ crash is dropped on the next read, so a rerun redoes at most one chunk.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
 import platform
 import shlex
+import stat
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from personalrewardbench.cli import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: ci_kind/ci_detail, the reference interval, degradation, dataset.location, seal.json
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 ARTIFACTS_FILE = "artifacts.json"
 RUN_FILE = "run.json"
 PROGRESS_FILE = "progress.json"
+SEAL_FILE = "seal.json"
 HASHED_FILES = (PREDICTIONS_FILE, ARTIFACTS_FILE)
+MAX_FILE_BYTES = 1 << 30  # a run's JSON files are far smaller; a bigger one was not written by the harness
 LIBRARIES = ("numpy", "scipy", "torch", "transformers", "sentence-transformers", "scikit-learn", "vllm", "openai",
              "httpx", "gguf", "datasets")
 
@@ -47,9 +51,45 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def open_regular(path: Path | str) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file; the last component is never followed
+    as a symbolic link (``O_NOFOLLOW``), and FIFOs or devices are refused without blocking.
+
+    Raises :class:`ResultsError` naming the file (missing, a link, not a regular file).
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as exc:
+        raise ResultsError(f"{path}: file not found") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ResultsError(f"{path}: is a symbolic link; results files must be regular files "
+                               "(links are never followed)") from None
+        raise ResultsError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ResultsError(f"{path}: not a regular file; results files must be plain files")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes_limited(path: Path | str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file (see :func:`open_regular`), refusing files over ``limit`` bytes."""
+    with open_regular(path) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ResultsError(f"{path}: larger than {limit // (1 << 20)} MiB; not a results file this harness wrote")
+    return data
+
+
 def sha256_file(path: Path) -> str:
+    """sha256 (hex) of a regular file's bytes; links are refused (:func:`open_regular`)."""
     h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -71,14 +111,22 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: Path) -> Any:
+def parse_json(data: bytes | str, where: Path | str) -> Any:
+    """JSON from ``data``; any failure (syntax, encoding, nesting too deep, an integer too long)
+    is a :class:`ResultsError` naming ``where``."""
     try:
-        with Path(path).open(encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError as exc:
-        raise ResultsError(f"{path}: file not found") from exc
+        return json.loads(data)
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        raise ResultsError(f"{where}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise ResultsError(f"{where}: JSON nested too deeply to be a results file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{where}: not valid JSON ({str(exc)[:120]})") from None
+
+
+def read_json(path: Path, limit: int = MAX_FILE_BYTES) -> Any:
+    """A JSON file that must be a regular file (never a link) of at most ``limit`` bytes."""
+    return parse_json(read_bytes_limited(path, limit), path)
 
 
 def prediction_line(record: Mapping[str, Any]) -> str:
@@ -97,7 +145,8 @@ class PredictionLog:
         file when ``repair``); a bad line elsewhere is an error naming the line."""
         if not self.path.exists():
             return []
-        data = self.path.read_bytes()
+        with open_regular(self.path) as fh:
+            data = fh.read()
         *complete, tail = data.split(b"\n")  # ``tail``: text after the last newline (a cut-short write)
         out: list[dict[str, Any]] = []
         for i, raw in enumerate(complete):
@@ -105,9 +154,9 @@ class PredictionLog:
                 continue
             try:
                 rec = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ResultsError(f"{self.path}: line {i + 1} is not valid JSON ({exc.msg}); "
-                                   "delete the line or rerun with --no-resume") from exc
+            except (ValueError, RecursionError) as exc:
+                raise ResultsError(f"{self.path}: line {i + 1} is not valid JSON ({str(exc)[:80]}); "
+                                   "delete the line or rerun with --no-resume") from None
             if not isinstance(rec, dict):
                 raise ResultsError(f"{self.path}: line {i + 1} is not a JSON object")
             out.append(rec)
@@ -119,7 +168,14 @@ class PredictionLog:
         return out
 
     def has_partial_line(self) -> bool:
-        return self.path.exists() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
+        if not self.path.exists():
+            return False
+        with open_regular(self.path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return False
+            fh.seek(size - 1)
+            return fh.read(1) != b"\n"
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:
         text = "".join(prediction_line(r) + "\n" for r in records)
@@ -162,16 +218,25 @@ def read_results(run_dir: Path | str) -> dict[str, Any]:
     return res
 
 
+def walk_run_dirs(root: Path | str) -> Iterator[Path]:
+    """Folders at or below ``root`` that hold a ``results.json`` entry (a file or, to be reported,
+    a link), sorted. Symbolically linked folders are never entered."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        if RESULTS_FILE in filenames or RESULTS_FILE in dirnames:
+            yield Path(dirpath)
+
+
 def find_runs(paths: Sequence[Path | str]) -> list[Path]:
-    """Run folders (holding results.json) at or below ``paths``, sorted."""
+    """Run folders (holding results.json) at or below ``paths``, sorted; linked folders are not entered."""
     out: set[Path] = set()
     for p in map(Path, paths):
-        if p.is_file() and p.name == RESULTS_FILE:
+        if p.name == RESULTS_FILE and (p.is_file() or p.is_symlink()):
             out.add(p.parent)
-        elif (p / RESULTS_FILE).is_file():
+        elif (p / RESULTS_FILE).exists() or (p / RESULTS_FILE).is_symlink():
             out.add(p)
         elif p.is_dir():
-            out.update(f.parent for f in p.rglob(RESULTS_FILE))
+            out.update(walk_run_dirs(p))
         else:
             raise ResultsError(f"{p}: no such results folder")
     return sorted(out)

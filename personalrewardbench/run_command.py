@@ -203,9 +203,10 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
         if args.cache_dir:
             env.cache_dir = Path(args.cache_dir)
         out.run_dir = default_run_dir(args.out, method, bench, env, n_users=plan.users)
+        specs = dict(zip(map(id, plan.benchmarks), args.dataset or [], strict=False))  # recorded for prb verify
         out.results = run_evaluation(method, bench, env, out.run_dir, n_users=plan.users, resume=not args.no_resume,
                                      resamples=args.bootstrap, command=shlex.join(["prb", *sys.argv[1:]]),
-                                     show_progress=not args.quiet)
+                                     show_progress=not args.quiet, dataset_spec=specs.get(id(bench)))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one failing method must not stop the others

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.schema import Benchmark
+from personalrewardbench.degradation import merge_degradation
 from personalrewardbench.query_keys import KeyEntry, QueryKeyError, keys_for_run, read_key_file, write_key_file
 from personalrewardbench.results import (
     ARTIFACTS_FILE,
+    HASHED_FILES,
     PREDICTIONS_FILE,
     RESULTS_FILE,
     PredictionLog,
@@ -32,8 +34,8 @@ from personalrewardbench.results import (
     write_json_atomic,
 )
 from personalrewardbench.scoring import ORDERS, ScoringError, check_probability, paired_comparison, score
+from personalrewardbench.seal import seal_run
 
-PUBLISHED_SPECS = {"chatbot_arena": "chatbot_arena", "prism": "prism", "synthetic-sample": "synthetic"}
 FLOAT_TOL = 1e-9
 
 
@@ -123,15 +125,30 @@ def verify_run(run_dir: Path | str, benchmark: Benchmark | None = None) -> list[
         res = read_results(run_dir)
     except ResultsError as exc:
         return [str(exc)]
+    try:
+        return _verify(run_dir, res, benchmark)
+    except (ResultsError, ScoringError) as exc:
+        return [str(exc)]
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+        return [f"{run_dir / RESULTS_FILE}: not a results file this harness writes ({type(exc).__name__}: "
+                f"{str(exc)[:160]})"]
+
+
+def _verify(run_dir: Path, res: dict[str, Any], benchmark: Benchmark | None) -> list[str]:
     problems: list[str] = []
-    for name, recorded in sorted((res.get("files") or {}).items()):
+    files = res.get("files") or {}
+    if not isinstance(files, Mapping):
+        return [f"{run_dir / RESULTS_FILE}: files is not a table of file name -> sha256"]
+    for name, recorded in sorted(files.items()):
         path = run_dir / name
-        if not path.exists():
-            problems.append(f"{path}: missing (results.json records sha256 {recorded[:12]}...)")
+        if name not in HASHED_FILES:
+            problems.append(f"{run_dir / RESULTS_FILE}: files.{name}: not a file a run writes")
+        elif not path.exists() and not path.is_symlink():
+            problems.append(f"{path}: missing (results.json records sha256 {str(recorded)[:12]}...)")
         elif sha256_file(path) != recorded:
             problems.append(f"{path}: sha256 differs from the one recorded in results.json (the file changed after the run)")
     for name in (PREDICTIONS_FILE, ARTIFACTS_FILE):
-        if name not in (res.get("files") or {}):
+        if name not in files:
             problems.append(f"{run_dir / RESULTS_FILE}: files.{name} (its sha256) is not recorded")
     try:
         preds = read_predictions(run_dir)
@@ -183,19 +200,12 @@ def verify_run(run_dir: Path | str, benchmark: Benchmark | None = None) -> list[
           {"n_users": len(users), "n_test_pairs": n_test}, problems)
     if set(figures["per_user"]) != set(users):
         problems.append(f"{pred_path}: predictions name users outside dataset.selected_users")
+    judged = ((res.get("degradation") or {}).get("judgments")) if isinstance(res.get("degradation"), Mapping) else None
+    if judged is not None:
+        s = figures["scores"]
+        _diff("degradation.judgments", {k: judged.get(k) for k in ("n_judgments", "n_failed", "n_ties")},
+              {"n_judgments": s["n_judgments"], "n_failed": s["n_failed"], "n_ties": s["n_ties"]}, problems)
     return problems
-
-
-def load_benchmark_for(results: Mapping[str, Any], spec: str | None = None) -> Benchmark:
-    """The benchmark a run was made on: ``spec`` if given, else the published one by name."""
-    from personalrewardbench.data import load_benchmark
-
-    name = (results.get("dataset") or {}).get("name")
-    spec = spec or PUBLISHED_SPECS.get(str(name))
-    if spec is None:
-        raise ResultsError(f"results are for local dataset {name!r}; pass --dataset PATH to the benchmark it was "
-                           "built from (or --predictions-only)")
-    return load_benchmark(spec)
 
 
 # ------------------------------------------------------------------ merge
@@ -261,6 +271,7 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
     boot = first["scores"]["bootstrap"]
     figures = score(preds, users=users, resamples=boot["resamples"], seed=boot["seed"], user_extra=extra)
     cost = _sum_costs([res["cost"] for _, _, res in loaded], figures["scores"]["n_judgments"])
+    degradation = merge_degradation([res.get("degradation") for _, _, res in loaded], figures["scores"])
     merged = {
         **{k: first[k] for k in ("schema_version", "status", "not_applicable_reason", "method")},
         "run_id": out_dir.name,
@@ -269,6 +280,7 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
         **figures,
         "cost": cost,
         "method_usage": {"shards": {f"{i}/{n}": res.get("method_usage") for (i, _), _, res in loaded}},
+        "degradation": degradation,
         "provenance": {**first["provenance"],
                        "started_at": min(r["provenance"]["started_at"] for _, _, r in loaded),
                        "finished_at": max(r["provenance"]["finished_at"] for _, _, r in loaded),
@@ -283,6 +295,7 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
     write_json_atomic(out_dir / ARTIFACTS_FILE, dict(sorted(artifacts.items())))
     merged["files"] = file_hashes(out_dir)
     write_json_atomic(out_dir / RESULTS_FILE, merged)
+    seal_run(out_dir)
     return merged
 
 

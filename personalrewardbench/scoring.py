@@ -15,7 +15,11 @@ Figures (all fractions in [0, 1]):
 - ``position_consistency``: share of pairs (judged in both orders) whose two
   judgments prefer the same response. Ties and failures are inconsistent.
 
-Bootstrap intervals use scipy's "basic" method (the reference code's choice),
+Which interval each figure carries (bootstrap, exact Clopper-Pearson, Wilson score,
+or none with a reason) follows the rule in :mod:`personalrewardbench.intervals`
+and is recorded in ``ci_kind`` / ``ci_detail``; ``user_mean_accuracy_ci95_reference``
+is the reference code's narrower kind (judgments resampled within users), an extra
+figure. Bootstrap intervals use scipy's "basic" method (the reference code's choice),
 clipped to [0, 1], with ``resamples`` draws from generators seeded by ``seed``.
 The pair bootstrap is exact and vectorized: a resample's total depends only on
 how many pairs of each (correct, judged) kind it draws, which is multinomial.
@@ -32,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from personalrewardbench.intervals import REFERENCE_RESAMPLES, choose_interval, reference_interval
 from personalrewardbench.methods import MethodError
 
 ORDERS = ("chosen_first", "chosen_second")
@@ -125,14 +130,6 @@ def judgments_from_records(records: Iterable[Mapping[str, Any]], users: Iterable
     return Judgments(user_ids, pair_ids, user, pair, chosen_first.astype(bool), p)
 
 
-def _ci(stat: float | None, boot: np.ndarray) -> list[float] | None:
-    if stat is None or boot.size == 0:
-        return None
-    lo_q, hi_q = np.quantile(boot, [0.025, 0.975])
-    lo, hi = 2 * stat - hi_q, 2 * stat - lo_q
-    return [float(min(1.0, max(0.0, lo))), float(min(1.0, max(0.0, hi)))]
-
-
 def _ci_diff(stat: float | None, boot: np.ndarray) -> list[float] | None:
     if stat is None or boot.size == 0:
         return None
@@ -218,12 +215,22 @@ def score_judgments(
             row.update(user_extra[uid])
         per_user[uid] = row
 
+    ci_pairs, kind_pairs, det_pairs = choose_interval(accuracy, boot_pairs, pn, "pair", resamples)
+    ci_users, kind_users, det_users = choose_interval(accuracy, boot_users_pooled, un, "user", resamples)
+    ci_mean, kind_mean, det_mean = choose_interval(user_mean, boot_users_mean, has.astype(float), "user", resamples)
+    ci_ref, det_ref = reference_interval(uc, un, user_mean, seed, REFERENCE_RESAMPLES if resamples > 0 else 0)
     scores = {
         "accuracy": accuracy,
-        "accuracy_ci95": _ci(accuracy, boot_pairs),
-        "accuracy_ci95_users": _ci(accuracy, boot_users_pooled),
+        "accuracy_ci95": ci_pairs,
+        "accuracy_ci95_users": ci_users,
         "user_mean_accuracy": user_mean,
-        "user_mean_accuracy_ci95": _ci(user_mean, boot_users_mean),
+        "user_mean_accuracy_ci95": ci_mean,
+        "user_mean_accuracy_ci95_reference": ci_ref,
+        "ci_kind": {"accuracy_ci95": kind_pairs, "accuracy_ci95_users": kind_users,
+                    "user_mean_accuracy_ci95": kind_mean,
+                    "user_mean_accuracy_ci95_reference": "reference-bootstrap-basic" if ci_ref else "none"},
+        "ci_detail": {"accuracy_ci95": det_pairs, "accuracy_ci95_users": det_users,
+                      "user_mean_accuracy_ci95": det_mean, "user_mean_accuracy_ci95_reference": det_ref},
         "position_consistency": position_consistency,
         "n_judgments": n,
         "n_correct": int(correct.sum()),

@@ -1,4 +1,4 @@
-"""Render the static leaderboard site from results folders (and the reported rows).
+"""Render the static leaderboard site from verified results folders (and the reported rows).
 
 The output is deterministic: the same inputs give byte-identical files. The
 output folder is owned by the build: files a previous build wrote and this one
@@ -12,19 +12,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from personalrewardbench.leaderboard.collect import RunResult, Skipped, collect_runs, reported_runs
+from personalrewardbench.benchmark_lookup import BenchmarkFinder
+from personalrewardbench.leaderboard.collect import RunResult, Skipped, reported_runs
 from personalrewardbench.leaderboard.exports import to_csv, to_json, to_markdown
 from personalrewardbench.leaderboard.index_page import index_html
 from personalrewardbench.leaderboard.method_page import method_html
 from personalrewardbench.leaderboard.plots import dataset_figures
-from personalrewardbench.leaderboard.table import (
-    Row,
-    dataset_sort_key,
-    dataset_tables,
-    export_record,
-    overall_rows,
-    slug,
-)
+from personalrewardbench.leaderboard.table import Group, Row, build_board, export_record, slug
+from personalrewardbench.leaderboard.verification import collect_runs
+from personalrewardbench.seal import SealKey
 
 MARKER = ".prb-site"
 STATIC = Path(__file__).parent / "static"
@@ -86,55 +82,63 @@ class _Writer:
 
 
 def _copy_results(w: _Writer, runs: Sequence[RunResult]) -> dict[tuple, str | None]:
+    """Copy each shown run's results.json and artifacts.json (read as regular files only) into data/."""
+    from personalrewardbench.results import read_bytes_limited
+
     hrefs: dict[tuple, str | None] = {}
     for run in runs:
         if run.tier == "reported" or not run.path:
             hrefs[run.key] = None
             continue
-        folder = f"data/{slug(run.dataset)}/{slug(run.method)}/{slug(run.tier + '-' + (run.base_model or 'none'))}"
+        row_id = Row(run).row_id
+        folder = f"data/{slug(run.dataset)}/{slug(run.method)}/{run.tier}-{row_id}"
         src = Path(run.path)
-        w.bytes(f"{folder}/results.json", (src / "results.json").read_bytes())
-        if (src / "artifacts.json").is_file():
-            w.bytes(f"{folder}/artifacts.json", (src / "artifacts.json").read_bytes())
+        w.bytes(f"{folder}/results.json", read_bytes_limited(src / "results.json"))
+        if (src / "artifacts.json").exists():
+            w.bytes(f"{folder}/artifacts.json", read_bytes_limited(src / "artifacts.json"))
         hrefs[run.key] = f"{folder}/results.json"
     return hrefs
 
 
 def build_site(results_dirs: Iterable[Path], out_dir: Path, *, include_reported: bool = True,
-               repo_url: str | None = None, plots: bool = True) -> BuildReport:
-    """Build the site under ``out_dir`` from every results.json under ``results_dirs``.
+               repo_url: str | None = None, plots: bool = True, seal_key: SealKey | None = None,
+               finder: BenchmarkFinder | None = None) -> BuildReport:
+    """Build the site under ``out_dir`` from the results folders under ``results_dirs``.
 
-    ``plots=False`` leaves out the figures (a quick preview of the tables).
+    Only sealed runs that verify against their benchmark become rows (see
+    :mod:`personalrewardbench.leaderboard.verification`); every other folder is listed, with its
+    reason, in the report and on the page. ``seal_key`` defaults to this machine's key
+    (``$PRB_SEAL_KEY`` or the cache's seal.key); ``plots=False`` leaves out the figures.
     """
     out_dir = Path(out_dir)
     before = _prepare_out(out_dir)
-    runs, skipped = collect_runs(results_dirs)
+    runs, skipped = collect_runs(results_dirs, finder=finder, key=seal_key)
     if include_reported:
         rep, rep_skipped = load_reported_runs()
         runs += rep
         skipped += rep_skipped
+    board = build_board(runs)
     w = _Writer(out_dir)
     w.text(MARKER, "Written by `prb leaderboard build`; everything in this folder is regenerated.\n")
     w.text(".nojekyll", "")
     for name in ("site.css", "table.js"):
         w.bytes(f"assets/{name}", (STATIC / name).read_bytes())
     hrefs = _copy_results(w, runs)
-    tables = dataset_tables(runs)
-    overall = overall_rows(tables)
-    figures = {}
-    for ds, rows in tables.items() if plots else ():
-        figures[ds] = dataset_figures(ds, rows, out_dir / "plots")
-        for stem in figures[ds].values():
+    figures: dict[str, dict[str, str]] = {}
+    for g in board.groups if plots else ():
+        figures[g.group_id] = dataset_figures(g, out_dir / "plots")
+        for stem in figures[g.group_id].values():
             w.written += [f"plots/{stem}.png", f"plots/{stem}.svg"]
-    w.text("index.html", index_html(tables, overall, figures, hrefs, skipped, repo_url))
-    by_method: dict[str, list[Row]] = {}
-    for ds in sorted(tables, key=dataset_sort_key):
-        for row in tables[ds]:
-            by_method.setdefault(row.run.method, []).append(row)
+    w.text("index.html", index_html(board, figures, hrefs, skipped, repo_url))
+    tables: list[Group] = [*board.groups, *board.subsets, *board.reported]
+    by_method: dict[str, list[tuple[Group, Row]]] = {}
+    for g in tables:
+        for row in g.rows:
+            by_method.setdefault(row.run.method, []).append((g, row))
     for method, rows in sorted(by_method.items()):
         w.text(f"methods/{slug(method)}.html", method_html(method, rows, hrefs, repo_url))
-    records = [export_record(ds, row, f"methods/{slug(row.run.method)}.html", hrefs.get(row.run.key))
-               for ds, rows in tables.items() for row in rows]
+    records = [export_record(g, row, f"methods/{slug(row.run.method)}.html", hrefs.get(row.run.key))
+               for g in tables for row in g.rows]
     w.text("leaderboard.csv", to_csv(records))
     w.text("leaderboard.json", to_json(records, [{"path": s.path, "reason": s.reason} for s in skipped]))
     w.text("leaderboard.md", to_markdown(records))
@@ -144,4 +148,5 @@ def build_site(results_dirs: Iterable[Path], out_dir: Path, *, include_reported:
     for d in sorted((p for p in out_dir.rglob("*") if p.is_dir()), reverse=True):
         if not any(d.iterdir()):
             d.rmdir()
-    return BuildReport(out_dir=out_dir, runs=runs, skipped=skipped, files=sorted(set(w.written)))
+    shown = [row.run for g in tables for row in g.rows]
+    return BuildReport(out_dir=out_dir, runs=shown, skipped=skipped, files=sorted(set(w.written)))

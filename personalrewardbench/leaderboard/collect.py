@@ -1,22 +1,38 @@
-"""Find results folders, check each results.json against what the leaderboard shows, load them.
+"""Find results folders without following links, check each results.json's shape, load what the board shows.
 
-A results file that fails the check is skipped (the build goes on) and reported
-with its path and the first problem found. Everything loaded here is untrusted
-text (it may come from a submission): it is escaped where it is rendered.
+Everything read here is untrusted (a results folder may come from a submission):
+files are opened only as regular files (``O_NOFOLLOW``, size-capped), linked
+folders are never entered, and any file that fails a check is skipped with its
+path and reason while the build goes on. Whether a run becomes a row at all
+(sealed, verified, tier from its origin) is decided in
+:mod:`personalrewardbench.leaderboard.verification`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from personalrewardbench.results import SCHEMA_VERSION
+from personalrewardbench.results import (
+    ARTIFACTS_FILE,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    SEAL_FILE,
+    ResultsError,
+    read_json,
+)
 
-TIERS = ("reported", "reproduced", "submitted")
+TIERS = ("reproduced", "submitted", "local", "reported")
+RUN_FILES = (RESULTS_FILE, PREDICTIONS_FILE, ARTIFACTS_FILE, SEAL_FILE)
+MAX_RESULTS_BYTES = 64 << 20
+MAX_ARTIFACT_CHARS = 20_000
 
 
 class SchemaProblem(ValueError):
@@ -31,7 +47,7 @@ class Skipped:
 
 @dataclass
 class RunResult:
-    """One results folder (or one reported row), as the leaderboard uses it."""
+    """One verified results folder (or one reported row), as the leaderboard uses it."""
 
     dataset: str
     method: str
@@ -47,12 +63,22 @@ class RunResult:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     run_id: str = ""
-    path: str | None = None  # results folder, relative to the working directory where possible
+    path: str | None = None  # results folder as shown (relative to the working directory where possible)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     citation: str | None = None  # reported rows
     citation_url: str | None = None
     note: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+    users: tuple[str, ...] = ()  # the users the run evaluated
+    benchmark_users: int | None = None  # users in the whole benchmark
+    shard: str | None = None
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    degradation: list[str] = field(default_factory=list)  # reasons for the board's mark
+    origin: str = ""  # "results" or "submissions/<name>"
+    how_verified: str = ""
+    identical: list[str] = field(default_factory=list)  # paths of identical runs this row stands for
+    uncertainty_kind: str | None = None  # reported rows: "ci95", "se" or None
 
     @property
     def date(self) -> str | None:
@@ -60,44 +86,85 @@ class RunResult:
         return str(stamp)[:10] if stamp else None
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.dataset, self.method, self.tier, self.base_model or "")
+    def full(self) -> bool:
+        """The run covers every user of its benchmark (not a --users sample, not a shard)."""
+        return self.shard is None and self.benchmark_users is not None and len(self.users) == self.benchmark_users
+
+    @property
+    def llm_identity(self) -> str | None:
+        ident = self.provenance.get("llm_identity")
+        return str(ident) if ident else None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Unique per row: benchmark, user set, method, config, model, tier."""
+        return (self.dataset, self.content_hash, user_set_id(self.users), self.method, config_id(self.config),
+                self.base_model or "", self.llm_identity or "", self.tier, self.citation or "")
 
 
-def default_results_dirs(root: Path) -> list[Path]:
-    """``results/`` plus every ``submissions/*/results/`` under ``root`` that exists."""
-    dirs = [root / "results"]
-    sub = root / "submissions"
-    if sub.is_dir():
-        dirs += sorted(p / "results" for p in sub.iterdir() if (p / "results").is_dir())
-    return [d for d in dirs if d.is_dir()]
+def config_id(config: Mapping[str, Any]) -> str:
+    """A short, stable id of a method config (canonical JSON, sha256)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def _display_path(path: Path) -> str:
+def user_set_id(users: tuple[str, ...] | list[str]) -> str:
+    """A short, stable id of a set of user ids."""
+    return hashlib.sha256("\n".join(sorted(users)).encode()).hexdigest()[:10]
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when below it (links are not resolved)."""
+    absolute = Path(os.path.abspath(path))
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return absolute.relative_to(Path(os.path.abspath(Path.cwd()))).as_posix()
     except ValueError:
-        return path.resolve().as_posix()
+        return absolute.as_posix()
+
+
+def walk_results(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """``(folder, None)`` for each folder at or below ``root`` holding a results.json entry, and
+    ``(path, reason)`` for each link met on the way (reported, never followed). Sorted."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        for d in list(dirnames):
+            if (here / d).is_symlink():
+                dirnames.remove(d)
+                yield here / d, "is a symbolic link to a folder; links in results folders are never followed"
+        if RESULTS_FILE in filenames or RESULTS_FILE in dirnames:
+            yield here, None
 
 
 def _need(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if not isinstance(d, Mapping) or key not in d:
         raise SchemaProblem(f"missing field {where}{key}")
     value = d[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise SchemaProblem(f"field {where}{key} has the wrong type ({type(value).__name__})")
     return value
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _fraction(value: Any, where: str, optional: bool = False) -> float | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
-        raise SchemaProblem(f"field {where} must be a fraction in [0, 1], got {value!r}")
-    return float(value)
+    f = _finite(value)
+    if f is None or not 0 <= f <= 1:
+        raise SchemaProblem(f"field {where} must be a fraction in [0, 1], got {str(value)[:40]!r}")
+    return f
 
 
-def _interval(value: Any, where: str) -> list[float] | None:
+def _interval(value: Any, where: str, estimate: float | None = None) -> list[float] | None:
     if value is None:
         return None
     if not isinstance(value, list | tuple) or len(value) != 2:
@@ -105,15 +172,18 @@ def _interval(value: Any, where: str) -> list[float] | None:
     lo, hi = (_fraction(v, where) for v in value)
     if lo > hi:  # type: ignore[operator]
         raise SchemaProblem(f"field {where} has low > high")
+    if estimate is not None and not lo <= estimate <= hi:  # type: ignore[operator]
+        raise SchemaProblem(f"field {where} = [{lo}, {hi}] does not contain its own estimate {estimate}")
     return [lo, hi]  # type: ignore[list-item]
 
 
 def _number(value: Any, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise SchemaProblem(f"field {where} must be a non-negative number, got {value!r}")
-    return float(value)
+    f = _finite(value)
+    if f is None or f < 0:
+        raise SchemaProblem(f"field {where} must be a non-negative number, got {str(value)[:40]!r}")
+    return f
 
 
 def check_results(data: Any) -> None:
@@ -121,27 +191,41 @@ def check_results(data: Any) -> None:
     if not isinstance(data, Mapping):
         raise SchemaProblem("top level is not a JSON object")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise SchemaProblem(f"schema_version is {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        raise SchemaProblem(f"schema_version is {str(data.get('schema_version'))[:20]!r}, expected {SCHEMA_VERSION}")
     status = data.get("status")
     if status not in ("ok", "not_applicable"):
-        raise SchemaProblem(f"status is {status!r}, expected 'ok' or 'not_applicable'")
+        raise SchemaProblem(f"status is {str(status)[:40]!r}, expected 'ok' or 'not_applicable'")
     method = _need(data, "method", dict, "")
     if not _need(method, "name", str, "method.").strip():
         raise SchemaProblem("field method.name is empty")
-    tier = method.get("tier", "reproduced")
-    if tier not in ("reproduced", "submitted"):
-        raise SchemaProblem(f"field method.tier is {tier!r}, expected 'reproduced' or 'submitted'")
+    for key in ("config",):
+        if not isinstance(method.get(key) or {}, Mapping):
+            raise SchemaProblem(f"field method.{key} is not an object")
+    for key in ("source", "base_model"):
+        if method.get(key) is not None and not isinstance(method.get(key), str):
+            raise SchemaProblem(f"field method.{key} is not text")
     dataset = _need(data, "dataset", dict, "")
     if not _need(dataset, "name", str, "dataset.").strip():
         raise SchemaProblem("field dataset.name is empty")
+    _need(dataset, "content_hash", str, "dataset.")
+    users = dataset.get("selected_users")
+    if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+        raise SchemaProblem("field dataset.selected_users must be a list of user ids")
     if status == "not_applicable":
         return
     scores = _need(data, "scores", dict, "")
-    _fraction(scores.get("accuracy"), "scores.accuracy")
-    for key in ("accuracy_ci95", "accuracy_ci95_users", "user_mean_accuracy_ci95"):
-        _interval(scores.get(key), f"scores.{key}")
-    for key in ("user_mean_accuracy", "position_consistency"):
-        _fraction(scores.get(key), f"scores.{key}", optional=True)
+    acc = _fraction(scores.get("accuracy"), "scores.accuracy")
+    um = _fraction(scores.get("user_mean_accuracy"), "scores.user_mean_accuracy", optional=True)
+    _interval(scores.get("accuracy_ci95"), "scores.accuracy_ci95", acc)
+    _interval(scores.get("accuracy_ci95_users"), "scores.accuracy_ci95_users", acc)
+    _interval(scores.get("user_mean_accuracy_ci95"), "scores.user_mean_accuracy_ci95", um)
+    _interval(scores.get("user_mean_accuracy_ci95_reference"), "scores.user_mean_accuracy_ci95_reference", um)
+    _fraction(scores.get("position_consistency"), "scores.position_consistency", optional=True)
+    for key in ("n_judgments", "n_pairs", "n_users", "n_failed", "n_ties"):
+        _number(scores.get(key), f"scores.{key}")
+    for key in ("ci_kind", "ci_detail"):
+        if not isinstance(scores.get(key) or {}, Mapping):
+            raise SchemaProblem(f"field scores.{key} is not an object")
     cost = data.get("cost") or {}
     if not isinstance(cost, Mapping):
         raise SchemaProblem("field cost is not an object")
@@ -152,94 +236,72 @@ def check_results(data: Any) -> None:
         raise SchemaProblem("field per_user is not an object")
     for uid, row in per_user.items():
         if not isinstance(row, Mapping):
-            raise SchemaProblem(f"field per_user.{uid} is not an object")
-        _fraction(row.get("accuracy"), f"per_user.{uid}.accuracy", optional=True)
-        _number(row.get("n_train"), f"per_user.{uid}.n_train")
-    for key in ("provenance", "files"):
+            raise SchemaProblem(f"field per_user.{str(uid)[:40]} is not an object")
+        _fraction(row.get("accuracy"), f"per_user.{str(uid)[:40]}.accuracy", optional=True)
+        _number(row.get("n_train"), f"per_user.{str(uid)[:40]}.n_train")
+    for key in ("provenance", "files", "degradation"):
         if not isinstance(data.get(key) or {}, Mapping):
             raise SchemaProblem(f"field {key} is not an object")
 
 
-def _load_artifacts(folder: Path) -> dict[str, str]:
-    path = folder / "artifacts.json"
-    if not path.is_file():
+def read_artifacts(folder: Path) -> dict[str, str]:
+    """artifacts.json as {user: text} (texts cut at :data:`MAX_ARTIFACT_CHARS`); {} when absent."""
+    path = folder / ARTIFACTS_FILE
+    if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    data = read_json(path, MAX_RESULTS_BYTES)
     if not isinstance(data, Mapping):
-        return {}
-    return {str(k): v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in data.items()}
+        raise ResultsError(f"{path}: not a JSON object of user_id -> text")
+    out = {}
+    for k, v in data.items():
+        text = v if isinstance(v, str) else str(v)
+        out[str(k)] = text if len(text) <= MAX_ARTIFACT_CHARS else text[:MAX_ARTIFACT_CHARS] + " [...]"
+    return out
 
 
-def load_run(path: Path) -> RunResult:
-    """Load and check one results.json (raises SchemaProblem or OSError/ValueError)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    check_results(data)
+def run_from_results(data: Mapping[str, Any], folder: Path, tier: str) -> RunResult:
+    """A :class:`RunResult` from a checked results.json (``check_results`` passed)."""
     method, dataset = data["method"], data["dataset"]
     base = method.get("base_model")
     return RunResult(
-        dataset=dataset["name"],
-        method=method["name"],
-        tier=method.get("tier", "reproduced"),
-        base_model=str(base) if base else None,
-        status=data["status"],
-        not_applicable_reason=data.get("not_applicable_reason"),
-        synthetic=bool(dataset.get("synthetic", False)),
-        scores=data.get("scores") or {},
-        cost=data.get("cost") or {},
-        per_user=data.get("per_user") or {},
-        config=method.get("config") or {},
-        provenance=data.get("provenance") or {},
-        source=str(method["source"]) if method.get("source") else None,
-        run_id=str(data.get("run_id") or path.parent.name),
-        path=_display_path(path.parent),
-        artifacts=_load_artifacts(path.parent),
-        raw=data,
+        dataset=dataset["name"], method=method["name"], tier=tier, base_model=str(base) if base else None,
+        status=data["status"], not_applicable_reason=str(data.get("not_applicable_reason") or "") or None,
+        synthetic=bool(dataset.get("synthetic", False)), scores=data.get("scores") or {},
+        cost=data.get("cost") or {}, per_user=data.get("per_user") or {}, config=method.get("config") or {},
+        provenance=data.get("provenance") or {}, source=str(method["source"]) if method.get("source") else None,
+        run_id=str(data.get("run_id") or folder.name), path=display_path(folder), raw=data,
+        content_hash=str(dataset["content_hash"]), users=tuple(sorted(dataset["selected_users"])),
+        shard=str(dataset["shard"]) if dataset.get("shard") else None,
     )
 
 
-def collect_runs(dirs: Iterable[Path]) -> tuple[list[RunResult], list[Skipped]]:
-    """Every results.json under ``dirs``; the newest run per (dataset, method, tier, base model).
+def select_identical(runs: list[RunResult]) -> list[RunResult]:
+    """One row per identical setup (same benchmark and users, method, config, model, tier).
 
-    Returns (runs, skipped). Shard results (``dataset.shard`` set) are skipped:
-    merge them first with ``prb merge``.
+    The rule, stated on the page: the run with the lowest seed, then the first run folder in
+    path order. Dates are never used, so a newer or future-dated folder cannot displace a row.
     """
-    runs: list[RunResult] = []
-    skipped: list[Skipped] = []
-    seen: set[Path] = set()
-    for d in dirs:
-        for path in sorted(Path(d).rglob("results.json")):
-            real = path.resolve()
-            if real in seen:
-                continue
-            seen.add(real)
-            shown = _display_path(path)
-            try:
-                run = load_run(path)
-            except SchemaProblem as exc:
-                skipped.append(Skipped(shown, f"fails the results schema: {exc}"))
-                continue
-            except (OSError, ValueError) as exc:
-                skipped.append(Skipped(shown, f"cannot be read as JSON: {exc}"))
-                continue
-            if run.raw.get("dataset", {}).get("shard"):
-                skipped.append(Skipped(shown, "is one shard of a run; join the shards with `prb merge` first"))
-                continue
-            runs.append(run)
-    newest: dict[tuple[str, str, str, str], RunResult] = {}
+    by_key: dict[tuple[str, ...], list[RunResult]] = {}
     for run in runs:
-        order = (str(run.provenance.get("finished_at") or ""), run.run_id, run.path or "")
-        old = newest.get(run.key)
-        if old is None or order > (str(old.provenance.get("finished_at") or ""), old.run_id, old.path or ""):
-            newest[run.key] = run
-    return [newest[k] for k in sorted(newest)], sorted(skipped, key=lambda s: s.path)
+        by_key.setdefault(run.key, []).append(run)
+    out = []
+    for key in sorted(by_key):
+        group = sorted(by_key[key], key=lambda r: (_seed(r), r.path or ""))
+        chosen = group[0]
+        chosen.identical = [r.path or "" for r in group[1:]]
+        out.append(chosen)
+    return out
 
 
-def reported_runs(rows: Sequence[Mapping[str, Any]]) -> list[RunResult]:
-    """Published numbers as leaderboard rows. ``rows`` are ``ReportedRow.to_dict()`` mappings
-    (:mod:`personalrewardbench.leaderboard.reported`): fractions, with ``ci95_half_width`` or None."""
+def _seed(run: RunResult) -> int:
+    seed = run.provenance.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and abs(seed) < 2**63 else 2**63
+
+
+def reported_runs(rows: list[Mapping[str, Any]]) -> list[RunResult]:
+    """Published numbers as rows. ``rows`` are ``ReportedRow.to_dict()`` mappings
+    (:mod:`personalrewardbench.leaderboard.reported`): fractions, with ``ci95_half_width`` (already
+    converted to a 95% half-width from the stated kind) or None."""
     out = []
     for r in rows:
         acc = float(r["accuracy"])
@@ -251,6 +313,6 @@ def reported_runs(rows: Sequence[Mapping[str, Any]]) -> list[RunResult]:
             dataset=str(r["dataset"]), method=str(r["method"]), tier="reported",
             base_model=str(r.get("base_model") or "") or None, status="ok", scores=scores,
             citation=str(r.get("source") or "") or None, citation_url=r.get("citation_url") or None,
-            note=r.get("note") or None, run_id="reported",
+            note=r.get("note") or None, run_id="reported", uncertainty_kind=r.get("uncertainty_kind") or None,
         ))
     return out

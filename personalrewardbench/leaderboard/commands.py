@@ -16,9 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b = lb_sub.add_parser(
         "build",
         help="build the static site from results folders",
-        description="Render leaderboard/site/ (HTML tables, plots, CSV/JSON/Markdown exports) from the results "
-        "folders alone: results/, submissions/*/results/ and the reported rows. Results files that fail the "
-        "schema are skipped and named.",
+        description="Render leaderboard/site/ (HTML tables, plots, CSV/JSON/Markdown exports) from results "
+        "folders (default: results/ and submissions/*/results/) and the reported rows. Only runs sealed with this "
+        "machine's seal key ($PRB_SEAL_KEY, else the cache's seal.key) whose figures verify against their benchmark "
+        "become rows; every other folder is excluded and named, here and on the page.",
     )
     b.add_argument("--results", action="append", type=Path, metavar="DIR",
                    help="a results folder to read (repeatable); default: results/ and submissions/*/results/")
@@ -34,10 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_command(args: argparse.Namespace) -> int:
     from personalrewardbench.cli import UserError
     from personalrewardbench.leaderboard.build import SiteError, build_site
-    from personalrewardbench.leaderboard.collect import default_results_dirs
+    from personalrewardbench.leaderboard.verification import default_results_dirs
 
     dirs = args.results or default_results_dirs(Path.cwd())
-    missing = [d for d in dirs if not Path(d).is_dir()]
+    missing = [d for d in dirs if not os.path.lexists(d)]
     if missing:
         raise UserError(f"results folder not found: {missing[0]}; pass an existing folder to --results")
     try:
@@ -51,7 +52,8 @@ def build_command(args: argparse.Namespace) -> int:
 
 def print_build_report(report) -> None:  # noqa: ANN001 - BuildReport, imported lazily
     for s in report.skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        print(f"excluded {s.path}: {s.reason}", file=sys.stderr)
     n_ds = len({r.dataset for r in report.runs})
-    print(f"leaderboard: {len(report.runs)} rows over {n_ds} dataset(s), {len(report.skipped)} results file(s) skipped")
+    print(f"leaderboard: {len(report.runs)} rows over {n_ds} dataset(s); {len(report.skipped)} results folder(s) "
+          "excluded" + (" (listed above and on the page)" if report.skipped else ""))
     print(f"site: {report.index.resolve().as_uri()}")

@@ -37,7 +37,7 @@ def to_csv(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def to_json(records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, str]]) -> str:
-    doc = {"schema_version": 1, "rows": list(records), "skipped_results": list(skipped)}
+    doc = {"schema_version": 2, "rows": list(records), "skipped_results": list(skipped)}
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -53,16 +53,24 @@ def _pct(x: Any) -> str:
 
 
 def to_markdown(records: Sequence[Mapping[str, Any]]) -> str:
-    """One Markdown table per dataset, in leaderboard order."""
+    """One Markdown table per board table, in board order: ranked, subset, then published."""
     out: list[str] = []
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    for ds in datasets:
-        rows = [r for r in records if r["dataset"] == ds]
-        synthetic = any(r["synthetic"] for r in rows)
-        out.append(f"### {md_escape(dataset_title(ds))}" + (" (synthetic data)" if synthetic else ""))
+    tables = list(dict.fromkeys(r["table"] for r in records))
+    for table in tables:
+        rows = [r for r in records if r["table"] == table]
+        first = rows[0]
+        title = md_escape(dataset_title(first["dataset"]))
+        if first["section"] == "published":
+            out.append(f"### {title}: published numbers (quoted from papers, not run here)")
+        else:
+            what = (f"all {first['n_users']} users" if first["section"] == "ranked"
+                    else f"subset of {first['n_users']} users, not ranked")
+            out.append(f"### {title}, {what} (benchmark {str(first['content_hash'])[:12]})"
+                       + (" (synthetic data)" if any(r["synthetic"] for r in rows) else ""))
         out.append("")
-        out.append("| Rank | Method | Tier | Base model | Accuracy % [95% CI] | Per-user mean % | Tokens / 1k judgments |")
-        out.append("|---:|---|---|---|---|---:|---:|")
+        out.append("| Rank | Method | Tier | Model | Accuracy % [95% CI] | Per-user mean % | Users / pairs / judgments "
+                   "| Tokens / 1k judgments |")
+        out.append("|---:|---|---|---|---|---:|---|---:|")
         for r in rows:
             if r["status"] != "ok":
                 acc = "not applicable"
@@ -70,10 +78,18 @@ def to_markdown(records: Sequence[Mapping[str, Any]]) -> str:
                 acc = _pct(r["accuracy"])
                 if r["accuracy_ci95_low"] is not None:
                     acc += f" [{_pct(r['accuracy_ci95_low'])}, {_pct(r['accuracy_ci95_high'])}]"
+                else:
+                    acc += " (no CI)"
                 if r["tied_with_leader"]:
                     acc += " (tied)"
+                if r["degraded"]:
+                    acc += " (degraded)"
             tokens = r["tokens_per_1000_judgments"]
-            out.append(f"| {r['rank'] or ''} | {md_escape(r['method'])} | {r['tier']} | {md_escape(r['base_model'] or '')} "
-                       f"| {acc} | {_pct(r['user_mean_accuracy'])} | {'' if tokens is None else f'{tokens:,.0f}'} |")
+            counts = " / ".join("" if r[k] is None else str(r[k]) for k in ("n_users", "n_test_pairs", "n_judgments"))
+            same = sum(x["method"] == r["method"] for x in rows) > 1
+            method = md_escape(r["method"]) + (f" cfg {r['config_id']}" if same and r.get("config_id") else "")
+            out.append(f"| {r['rank'] or ''} | {method} | {r['tier']} | {md_escape(r['base_model'] or '')} "
+                       f"| {acc} | {_pct(r['user_mean_accuracy'])} | {counts} "
+                       f"| {'' if tokens is None else f'{tokens:,.0f}'} |")
         out.append("")
     return "\n".join(out)

@@ -1,201 +1,160 @@
-"""The leaderboard's front page: the overall view, one table and four figures per dataset."""
+"""The front page: this board's own runs first, then the papers' numbers, the rules, and what was excluded."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
-from personalrewardbench.leaderboard.collect import RunResult, Skipped
-from personalrewardbench.leaderboard.plots import FIGURE_TITLES, FIGURES, history_points
-from personalrewardbench.leaderboard.render import NA, ci_text, esc, link, num, page, pct, safe_url, td
-from personalrewardbench.leaderboard.table import OverallRow, Row, dataset_title, slug
-
-TIER_HELP = {
-    "reported": "number quoted from a paper; not rerun here",
-    "reproduced": "run by this project from the code in baselines/",
-    "submitted": "community submission, scored by CI in a sandbox",
-}
-SOURCE_PATH = re.compile(r"^(baselines|submissions)/[A-Za-z0-9._-]+/?$")
-
-
-def submission_href(run: RunResult, repo_url: str | None) -> tuple[str | None, str]:
-    """(href or None, text) for a run's submission: a repository folder link or an http(s) source."""
-    src = run.source or ""
-    if repo_url and SOURCE_PATH.match(src) and safe_url(repo_url):
-        return f"{repo_url.rstrip('/')}/tree/HEAD/{src.rstrip('/')}", src
-    if safe_url(src):
-        return src, "source"
-    return None, src
-
-
-def method_cell(run: RunResult, root: str = "") -> str:
-    badge = ' <span class="badge synthetic">synthetic data</span>' if run.synthetic else ""
-    return f'<a href="{root}methods/{slug(run.method)}.html">{esc(run.method)}</a>{badge}'
-
-
-def _missing(run: RunResult) -> str:
-    if run.status != "ok":
-        return f'<span class="na">{NA}</span>'
-    return '<span class="na">not reported</span>' if run.tier == "reported" else '<span class="na">—</span>'
-
-
-def _value(run: RunResult, shown: str, value: object, title: str | None = None) -> str:
-    return td(shown, value, title=title) if shown else td(_missing(run), None)
-
-
-def dataset_row(row: Row, results_href: str | None, repo_url: str | None) -> str:
-    r, s, c = row.run, row.run.scores, row.run.cost
-    classes = ["leader" if row.leader else "", "tied" if row.tied else "", "na-row" if r.status != "ok" else ""]
-    mark = ""
-    if row.leader:
-        mark = ' <span class="mark" title="highest accuracy">leader</span>'
-    elif row.tied:
-        mark = ' <span class="mark" title="95% CI overlaps the leader\'s: statistically tied">tied</span>'
-    if r.status == "ok":
-        ci = row.ci
-        acc = f"<strong>{pct(s['accuracy'])}</strong>" + (f' <span class="ci">{ci_text(ci)}</span>' if ci else "")
-        acc_cell = td(acc + mark, s["accuracy"])
-    else:
-        reason = r.not_applicable_reason or "the method cannot run on this dataset"
-        acc_cell = td(f'<span class="na">not applicable</span>: {esc(reason)}', None, cls="na-cell")
-    um = s.get("user_mean_accuracy")
-    um_ci = s.get("user_mean_accuracy_ci95")
-    um_shown = (f"{pct(um)}" + (f' <span class="ci">{ci_text(um_ci)}</span>' if um_ci else "")) if um is not None else ""
-    links = []
-    if results_href:
-        links.append(f'<a href="{esc(results_href)}">results</a>')
-    href, text = submission_href(r, repo_url)
-    if href:
-        links.append(link(href, "submission"))
-    elif text:
-        links.append(f'<span title="{esc(text)}">{esc(text)}</span>')
-    if r.citation:
-        links.append(f'<span class="cite">{link(r.citation_url, r.citation)}</span>')
-    cells = [
-        td(str(row.rank) if row.rank is not None else "", row.rank),
-        td(method_cell(r), r.method),
-        td(f'<span class="tier {esc(r.tier)}" title="{esc(TIER_HELP.get(r.tier, ""))}">{esc(r.tier)}</span>', r.tier),
-        td(esc(r.base_model) if r.base_model else '<span class="na">none</span>', r.base_model or ""),
-        acc_cell,
-        _value(r, um_shown, um),
-        _value(r, pct(s.get("position_consistency")), s.get("position_consistency")),
-        _value(r, num(c.get("tokens_per_1000_judgments")), c.get("tokens_per_1000_judgments")),
-        _value(r, num(c.get("seconds_per_1000_judgments")), c.get("seconds_per_1000_judgments")),
-        td(esc(r.date) if r.date else '<span class="na">—</span>', r.date or ""),
-        td(" · ".join(links), None),
-    ]
-    cls = " ".join(x for x in classes if x)
-    return f'<tr data-tier="{esc(r.tier)}"' + (f' class="{cls}"' if cls else "") + ">" + "".join(cells) + "</tr>"
-
-
-DATASET_HEAD = (
-    ("Rank", "num"), ("Method", "text"), ("Tier", "text"), ("Base model", "text"),
-    ("Accuracy % [95% CI]", "num"), ("Per-user mean % [95% CI]", "num"), ("Position consistency %", "num"),
-    ("Tokens / 1k judgments", "num"), ("Seconds / 1k judgments", "num"), ("Date", "text"), ("Links", None),
+from personalrewardbench.intervals import MIN_BOOTSTRAP_UNITS
+from personalrewardbench.leaderboard.collect import Skipped
+from personalrewardbench.leaderboard.render import esc, link, model_cell, page, pct, td
+from personalrewardbench.leaderboard.rows import (
+    TIER_HELP,
+    ci_html,
+    group_section,
+    overall_section,
+    thead,
+    tie_mark,
 )
+from personalrewardbench.leaderboard.table import TIE_ALPHA, Board, Group, Row, dataset_title
+
+PUBLISHED_HEAD = (("Rank", "num"), ("Method", "text"), ("Model", "text"),
+                  ("Accuracy % [95% CI]", "num", "as published; a standard error is shown as 1.96 x SE"))
+OURS_HEAD = ("This board's run", "num", "this board's run of the method: per-user mean with the reference code's "
+             "interval kind (judgments resampled within users), the kind the paper used")
+SOURCE_HEAD = ("Source", "text")
 
 
-def _thead(head: Sequence[tuple[str, str | None]]) -> str:
-    cells = "".join('<th scope="col"' + (f' data-type="{t}"' if t else ' class="nosort"') + f">{esc(h)}</th>"
-                    for h, t in head)
-    return f"<thead><tr>{cells}</tr></thead>"
+def _our_run(row: Row, board: Board) -> str:
+    """This board's best full run of the same method on a dataset of the same name, on the paper's terms."""
+    for g in board.groups:
+        if g.dataset != row.run.dataset:
+            continue
+        for ours in g.rows:
+            s = ours.run.scores
+            if ours.run.method == row.run.method and s.get("user_mean_accuracy") is not None:
+                return (f"{pct(s['user_mean_accuracy'])}" + ci_html(s, "user_mean_accuracy_ci95_reference")
+                        + f' <span class="na" title="{esc(ours.run.base_model or "")}">({esc(ours.run.tier)})</span>')
+    return ""
 
 
-def dataset_section(ds: str, rows: Sequence[Row], figures: Mapping[str, str], hrefs: Mapping[tuple, str | None],
-                    repo_url: str | None) -> str:
-    synthetic = any(r.run.synthetic for r in rows)
-    out = [f'<section id="ds-{esc(slug(ds))}" class="dataset">',
-           f"<h2>{esc(dataset_title(ds))} <code>{esc(ds)}</code>"
-           + (' <span class="badge synthetic">synthetic</span>' if synthetic else "") + "</h2>"]
-    if synthetic:
-        out.append('<p class="warn">This dataset is <strong>synthetic</strong>: generated users with planted '
-                   "preferences, for checking the pipeline without hub access. Its numbers say nothing about real "
-                   "users.</p>")
-    first = next((r for r in rows if r.run.scores.get("n_users")), None)
-    if first:
-        s = first.run.scores
-        out.append(f'<p class="meta">{esc(s.get("n_users"))} users, {esc(s.get("n_pairs"))} test pairs, '
-                   f"{esc(s.get('n_judgments'))} judgments per method.</p>")
-    body = "".join(dataset_row(r, hrefs.get(r.run.key), repo_url) for r in rows)
-    out.append(f'<div class="scroll"><table class="board sortable" id="table-{esc(slug(ds))}">'
-               f"<caption>{esc(dataset_title(ds))}: one row per method, best first</caption>"
-               f"{_thead(DATASET_HEAD)}<tbody>{body}</tbody></table></div>")
-    figs = []
-    for kind in FIGURES:
-        stem = figures.get(kind)
-        if stem:
-            figs.append(f'<figure><a href="plots/{esc(stem)}.svg"><img src="plots/{esc(stem)}.png" '
-                        f'alt="{esc(FIGURE_TITLES[kind])}, {esc(ds)}"></a>'
-                        f'<figcaption>{esc(FIGURE_TITLES[kind])} (<a href="plots/{esc(stem)}.svg">SVG</a>)'
-                        "</figcaption></figure>")
-    out.append('<div class="figures">' + "".join(figs) + "</div>")
-    out.append(_history_data(rows))
+def published_section(groups: Sequence[Group], board: Board) -> str:
+    if not groups:
+        return ""
+    out = ['<section id="published"><h2>Published numbers <span class="sub">quoted from papers, not run here</span>'
+           "</h2>",
+           '<p class="meta">Numbers as the papers give them, on the published benchmarks (their exact benchmark '
+           "version and user set are not known here, so they are never ranked with this board's runs). Intervals "
+           "are shown as 95% intervals: a published 95% CI as is, a standard error times 1.96. ≈ marks a row whose "
+           "interval overlaps the leader's, only where both intervals are of the same kind; "
+           "<em>≠ kind</em> marks rows that are not directly comparable because the kinds differ. Where this board "
+           "has run the same method on a dataset of the same name, its run is shown with the reference code's "
+           "interval kind (judgments resampled within users), so a reproduction can be read on the paper's "
+           "terms.</p>"]
+    for g in groups:
+        ours = {id(row): _our_run(row, board) for row in g.rows}
+        with_ours = any(ours.values())
+        body = []
+        for row in g.rows:
+            r = row.run
+            acc = f"<strong>{pct(r.scores['accuracy'])}</strong>" + (ci_html(r.scores, "accuracy_ci95", row.ci_kind)
+                                                                       if row.ci else "") + tie_mark(row)
+            cite = link(r.citation_url, r.citation) + (f'<br><span class="na">{esc(r.note)}</span>' if r.note else "")
+            cells = [td(str(row.rank or ""), row.rank, cls="num"), td(f'<span class="method">{esc(r.method)}</span>',
+                                                                      r.method),
+                     td(model_cell(r.base_model, None), r.base_model or ""),
+                     td(acc, r.scores["accuracy"], cls="num acc")]
+            if with_ours:
+                cells.append(td(ours[id(row)], None, cls="num"))
+            cells.append(td(f'<span class="cite">{cite}</span>', r.citation or ""))
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        head = (*PUBLISHED_HEAD, *((OURS_HEAD,) if with_ours else ()), SOURCE_HEAD)
+        out.append(f'<h3 id="{esc(g.group_id)}">{esc(dataset_title(g.dataset))}</h3>'
+                   f'<div class="scroll"><table class="board sortable published" id="table-{esc(g.group_id)}">'
+                   f"<caption>{esc(dataset_title(g.dataset))}: published numbers</caption>{thead(head)}"
+                   f"<tbody>{''.join(body)}</tbody></table></div>")
     out.append("</section>")
     return "\n".join(out)
 
 
-def _history_data(rows: Sequence[Row]) -> str:
-    lines = []
-    for row in rows:
-        for n, acc, users in history_points(row):
-            lines.append(f"<tr><td>{esc(row.run.method)}</td><td>{esc(row.run.tier)}</td><td data-v=\"{n}\">{n}</td>"
-                         f"<td>{pct(acc)}</td><td>{users}</td></tr>")
-    if not lines:
+RULES = (
+    ("Which runs are shown", "Only runs whose seal checks under this board's key and whose every figure, hash and "
+     "query reproduces from their predictions against the benchmark they name. Anything else is listed under "
+     "<a href=\"#excluded\">excluded</a> with the reason."),
+    ("Tiers", "; ".join(f"<strong>{esc(t)}</strong>: {esc(h)}" for t, h in TIER_HELP.items())
+     + ". A tier comes from where a run sits (and, for reported rows, the citation file), never from the file."),
+    ("One ranked table", "holds the runs on one benchmark version (content hash) that evaluated every user of it. "
+     "Runs on a subset (<code>--users N</code>, an unmerged shard) get their own table per user set, never ranked "
+     "against full runs and never replacing one; runs on the very same subset are ranked among themselves."),
+    ("Rows", "Different configs or models of a method are different rows (a <em>cfg</em> tag tells them apart). "
+     "Among identical runs (same benchmark and users, method, config, model, tier) the one with the lowest seed, "
+     "then the first folder in path order, is shown; dates never decide."),
+    ("Intervals", "95%, over the right unit: pairs for accuracy (both judgments of a pair move together), users "
+     "for the per-user mean. Fewer than 2 units: no interval (<em>no CI</em>). At 0% or 100%: the exact "
+     f"Clopper-Pearson interval (<em>exact</em>). Fewer than {MIN_BOOTSTRAP_UNITS} effective units: the Wilson "
+     "score interval (<em>Wilson</em>). Otherwise the bootstrap over those units (scipy's basic method; the number of "
+     "resamples is on each method page). Hover a tag for the reason."),
+    ("Ties", f"≈ tied: the paired comparison with the leader on the same pairs (two-sided exact sign test over "
+     f"pairs, as <code>prb compare</code>) gives p ≥ {TIE_ALPHA}. Published rows: see their section."),
+    ("Degraded", "marks a run with any choice fallback (answers parsed from text because the server gave no "
+     "log-probabilities) or more than 1% failed judgments; the counts are on its method page."),
+)
+
+
+def rules_section() -> str:
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in RULES)
+    return f'<section id="rules"><h2>How to read this board</h2><dl class="rules">{items}</dl></section>'
+
+
+def excluded_section(skipped: Sequence[Skipped]) -> str:
+    if not skipped:
         return ""
-    return ('<details class="figdata"><summary>Data behind the sample-efficiency figure</summary>'
-            '<table class="sortable"><thead><tr><th data-type="text">Method</th><th data-type="text">Tier</th>'
-            '<th data-type="num">Training pairs</th><th data-type="num">Mean accuracy %</th>'
-            '<th data-type="num">Users</th></tr></thead><tbody>' + "".join(lines) + "</tbody></table></details>")
+    items = "".join(f"<li><code>{esc(s.path)}</code>: {esc(s.reason)}</li>" for s in skipped)
+    return (f'<section id="excluded"><h2>Excluded results ({len(skipped)})</h2><p class="meta">Results folders found '
+            "but not shown, each with the reason.</p>"
+            f'<ul class="excluded">{items}</ul></section>')
 
 
-def overall_section(entries: Sequence[OverallRow], datasets: Sequence[str]) -> str:
-    head = [("Rank", "num"), ("Method", "text"), ("Tier", "text"), ("Base model", "text")]
-    head += [(dataset_title(ds) + " %", "num") for ds in datasets] + [("Mean rank", "num")]
-    body = []
-    for e in entries:
-        cells = [td(str(e.rank) if e.rank else "", e.rank),
-                 td(f'<a href="methods/{slug(e.method)}.html">{esc(e.method)}</a>', e.method),
-                 td(f'<span class="tier {esc(e.tier)}">{esc(e.tier)}</span>', e.tier),
-                 td(esc(e.base_model) if e.base_model else '<span class="na">none</span>', e.base_model or "")]
-        for ds in datasets:
-            row = e.cells.get(ds)
-            if row is None:
-                cells.append(td('<span class="na">not run</span>', None))
-            elif row.accuracy is None:
-                cells.append(td('<span class="na">not applicable</span>', None, title=row.run.not_applicable_reason))
-            else:
-                mark = " ≈" if row.tied else (" ★" if row.leader else "")
-                cells.append(td(f"{pct(row.accuracy)} <span class=\"ci\">{ci_text(row.ci)}</span>{mark}",
-                                row.accuracy))
-        shown = '<span class="na">n/a</span>' if e.mean_rank is None else f"{e.mean_rank:.2f}" + (
-            ' <span class="badge synthetic">synthetic only</span>' if e.synthetic_only else "")
-        cells.append(td(shown, e.mean_rank))
-        body.append(f'<tr data-tier="{esc(e.tier)}">' + "".join(cells) + "</tr>")
-    return ('<section id="overall"><h2>Overall</h2><p>Each method\'s accuracy on every dataset (★ leader, ≈ 95% CI '
-            "overlaps the leader's), ordered by its mean rank over the real datasets it ran on; methods run only on "
-            "synthetic data come after, ranked there.</p>"
-            '<div class="scroll"><table class="board sortable" id="table-overall"><caption>All datasets</caption>'
-            + _thead(head) + "<tbody>" + "".join(body) + "</tbody></table></div></section>")
-
-
-def index_html(tables: Mapping[str, Sequence[Row]], overall: Sequence[OverallRow], figures: Mapping[str, Mapping[str, str]],
-               hrefs: Mapping[tuple, str | None], skipped: Sequence[Skipped], repo_url: str | None) -> str:
-    datasets = list(tables)
-    nav = ['<a href="#overall">Overall</a>'] + [f'<a href="#ds-{esc(slug(ds))}">{esc(dataset_title(ds))}</a>'
-                                                 for ds in datasets]
-    nav += ['<a href="leaderboard.csv">CSV</a>', '<a href="leaderboard.json">JSON</a>', '<a href="leaderboard.md">Markdown</a>']
+def index_html(board: Board, figures: Mapping[str, Mapping[str, str]], hrefs: Mapping[tuple, str | None],
+               skipped: Sequence[Skipped], repo_url: str | None) -> str:
+    nav = [f'<a href="#{esc(g.group_id)}">{esc(dataset_title(g.dataset))} ({len(g.users)} users)</a>'
+           for g in board.groups]
+    if board.subsets:
+        nav.append('<a href="#subsets">Subset runs</a>')
+    if board.overall:
+        nav.append('<a href="#overall">Overall</a>')
+    if board.reported:
+        nav.append('<a href="#published">Published numbers</a>')
+    nav.append('<a href="#rules">How to read this board</a>')
+    if skipped:
+        nav.append(f'<a href="#excluded">Excluded ({len(skipped)})</a>')
+    downloads = '<a href="leaderboard.csv">CSV</a> · <a href="leaderboard.json">JSON</a> · ' \
+                '<a href="leaderboard.md">Markdown</a>'
+    n_runs = sum(len(g.rows) for g in board.groups)
+    n_sub = sum(len(g.rows) for g in board.subsets)
     parts = ["<h1>PersonalRewardBench leaderboard</h1>",
              "<p>How well methods predict which of two responses a particular user prefers, from that user's own "
-             "earlier choices. Tiers: " + "; ".join(f"<strong>{t}</strong>: {esc(h)}" for t, h in TIER_HELP.items())
-             + ".</p>",
+             "earlier choices. This board's own runs come first; numbers quoted from papers follow in their own "
+             "section.</p>",
+             f'<p class="summary">{n_runs} run{"s" if n_runs != 1 else ""} in {len(board.groups)} ranked '
+             f'table{"s" if len(board.groups) != 1 else ""} · {n_sub} subset run{"s" if n_sub != 1 else ""} · '
+             f'{sum(len(g.rows) for g in board.reported)} published numbers · {len(skipped)} excluded · '
+             f"download {downloads}</p>",
              '<nav class="toc">' + " · ".join(nav) + "</nav>"]
-    if not datasets:
-        parts.append('<p class="warn">No results found. Run <code>prb run</code> to produce some.</p>')
-    else:
-        parts.append(overall_section(overall, datasets))
-        parts += [dataset_section(ds, tables[ds], figures.get(ds, {}), hrefs, repo_url) for ds in datasets]
-    if skipped:
-        items = "".join(f"<li><code>{esc(s.path)}</code>: {esc(s.reason)}</li>" for s in skipped)
-        parts.append(f'<section id="skipped"><h2>Skipped results files</h2><ul>{items}</ul></section>')
-    return page("PersonalRewardBench leaderboard", "\n".join(parts),
+    if not board.groups and not board.subsets:
+        parts.append('<p class="warn">No verified runs. Run <code>prb run</code> or <code>prb evaluate</code> to '
+                     "produce some" + (", and see why the folders below were excluded" if skipped else "") + ".</p>")
+    parts += [group_section(g, figures.get(g.group_id, {}), hrefs, repo_url) for g in board.groups]
+    if board.subsets:
+        parts.append('<section id="subsets"><h2>Subset runs <span class="sub">not ranked against full runs</span>'
+                     '</h2><p class="warn">These runs evaluated only some users of their benchmark (a '
+                     "<code>--users N</code> sample or one shard). Their numbers are not comparable with the ranked "
+                     "tables above.</p>")
+        parts += [group_section(g, figures.get(g.group_id, {}), hrefs, repo_url, level=3) for g in board.subsets]
+        parts.append("</section>")
+    if board.overall:
+        parts.append(overall_section(board.overall, board.groups))
+    parts.append(published_section(board.reported, board))
+    parts.append(rules_section())
+    parts.append(excluded_section(skipped))
+    return page("PersonalRewardBench leaderboard", "\n".join(p for p in parts if p),
                 description="Leaderboard of personalized reward models on PersonalRewardBench")

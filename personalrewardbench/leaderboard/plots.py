@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from personalrewardbench.leaderboard.table import Row, slug
+from personalrewardbench.leaderboard.collect import config_id
+from personalrewardbench.leaderboard.render import short_model
+from personalrewardbench.leaderboard.table import Group, Row
 
-TIER_COLORS = {"reported": "#7f7f7f", "reproduced": "#1f77b4", "submitted": "#d62728"}
+TIER_COLORS = {"reported": "#7f7f7f", "reproduced": "#1f77b4", "submitted": "#d62728", "local": "#2ca02c"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 against 10 colours: 70 distinct pairs
 RC = {
     "svg.hashsalt": "personalrewardbench",
     "svg.fonttype": "path",
@@ -38,15 +42,29 @@ FIGURE_TITLES = {
 }
 
 
-def label(row: Row, width: int = 42) -> str:
-    """A plot label for untrusted text: no mathtext, bounded length."""
+def _middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle, so both its start and its end stay readable."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def label(row: Row, width: int = 44) -> str:
+    """A plot label for untrusted text: the method name (cut in the middle if it must be), then as much of
+    tier (unless reproduced), config tag and short model as fits; no mathtext, bounded length."""
     r = row.run
-    text = r.method if r.tier == "reproduced" else f"{r.method} [{r.tier}]"
-    if r.base_model:
-        text += f" ({r.base_model.rsplit('/', 1)[-1]})"
+    text = _middle(r.method, width)
+    extras = [f"[{r.tier}]" if r.tier != "reproduced" else "", f"cfg {config_id(r.config)[:6]}" if row.show_config
+              else "", f"({short_model(r.base_model, 22)})" if r.base_model else ""]
+    for extra in filter(None, extras):
+        if len(text) + 1 + len(extra) > width:
+            room = width - len(text) - 2
+            if room >= 6:
+                text += " " + extra[:room] + "…"
+            break
+        text += " " + extra
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    if len(text) > width:
-        text = text[: width - 1] + "…"
     return text.replace("\\", "\\\\").replace("$", r"\$")
 
 
@@ -99,54 +117,79 @@ def history_points(row: Row) -> list[tuple[int, float, float]]:
     return [(n, sum(v) / len(v), len(v)) for n, v in sorted(buckets.items())]
 
 
+def _legend(ax) -> None:
+    """The legend outside the axes, to the right: labels never cover data or each other."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0.0)
+
+
 def _history(ax, rows: Sequence[Row]) -> None:
     cmap = matplotlib.colormaps["tab10"]
     ok = [r for r in rows if r.accuracy is not None and r.run.per_user]
     for i, row in enumerate(ok):
         pts = history_points(row)
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1, color=cmap(i % 10), label=label(row))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=MARKERS[i % len(MARKERS)], ms=3, lw=1,
+                    color=cmap(i % 10), label=label(row))
     ax.axhline(0.5, color="#999", ls="--", lw=1)
     ax.set_xlabel("training pairs of the user")
     ax.set_ylabel("mean accuracy of those users")
-    if ok:
-        ax.legend(fontsize=7, loc="best", frameon=False)
+    _legend(ax)
 
 
 def _cost(ax, rows: Sequence[Row]) -> None:
+    cmap = matplotlib.colormaps["tab10"]
     ok = [r for r in rows if r.accuracy is not None and r.run.cost.get("seconds_per_1000_judgments") is not None]
-    for row in ok:
+    for i, row in enumerate(ok):
         x = max(float(row.run.cost["seconds_per_1000_judgments"]), 1e-3)
         ci = row.ci
         err = [[row.accuracy - ci[0]], [ci[1] - row.accuracy]] if ci else None
-        uses_llm = bool(row.run.cost.get("tokens_per_1000_judgments"))
-        ax.errorbar([x], [row.accuracy], yerr=err, fmt="s" if uses_llm else "o",
-                    color=TIER_COLORS.get(row.run.tier, "k"), capsize=2)
-        ax.annotate(label(row, 24), (x, row.accuracy), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    ax.set_xscale("log")
+        ax.errorbar([x], [row.accuracy], yerr=err, fmt=MARKERS[i % len(MARKERS)], color=cmap(i % 10), capsize=2,
+                    label=label(row, 36))
+    xs = [max(float(r.run.cost["seconds_per_1000_judgments"]), 1e-3) for r in ok]
+    wide = bool(xs) and max(xs) / min(xs) >= 10
+    if wide:  # a log scale only where costs span a decade or more; labels as plain numbers
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _pos: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axhline(0.5, color="#999", ls="--", lw=1)
-    ax.set_xlabel("seconds per 1,000 judgments (log; squares use an LLM)")
+    ax.set_xlabel("seconds per 1,000 judgments" + (" (log scale)" if wide else ""))
     ax.set_ylabel("accuracy")
+    _legend(ax)
 
 
-def dataset_figures(ds: str, rows: Sequence[Row], out_dir: Path) -> dict[str, str]:
-    """Draw the figures of one dataset that have data into ``out_dir``; returns {figure: file stem}."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n = max(1, sum(1 for r in rows if r.accuracy is not None))
-    stems: dict[str, str] = {}
-    ok = [r for r in rows if r.accuracy is not None]
-    has = {"accuracy": bool(ok), "per-user": any(r.run.per_user for r in ok), "history": any(r.run.per_user for r in ok),
+DRAW = {"accuracy": _accuracy, "per-user": _per_user, "history": _history, "cost": _cost}
+
+
+def figure_kinds(group: Group) -> list[str]:
+    """The figures one table has data for (none for a table of numbers quoted from papers)."""
+    ok = [r for r in group.rows if r.accuracy is not None]
+    n_train = {u.get("n_train") for r in ok for u in r.run.per_user.values() if u.get("accuracy") is not None}
+    has = {"accuracy": bool(ok), "per-user": any(r.run.per_user for r in ok), "history": len(n_train) > 1,
            "cost": any(r.run.cost.get("seconds_per_1000_judgments") is not None for r in ok)}
+    return [k for k in FIGURES if has[k]]
+
+
+def draw_figure(group: Group, kind: str) -> Figure:
+    """One figure of a table, laid out (constrained layout; legends outside the axes)."""
+    n = max(1, sum(1 for r in group.rows if r.accuracy is not None))
+    tall = kind in ("accuracy", "per-user")
     with matplotlib.rc_context(RC):
-        for kind, draw in (("accuracy", _accuracy), ("per-user", _per_user), ("history", _history), ("cost", _cost)):
-            if not has[kind]:  # nothing to draw (e.g. only numbers quoted from papers)
-                continue
-            tall = kind in ("accuracy", "per-user")
-            fig = Figure(figsize=(7.0, 1.2 + 0.32 * n if tall else 4.2), layout="constrained")
-            ax = fig.add_subplot()
-            draw(ax, rows)
-            ax.set_title(FIGURE_TITLES[kind], fontsize=10)
-            stem = f"{slug(ds)}-{kind}"
-            _save(fig, out_dir, stem)
-            stems[kind] = stem
+        fig = Figure(figsize=(7.0, 1.4 + 0.3 * n) if tall else (7.0, max(3.6, 1.6 + 0.16 * n)), layout="constrained")
+        ax = fig.add_subplot()
+        DRAW[kind](ax, group.rows)
+        ax.set_title(FIGURE_TITLES[kind], fontsize=10, loc="left")
+        FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def dataset_figures(group: Group, out_dir: Path) -> dict[str, str]:
+    """Draw the figures of one table that have data into ``out_dir``; returns {figure: file stem}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems: dict[str, str] = {}
+    for kind in figure_kinds(group):
+        stem = f"{group.group_id}-{kind}"
+        with matplotlib.rc_context(RC):
+            _save(draw_figure(group, kind), out_dir, stem)
+        stems[kind] = stem
     return stems

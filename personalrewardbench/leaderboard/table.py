@@ -1,4 +1,19 @@
-"""Leaderboard rows: one per run, ranked per dataset, ties with the leader marked; the overall view."""
+"""The comparability rule: which runs share a ranked table, how rows are ranked and when they are tied.
+
+- One ranked table per benchmark version (content hash) holds the runs that evaluated
+  every user of it. Runs on a subset (``--users N``, an unmerged shard) go to their own
+  table per user set, in a marked section, never ranked against full runs and never
+  replacing one; runs on the very same subset are ranked among themselves.
+- Different configs or models of one method are different rows; among identical runs the
+  one with the lowest seed, then the first folder in path order, is shown
+  (:func:`~personalrewardbench.leaderboard.collect.select_identical`).
+- "Tied with the leader" between our runs comes from the paired comparison on the same
+  pairs (``prb compare``): the two-sided exact sign test over pairs, tied when p >= 0.05.
+- Published (reported) rows have no predictions and no content hash: they get their own
+  table per dataset. Their intervals are converted to 95% from the stated kind (a standard
+  error x 1.96) and compared only with intervals of the same kind; where kinds differ the
+  row is marked "not directly comparable".
+"""
 
 from __future__ import annotations
 
@@ -8,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from personalrewardbench.leaderboard.collect import RunResult
+from personalrewardbench.leaderboard.collect import RunResult, config_id, user_set_id
+from personalrewardbench.scoring import paired_comparison
 
 # Published benchmarks first, then everything else by name.
 DATASET_ORDER = ("chatbot_arena", "prism")
@@ -18,6 +34,9 @@ DATASET_TITLES = {
     "summarize_feedback": "Summarize from Feedback (Stiennon et al. 2020)",
     "synthetic-sample": "Synthetic sample",
 }
+TIE_ALPHA = 0.05
+TIE_RESAMPLES = 1000
+KIND_TEXT = {"ci95": "a published 95% CI", "se": "a standard error (x 1.96)"}
 
 
 def dataset_sort_key(name: str) -> tuple[int, str]:
@@ -41,7 +60,10 @@ class Row:
     run: RunResult
     rank: int | None = None
     leader: bool = False
-    tied: bool | None = None  # CI overlaps the leader's; None = cannot tell
+    tied: bool | None = None  # statistically tied with the leader; None = cannot tell
+    vs_leader: dict[str, Any] | None = None  # paired comparison with the leader (our runs)
+    note: str = ""  # why there is no tie mark, or why rows are not directly comparable
+    show_config: bool = False  # another row of the table has the same method name
 
     @property
     def ci(self) -> list[float] | None:
@@ -49,8 +71,54 @@ class Row:
         return list(ci) if ci else None
 
     @property
+    def ci_kind(self) -> str | None:
+        if self.run.tier == "reported":
+            return f"reported-{self.run.uncertainty_kind}" if self.run.uncertainty_kind else None
+        return (self.run.scores.get("ci_kind") or {}).get("accuracy_ci95")
+
+    @property
     def accuracy(self) -> float | None:
         return self.run.scores.get("accuracy") if self.run.status == "ok" else None
+
+    @property
+    def row_id(self) -> str:
+        return hashlib.sha256("\0".join(self.run.key).encode()).hexdigest()[:10]
+
+
+@dataclass
+class Group:
+    """One table: runs on the same benchmark version and user set (or the reported rows of a dataset)."""
+
+    dataset: str
+    content_hash: str
+    users: tuple[str, ...]
+    benchmark_users: int | None
+    rows: list[Row] = field(default_factory=list)
+    subset: bool = False
+    reported: bool = False
+
+    @property
+    def synthetic(self) -> bool:
+        return any(r.run.synthetic for r in self.rows)
+
+    @property
+    def group_id(self) -> str:
+        if self.reported:
+            return f"published-{slug(self.dataset)}"
+        tail = f"-subset-{user_set_id(self.users)}" if self.subset else ""
+        return f"{slug(self.dataset)}-{self.content_hash[:8]}{tail}"
+
+    @property
+    def shards(self) -> list[str]:
+        return sorted({r.run.shard for r in self.rows if r.run.shard})
+
+    @property
+    def n_test_pairs(self) -> int | None:
+        for r in self.rows:
+            n = (r.run.raw.get("dataset") or {}).get("n_test_pairs")
+            if isinstance(n, int):
+                return n
+        return None
 
 
 @dataclass
@@ -58,89 +126,177 @@ class OverallRow:
     method: str
     tier: str
     base_model: str | None
-    cells: dict[str, Row] = field(default_factory=dict)  # dataset -> row
+    config: str
+    cells: dict[str, Row] = field(default_factory=dict)  # group id -> row
     rank: int | None = None
     mean_rank: float | None = None
-    synthetic_only: bool = False  # mean_rank is over synthetic datasets only
+    synthetic_only: bool = False
 
 
-def rank_rows(runs: Sequence[RunResult]) -> list[Row]:
-    """Rows of one dataset, best first; not-applicable rows last, unranked."""
-    ok = sorted((r for r in runs if r.status == "ok"), key=lambda r: (-r.scores["accuracy"], r.method, r.tier, r.base_model or ""))
-    na = sorted((r for r in runs if r.status != "ok"), key=lambda r: (r.method, r.tier, r.base_model or ""))
-    rows = [Row(r) for r in ok]
+@dataclass
+class Board:
+    groups: list[Group]  # ranked: every user of a benchmark version
+    subsets: list[Group]  # subset runs, one table per user set
+    reported: list[Group]  # published numbers, one table per dataset
+    overall: list[OverallRow]
+
+
+def _order(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+    ok = sorted((r for r in rows if r.accuracy is not None),
+                key=lambda r: (-r.accuracy, r.run.method, r.run.tier, r.run.base_model or "", config_id(r.run.config)))
+    na = sorted((r for r in rows if r.accuracy is None), key=lambda r: (r.run.method, r.run.tier))
+    return ok, na
+
+
+def _mark_configs(rows: list[Row]) -> None:
+    names = [r.run.method for r in rows]
+    for r in rows:
+        r.show_config = names.count(r.run.method) > 1
+
+
+def rank_group(rows: list[Row]) -> list[Row]:
+    """Rows of one full-user table, best first, ranked; ties with the leader from the paired sign test."""
+    ok, na = _order(rows)
     prev_acc, prev_rank = None, 0
-    for i, row in enumerate(rows, start=1):
-        acc = row.accuracy
-        row.rank = prev_rank if acc == prev_acc else i
-        prev_acc, prev_rank = acc, row.rank
-    if rows:
-        rows[0].leader = True
-        lead_ci = rows[0].ci
-        for row in rows[1:]:
-            ci = row.ci
-            row.tied = None if not (ci and lead_ci) else ci[1] >= lead_ci[0]
-    return rows + [Row(r) for r in na]
+    for i, row in enumerate(ok, start=1):
+        row.rank = prev_rank if row.accuracy == prev_acc else i
+        prev_acc, prev_rank = row.accuracy, row.rank
+    if ok:
+        lead = ok[0]
+        lead.leader = True
+        for row in ok[1:]:
+            try:
+                cmp = paired_comparison(lead.run.predictions, row.run.predictions, resamples=TIE_RESAMPLES, seed=0)
+            except ValueError as exc:
+                row.note = f"no paired comparison with the leader: {exc}"
+                continue
+            row.vs_leader = cmp
+            row.tied = cmp["p_value"] >= TIE_ALPHA
+    out = ok + na
+    _mark_configs(out)
+    return out
 
 
-def dataset_tables(runs: Sequence[RunResult]) -> dict[str, list[Row]]:
-    by_ds: dict[str, list[RunResult]] = {}
-    for r in runs:
-        by_ds.setdefault(r.dataset, []).append(r)
-    return {ds: rank_rows(by_ds[ds]) for ds in sorted(by_ds, key=dataset_sort_key)}
+def rank_reported(rows: list[Row]) -> list[Row]:
+    """Published rows of one dataset: ranked by accuracy; a tie mark only between intervals of one kind."""
+    ok, _ = _order(rows)
+    for i, row in enumerate(ok, start=1):
+        row.rank = i
+    if ok:
+        lead = ok[0]
+        lead.leader = True
+        for row in ok[1:]:
+            a, b = row.run.uncertainty_kind, lead.run.uncertainty_kind
+            if not (row.ci and lead.ci):
+                row.note = "no interval published" if not row.ci else "the leader has no published interval"
+            elif a != b:
+                row.note = (f"not directly comparable with the leader: {KIND_TEXT.get(a or '', a)} against "
+                            f"{KIND_TEXT.get(b or '', b)}")
+            else:
+                row.tied = row.ci[1] >= lead.ci[0]
+    _mark_configs(ok)
+    return ok
 
 
-def overall_rows(tables: dict[str, list[Row]]) -> list[OverallRow]:
-    """One row per (method, tier, base model): its row in every dataset, ordered by mean rank.
+def build_board(runs: Sequence[RunResult]) -> Board:
+    """Sort runs into ranked tables, subset tables and published tables (see the module doc)."""
+    full: dict[tuple[str, str], Group] = {}
+    subsets: dict[tuple[str, str, str], Group] = {}
+    reported: dict[str, Group] = {}
+    for run in runs:
+        if run.tier == "reported":
+            reported.setdefault(run.dataset, Group(run.dataset, "", (), None, reported=True)).rows.append(Row(run))
+        elif run.full:
+            g = full.setdefault((run.dataset, run.content_hash),
+                                Group(run.dataset, run.content_hash, run.users, run.benchmark_users))
+            g.rows.append(Row(run))
+        else:
+            key = (run.dataset, run.content_hash, user_set_id(run.users))
+            g = subsets.setdefault(key, Group(run.dataset, run.content_hash, run.users, run.benchmark_users,
+                                              subset=True))
+            g.rows.append(Row(run))
+    groups = [full[k] for k in sorted(full, key=lambda k: (dataset_sort_key(k[0]), k[1]))]
+    for g in groups:
+        g.rows = rank_group(g.rows)
+    subs = [subsets[k] for k in sorted(subsets, key=lambda k: (dataset_sort_key(k[0]), k[1], -len(subsets[k].users),
+                                                                  k[2]))]
+    for g in subs:  # ranked among themselves only (same users), and only when there is something to rank
+        ok, na = _order(g.rows)
+        if len(ok) > 1:
+            g.rows = rank_group(g.rows)
+        else:
+            g.rows = ok + na
+            _mark_configs(g.rows)
+    reps = [reported[k] for k in sorted(reported, key=dataset_sort_key)]
+    for g in reps:
+        g.rows = rank_reported(g.rows)
+    return Board(groups, subs, reps, overall_rows(groups) if len(groups) > 1 else [])
 
-    The mean rank is over the real (non-synthetic) datasets an entry ran on; entries that ran
-    only on synthetic data are ranked by those, after all the others.
-    """
-    table: dict[tuple[str, str, str], OverallRow] = {}
-    for ds, rows in tables.items():
-        for row in rows:
-            key = (row.run.method, row.run.tier, row.run.base_model or "")
-            entry = table.setdefault(key, OverallRow(row.run.method, row.run.tier, row.run.base_model))
-            entry.cells[ds] = row
-    real = {ds for ds, rows in tables.items() if not any(r.run.synthetic for r in rows)}
+
+def overall_rows(groups: Sequence[Group]) -> list[OverallRow]:
+    """One row per (method, tier, model, config) over the ranked tables, ordered by mean rank over the
+    real (non-synthetic) benchmarks it ran on; entries that ran only on synthetic data come after."""
+    table: dict[tuple[str, str, str, str], OverallRow] = {}
+    for g in groups:
+        for row in g.rows:
+            r = row.run
+            key = (r.method, r.tier, r.base_model or "", config_id(r.config))
+            entry = table.setdefault(key, OverallRow(r.method, r.tier, r.base_model, key[3]))
+            entry.cells[g.group_id] = row
+    real = {g.group_id for g in groups if not g.synthetic}
     for entry in table.values():
-        ranks = [c.rank for ds, c in entry.cells.items() if c.rank is not None and ds in real]
-        if not ranks:  # ran on synthetic data only: ranked after everything that ran on real data
+        ranks = [c.rank for gid, c in entry.cells.items() if c.rank is not None and gid in real]
+        if not ranks:
             ranks = [c.rank for c in entry.cells.values() if c.rank is not None]
             entry.synthetic_only = bool(ranks)
         entry.mean_rank = sum(ranks) / len(ranks) if ranks else None
     out = sorted(table.values(), key=lambda e: (e.mean_rank is None, e.synthetic_only, e.mean_rank or 0.0,
-                                                 -len(e.cells), e.method, e.tier, e.base_model or ""))
+                                                 -len(e.cells), e.method, e.tier, e.base_model or "", e.config))
     for i, e in enumerate(out, start=1):
         e.rank = i if e.mean_rank is not None else None
     return out
 
 
-def export_record(ds: str, row: Row, method_page: str, results_link: str | None) -> dict[str, Any]:
+def export_record(group: Group, row: Row, method_page: str, results_link: str | None) -> dict[str, Any]:
     """A flat, JSON-safe record of one leaderboard row (for CSV/JSON/Markdown exports)."""
     r = row.run
     s, c = r.scores, r.cost
     ci = row.ci or [None, None]
     uci = s.get("user_mean_accuracy_ci95") or [None, None]
+    ref = s.get("user_mean_accuracy_ci95_reference") or [None, None]
+    section = "published" if group.reported else "subset" if group.subset else "ranked"
     return {
-        "dataset": ds,
+        "dataset": group.dataset,
+        "content_hash": group.content_hash or None,
+        "section": section,
+        "table": group.group_id,
         "synthetic": r.synthetic,
         "rank": row.rank,
         "method": r.method,
+        "config_id": config_id(r.config) if r.tier != "reported" else None,
         "tier": r.tier,
         "base_model": r.base_model,
+        "llm_identity": r.llm_identity,
         "status": r.status,
         "not_applicable_reason": r.not_applicable_reason,
         "accuracy": s.get("accuracy") if r.status == "ok" else None,
         "accuracy_ci95_low": ci[0],
         "accuracy_ci95_high": ci[1],
+        "ci_kind": row.ci_kind,
         "tied_with_leader": row.tied,
+        "tie_p_value": row.vs_leader["p_value"] if row.vs_leader else None,
+        "comparability_note": row.note or None,
         "user_mean_accuracy": s.get("user_mean_accuracy"),
         "user_mean_accuracy_ci95_low": uci[0],
         "user_mean_accuracy_ci95_high": uci[1],
+        "reference_ci95_low": ref[0],
+        "reference_ci95_high": ref[1],
         "position_consistency": s.get("position_consistency"),
-        "n_users": s.get("n_users"),
-        "n_pairs": s.get("n_pairs"),
+        "n_users": len(r.users) if r.tier != "reported" else None,
+        "n_test_pairs": s.get("n_pairs"),
+        "n_judgments": s.get("n_judgments"),
+        "shard": r.shard,
+        "degraded": "; ".join(r.degradation) or None,
         "tokens_per_1000_judgments": c.get("tokens_per_1000_judgments"),
         "seconds_per_1000_judgments": c.get("seconds_per_1000_judgments"),
         "date": r.date,
@@ -148,4 +304,5 @@ def export_record(ds: str, row: Row, method_page: str, results_link: str | None)
         "results": results_link,
         "method_page": method_page,
         "citation": r.citation,
+        "uncertainty_kind": r.uncertainty_kind,
     }

@@ -18,7 +18,7 @@ from tests.eval.helpers import ConstantMethod, CrashAfter, ProfileMethod, SpyMet
 
 BENCH = random_benchmark(n_users=12, n_test=6, seed=1)
 TOP_KEYS = {"schema_version", "run_id", "status", "not_applicable_reason", "method", "dataset", "scores", "per_user",
-            "cost", "method_usage", "provenance", "files"}
+            "cost", "method_usage", "degradation", "provenance", "files"}
 
 
 def _run(method, out, bench=BENCH, **kw):

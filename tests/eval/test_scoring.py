@@ -51,15 +51,14 @@ def test_nothing_to_score():
     assert s["n_judgments"] == 0 and s["position_consistency"] is None
 
 
-def test_degenerate_ci_and_ci_contains_estimate():
-    s = score(both("a", "u", 1.0, 0.0) + both("b", "v", 1.0, 0.0))["scores"]
-    assert s["accuracy_ci95"] == [1.0, 1.0] and s["accuracy_ci95_users"] == [1.0, 1.0]
+def test_ci_contains_estimate():
     rng = random.Random(1)
     recs = [r for i in range(200) for r in both(f"p{i}", f"u{i % 20}", rng.random(), rng.random())]
     s = score(recs, resamples=500)["scores"]
     for key in ("accuracy_ci95", "accuracy_ci95_users"):
         lo, hi = s[key]
         assert 0 <= lo < s["accuracy"] < hi <= 1
+        assert s["ci_kind"][key] == "bootstrap-basic"
     lo, hi = s["user_mean_accuracy_ci95"]
     assert lo < s["user_mean_accuracy"] < hi
 

@@ -59,7 +59,7 @@ def test_prb_run_defaults_to_synthetic_offline_and_survives_a_failing_method(tmp
     assert all(r["dataset"]["synthetic"] and r["dataset"]["name"] == "synthetic-sample" for r in runs.values())
     assert runs["position"]["scores"]["accuracy"] == pytest.approx(0.5)
     html = (tmp_path / "site" / "index.html").read_text()
-    assert "synthetic</span>" in html and "Its numbers say nothing about real users" in html
+    assert "synthetic data</span>" in html and "Its numbers say nothing about real users" in html
 
 
 def test_default_methods_follow_the_installed_models(monkeypatch) -> None:

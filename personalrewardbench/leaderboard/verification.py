@@ -1,0 +1,218 @@
+"""Which results folders become leaderboard rows: sealed, verified against their benchmark, tier from origin.
+
+A results folder becomes a row only when, in this order:
+
+1. none of its files is a link, and results.json parses and has the shape the board shows
+   (:func:`~personalrewardbench.leaderboard.collect.check_results`);
+2. its origin allows it: a folder under ``submissions/<name>/results/`` may hold only runs of
+   that submission's own methods (the names its ``submission.toml`` declares), and neither the
+   submission folder nor its ``results`` folder may be a link;
+3. its seal checks under the builder's seal key (:mod:`personalrewardbench.seal`): an unsealed
+   folder, or one sealed with another key or edited after sealing, is excluded;
+4. the benchmark it names is found (:class:`~personalrewardbench.benchmark_lookup.BenchmarkFinder`)
+   and every figure, hash and query of the run reproduces (:func:`~personalrewardbench.runs.verify_run`).
+
+The tier comes from the origin, never from a field in the file: ``submitted`` for a
+submission's own runs under ``submissions/<name>/results/``; ``reproduced`` for runs elsewhere
+of methods from ``baselines/`` (``method.source``, written by the harness and covered by the
+seal); ``local`` for other runs made with this key (a method author's own runs before
+submitting). ``reported`` rows come only from the citation file. Every excluded folder is
+returned with its path and reason, for the build output and the page.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from personalrewardbench.benchmark_lookup import BenchmarkFinder
+from personalrewardbench.degradation import degradation_flags
+from personalrewardbench.leaderboard.collect import (
+    MAX_RESULTS_BYTES,
+    RUN_FILES,
+    RunResult,
+    SchemaProblem,
+    Skipped,
+    check_results,
+    display_path,
+    read_artifacts,
+    run_from_results,
+    select_identical,
+    walk_results,
+)
+from personalrewardbench.results import RESULTS_FILE, ResultsError, read_bytes_limited, read_json, read_predictions
+from personalrewardbench.seal import SealError, SealKey, check_seal, load_key
+
+SUBMISSIONS = "submissions"
+SUBMISSION_FILE = "submission.toml"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a results folder sits: under a submission (``name`` set) or anywhere else."""
+
+    submission: str | None = None
+    folder: Path | None = None  # the submission folder
+    problem: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{SUBMISSIONS}/{self.submission}" if self.submission else "results"
+
+
+def origin_of(path: Path) -> Origin:
+    """The origin of ``path`` (a results root or run folder): the outermost ``submissions/<name>/results``
+    above it, if any (a submission cannot fake another one inside its own results folder); links at
+    the submission or its results folder are a problem."""
+    parts = Path(os.path.abspath(path)).parts
+    for i in range(len(parts) - 2):
+        if parts[i] == SUBMISSIONS and parts[i + 2] == "results":
+            folder = Path(*parts[: i + 2])
+            for p in (folder, folder / "results"):
+                if p.is_symlink():
+                    return Origin(parts[i + 1], folder, f"{display_path(p)} is a symbolic link; links in "
+                                                        "submission folders are never followed")
+            return Origin(parts[i + 1], folder)
+    return Origin()
+
+
+def declared_methods(folder: Path) -> frozenset[str]:
+    """The method names a submission declares: ``[submission].name`` plus ``<name>-<suffix>`` per
+    ``[variants.<suffix>]`` (read as plain TOML, never through a link). Raises ResultsError."""
+    path = folder / SUBMISSION_FILE
+    try:
+        doc = tomllib.loads(read_bytes_limited(path, 1 << 20).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: not valid TOML ({str(exc)[:120]})") from None
+    sub = doc.get("submission")
+    name = sub.get("name") if isinstance(sub, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ResultsError(f"{path}: no [submission] name")
+    variants = doc.get("variants") if isinstance(doc.get("variants"), dict) else {}
+    return frozenset([name, *(f"{name}-{s}" for s in variants)])
+
+
+def default_results_dirs(root: Path) -> list[Path]:
+    """``results/`` plus every ``submissions/*/results`` under ``root`` (links included, to be reported)."""
+    dirs = [root / "results"] if (root / "results").is_dir() else []
+    sub = root / SUBMISSIONS
+    if sub.is_dir() and not sub.is_symlink():
+        dirs += sorted(p / "results" for p in sub.iterdir() if os.path.lexists(p / "results"))
+    return dirs
+
+
+class RunGate:
+    """Decides, folder by folder, what becomes a row (see module doc)."""
+
+    def __init__(self, finder: BenchmarkFinder | None = None, key: SealKey | None = None) -> None:
+        self.finder = finder or BenchmarkFinder()
+        self.key = key
+        self.key_problem = ""
+        if key is None:
+            try:
+                self.key = load_key(create=False)
+            except SealError as exc:
+                self.key_problem = str(exc)
+        self._declared: dict[Path, frozenset[str] | str] = {}
+
+    def _own_methods(self, origin: Origin) -> frozenset[str] | str:
+        assert origin.folder is not None
+        if origin.folder not in self._declared:
+            try:
+                self._declared[origin.folder] = declared_methods(origin.folder)
+            except ResultsError as exc:
+                self._declared[origin.folder] = str(exc)
+        return self._declared[origin.folder]
+
+    def tier(self, origin: Origin, method: str, source: str | None) -> tuple[str | None, str | None]:
+        """(tier, None) or (None, why the run cannot be shown from where it sits)."""
+        if origin.problem:
+            return None, origin.problem
+        if origin.submission:
+            own = self._own_methods(origin)
+            if isinstance(own, str):
+                return None, f"its submission's methods cannot be read: {own}"
+            if method not in own:
+                return None, (f"a run of {method!r} under {origin.label}/results is not one of that submission's "
+                              f"methods ({', '.join(sorted(own))})")
+            return "submitted", None
+        if source and (source.startswith("baselines/") or source == "baselines"):
+            return "reproduced", None
+        return "local", None
+
+    def admit(self, folder: Path) -> tuple[RunResult | None, str | None]:
+        """(row, None) for a run the board shows, else (None, the reason it is excluded)."""
+        for name in RUN_FILES:
+            if (folder / name).is_symlink():
+                return None, f"{name} is a symbolic link; links in results folders are never followed"
+        try:
+            data = read_json(folder / RESULTS_FILE, MAX_RESULTS_BYTES)
+            check_results(data)
+        except ResultsError as exc:
+            return None, str(exc)
+        except SchemaProblem as exc:
+            return None, f"fails the results schema: {exc}"
+        origin = origin_of(folder)
+        tier, why = self.tier(origin, data["method"]["name"], data["method"].get("source"))
+        if tier is None:
+            return None, why
+        if self.key is None:
+            return None, f"seal not checked: {self.key_problem}"
+        seal = check_seal(folder, self.key)
+        if not seal.ok:
+            return None, f"{'unsealed' if seal.status == 'unsealed' else 'bad seal'}: {seal.detail}"
+        try:
+            bench, how = self.finder.find(data)
+        except ResultsError as exc:
+            return None, f"cannot be verified: {exc}"
+        from personalrewardbench.runs import verify_run
+
+        problems = verify_run(folder, bench)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return None, f"does not verify against its benchmark: {problems[0]}{more}"
+        run = run_from_results(data, folder, tier)
+        run.benchmark_users = len(bench.user_ids())
+        run.predictions = read_predictions(folder) if data["status"] == "ok" else []
+        run.artifacts = read_artifacts(folder)
+        run.degradation = degradation_flags(data)
+        run.origin, run.how_verified = origin.label, how
+        return run, None
+
+
+def collect_runs(dirs: Iterable[Path], *, finder: BenchmarkFinder | None = None,
+                 key: SealKey | None = None) -> tuple[list[RunResult], list[Skipped]]:
+    """Every results folder under ``dirs`` that the board shows (one per identical setup, see
+    :func:`~personalrewardbench.leaderboard.collect.select_identical`), and every one it excludes
+    with the reason. Never raises for a bad folder."""
+    gate = RunGate(finder, key)
+    runs: list[RunResult] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    for d in dirs:
+        root = Path(d)
+        origin = origin_of(root)
+        if origin.problem:
+            skipped.append(Skipped(display_path(root), origin.problem))
+            continue
+        for folder, link_reason in walk_results(root):
+            shown = display_path(folder)
+            if link_reason:
+                skipped.append(Skipped(shown, link_reason))
+                continue
+            real = os.path.realpath(folder)
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                run, reason = gate.admit(folder)
+            except Exception as exc:  # noqa: BLE001 - one bad folder never stops the build
+                run, reason = None, f"could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+            if run is None:
+                skipped.append(Skipped(f"{shown}/{RESULTS_FILE}", str(reason)))
+            else:
+                runs.append(run)
+    return select_identical(runs), sorted(set(skipped), key=lambda s: (s.path, s.reason))
