@@ -81,7 +81,7 @@ def _predict_all(method, bench):
     method.setup(MethodEnv(seed=0, show_progress=False))
     method.fit(bench.histories())
     test = bench.pairs_of("test")
-    queries, keys = make_queries(test, 0, salt=bench.content_hash)
+    queries, keys = make_queries(test, 0)
     probs = method.predict(queries)
     by_pair = {p.pair_id: p for p in test}
     return [(by_pair[keys[q.query_id].pair_id], keys[q.query_id].chosen_first, pr)
@@ -117,7 +117,7 @@ def test_leak_probe_sees_only_what_predict_gets(prism_dir):
     probe = load_method("leak-probe")
     probe.setup(MethodEnv(seed=0, show_progress=False))
     probe.fit(old.histories())
-    queries, _ = make_queries(old.pairs_of("test"), 0, salt=old.content_hash)
+    queries, _ = make_queries(old.pairs_of("test"), 0)
     for q in queries:
         probe.predict([q])
     # alone, a turn-0/1 query still has no history signal (its conversation is wholly in test) and no
