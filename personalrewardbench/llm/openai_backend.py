@@ -207,7 +207,7 @@ class OpenAILLM(CachedLLM):
         async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers(), timeout=self.timeout) as client:
             return await asyncio.gather(*(self._post(client, sem, b) for b in bodies))
 
-    def _send(self, kind: str, bodies: list[dict]) -> list[_Answer]:
+    def _send(self, kind: str, bodies: list[dict], *, count_refused: bool = True) -> list[_Answer]:
         try:
             answers = _run(self._gather(bodies)) if bodies else []
         except _Unreachable as exc:
@@ -216,8 +216,8 @@ class OpenAILLM(CachedLLM):
         if answers and all(a.transient for a in answers):
             raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries "
                            f"({answers[0].error}); finished requests are cached, rerun to resume")
-        self._account(kind, {"retries": sum(a.retries for a in answers),
-                             "refused_requests": sum(a.body is None and not a.transient for a in answers)})
+        refused = sum(a.body is None and not a.transient for a in answers) if count_refused else 0
+        self._account(kind, {"retries": sum(a.retries for a in answers), "refused_requests": refused})
         return answers
 
     def _exchange(self, kind: str, chats: Sequence[Chat], body: Callable[[Chat], dict],
@@ -234,7 +234,8 @@ class OpenAILLM(CachedLLM):
         fitted = {i: self._refit(chats[i], answers[i].refusal, reserve) for i in again}  # type: ignore[arg-type]
         retry = [i for i in again if fitted[i] is not None]
         self._account(kind, {"retries": len(retry)})
-        for i, a in zip(retry, self._send(kind, [body(fitted[i]) for i in retry]), strict=True):  # type: ignore[arg-type]
+        again_answers = self._send(kind, [body(fitted[i]) for i in retry], count_refused=False)  # type: ignore[arg-type]
+        for i, a in zip(retry, again_answers, strict=True):
             answers[i], refit[i] = a, True
         return answers, refit
 
@@ -244,8 +245,8 @@ class OpenAILLM(CachedLLM):
         if refusal.limit:
             self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
         limit = refusal.limit or int(0.75 * min(self.context_length, self._fit_limit or self.context_length))
-        if refusal.prompt_tokens and refusal.prompt_tokens > sent:
-            scale = refusal.prompt_tokens / max(1, sent)  # the server counts more than we do
+        if refusal.prompt_tokens:  # calibrate our count on the server's own count of this prompt
+            scale = 1.05 * refusal.prompt_tokens / max(1, sent)
         else:
             scale = 1.0 if self.tokens.source != "estimate" else 1.5
         budget = max(limit - reserve, limit // 2)

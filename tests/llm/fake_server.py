@@ -37,7 +37,10 @@ class FakeServer:
         self.tokenizer = tokenizer  # serves /tokenize (chat template applied) and enforces ``limit`` exactly
         self.limit = limit  # refuse prompts longer than this (HTTP 400, vLLM's wording)
         self.count: Callable[[list[dict]], int] | None = None  # prompt counter when there is no tokenizer
-        self.refuse: Callable[[dict], bool] = lambda body: False  # refuse these even when they fit
+        self.refuse: Callable[[dict], bool] = lambda body: False  # refuse these as too long even when they fit
+        self.stated_limit: int | None = None  # the limit a refusal states (default: ``limit``)
+        self.status_for: Callable[[dict], int | None] = lambda body: None  # answer this HTTP status instead
+        self.serve_tokenize = True  # with a tokenizer: answer /tokenize (False: only enforce ``limit``)
         self.requests: list[dict] = []
         self.tokenize_calls = 0
         self.lock = threading.Lock()
@@ -94,7 +97,7 @@ class FakeServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path == "/tokenize":
-                    if server.tokenizer is None:
+                    if server.tokenizer is None or not server.serve_tokenize:
                         return self._send(404, {"detail": "Not Found"})
                     with server.lock:
                         server.tokenize_calls += 1
@@ -110,10 +113,14 @@ class FakeServer:
                     if server.fail_first > 0:
                         server.fail_first -= 1
                         return self._send(503, {"error": "busy"}, {"Retry-After": "0"})
+                status = server.status_for(body)
+                if status is not None:
+                    return self._send(status, {"object": "error", "code": status, "message": "scripted failure"})
                 n = server.prompt_tokens(body["messages"])
                 if (server.limit is not None and n > server.limit) or server.refuse(body):
+                    limit = server.stated_limit or server.limit
                     return self._send(400, {"object": "error", "type": "BadRequestError", "code": 400, "message": (
-                        f"This model's maximum context length is {server.limit} tokens. However, your prompt "
+                        f"This model's maximum context length is {limit} tokens. However, your prompt "
                         f"contains {n} input tokens, which exceeds this limit even without any output tokens. "
                         "Please reduce the length of the input prompt.")})
                 msg = {"role": "assistant", "content": server.answer(body)}
