@@ -133,6 +133,21 @@ def degraded_note(counts: Mapping[str, Any]) -> str | None:
     return "LLM answers degraded: " + "; ".join(parts) if parts else None
 
 
+def usage_counters(llm: Any) -> dict[str, float] | None:
+    """``llm.usage.counters()`` when ``llm`` keeps a :class:`Usage`, else None."""
+    usage = getattr(llm, "usage", None)
+    return usage.counters() if isinstance(usage, Usage) else None
+
+
+def degraded_since(llm: Any, before: Mapping[str, float] | None) -> str | None:
+    """:func:`degraded_note` for what ``llm`` did since ``before`` (an earlier ``usage.counters()``)."""
+    usage = getattr(llm, "usage", None)
+    if not isinstance(usage, Usage):
+        return None
+    now = usage.counters()
+    return degraded_note({k: v - (before or {}).get(k, 0) for k, v in now.items()})
+
+
 class LLM(ABC):
     """Batched chat LLM.
 

@@ -221,3 +221,27 @@ def test_cjk_conversation_is_fitted_and_judged(smollm2_tokenizer, tmp_path, sour
         assert sent[0]["messages"][-1]["content"] == chat[-1].content  # the question itself is kept
         if source != "estimate":
             assert llm.count_tokens(chat) == true_count
+
+
+# ----------------------------------------------------------------------------- what a run says
+
+def test_prb_evaluate_says_when_it_used_the_fallback(tmp_path, capsys):
+    from personalrewardbench.cli import main
+    from personalrewardbench.data import save_benchmark
+    from tests.eval.helpers import random_benchmark
+
+    bench = tmp_path / "bench"
+    save_benchmark(random_benchmark(n_users=2, n_test=2, seed=3, name="tiny-fallback"), bench)
+    with FakeServer("judge", top=top(0.8, 0.2)) as s:
+        s.logprobs = False
+        s.answer = lambda body: "Second."
+        args = ["evaluate", "--method", "tests.llm.choice_method:ChoiceJudge", "--dataset", str(bench), "--out",
+                str(tmp_path / "out"), "--quiet", "--backend", "openai", "--base-url", s.url,
+                "--cache-dir", str(tmp_path / "cache")]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        queries = 2 * 2 * 2  # users x test pairs x both orders
+        assert f"warning: LLM answers degraded: {queries} choice fallbacks" in out
+        s.logprobs = True  # fixed: a rerun from scratch asks again and says nothing
+        assert main([*args, "--no-resume"]) == 0
+        assert "degraded" not in capsys.readouterr().out
