@@ -97,6 +97,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         llm = llm_from_args(args)
     env = MethodEnv(seed=args.seed, llm=llm, show_progress=not args.quiet)
+    from personalrewardbench.llm.base import degraded_since, usage_counters
+
+    llm_before = usage_counters(llm)
     try:
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(
             Path(args.out), method, benchmark, env, n_users=args.users, shard=shard)
@@ -107,6 +110,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if llm is not None:
             llm.close()
     print(summary_table(results, run_dir))
+    if (note := degraded_since(llm, llm_before)) is not None:
+        print(f"warning: {note}")
     return 0
 
 

@@ -47,6 +47,7 @@ class Outcome:
     results: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
+    llm_note: str | None = None  # degraded LLM answers (fallbacks, failures, truncations) in this evaluation
 
 
 @dataclass
@@ -191,6 +192,7 @@ class _LazyLLM:
 
 def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _LazyLLM) -> Outcome:
     from personalrewardbench.evaluate import default_run_dir, run_evaluation
+    from personalrewardbench.llm.base import degraded_since, usage_counters
     from personalrewardbench.methods import MethodEnv, load_method
 
     out = Outcome(bench.name, name)
@@ -204,9 +206,11 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
             env.cache_dir = Path(args.cache_dir)
         out.run_dir = default_run_dir(args.out, method, bench, env, n_users=plan.users)
         specs = dict(zip(map(id, plan.benchmarks), args.dataset or [], strict=False))  # recorded for prb verify
+        before = usage_counters(env.llm)
         out.results = run_evaluation(method, bench, env, out.run_dir, n_users=plan.users, resume=not args.no_resume,
                                      resamples=args.bootstrap, command=shlex.join(["prb", *sys.argv[1:]]),
                                      show_progress=not args.quiet, dataset_spec=specs.get(id(bench)))
+        out.llm_note = degraded_since(env.llm, before)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one failing method must not stop the others
@@ -238,6 +242,8 @@ def summary_table(outcomes: list[Outcome]) -> str:
         ci_txt = f"[{_pct(ci[0]).strip()}, {_pct(ci[1]).strip()}]" if ci else "n/a"
         status = ("FAILED: " + (o.error or "")) if o.error else (
             "not applicable" if res.get("status") == "not_applicable" else "ok")
+        if o.llm_note and not o.error:
+            status += f" ({o.llm_note})"
         lines.append(f"{o.dataset[:18]:18s} {o.method[:16]:16s} {_pct(s.get('accuracy')):>6s} {ci_txt:>13s} "
                      f"{_pct(s.get('user_mean_accuracy')):>11s} {_pct(s.get('position_consistency')):>10s} "
                      f"{o.seconds:8.1f}  {status}")
@@ -268,7 +274,8 @@ def run_main(args: argparse.Namespace) -> int:
                 acc = ("not applicable: " + str(res.get("not_applicable_reason") or "")
                        if res.get("status") == "not_applicable"
                        else f"accuracy {_pct((res.get('scores') or {}).get('accuracy')).strip()}%")
-                print(f"  done in {o.seconds:.1f} s: {acc} -> {o.run_dir}")
+                print(f"  done in {o.seconds:.1f} s: {acc} -> {o.run_dir}"
+                      + (f"\n  warning: {o.llm_note}" if o.llm_note else ""))
     finally:
         llm.close()
     print("\n" + summary_table(outcomes))

@@ -9,8 +9,9 @@ call. Prompt builders (judge prompts) live with the methods, not here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from personalrewardbench.data.schema import Message
 
@@ -47,21 +48,104 @@ class Completion:
     prompt_truncated: bool = False  # the backend had to left-truncate the prompt to fit
 
 
+KINDS = ("choice", "generate")
+#: Counters kept per request kind in ``Usage.by_kind`` (and as totals on ``Usage``).
+KIND_COUNTERS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "truncated_prompts",
+                 "failed_requests", "refused_requests", "choice_fallbacks", "unlisted_choices", "retries")
+#: The counters that mark degraded answers (what a run's summary warns about).
+DEGRADED_COUNTERS = ("choice_fallbacks", "failed_requests", "refused_requests", "truncated_prompts",
+                     "unlisted_choices")
+
+
+def _kind_table() -> dict[str, dict[str, int]]:
+    return {k: dict.fromkeys(KIND_COUNTERS, 0) for k in KINDS}
+
+
 @dataclass
 class Usage:
-    """Running totals for one LLM object (what results report as cost)."""
+    """Running totals for one LLM object (what results report as cost and as degraded answers).
 
-    calls: int = 0  # requests answered (cache hits included)
+    Every count is of requests (one chat sent for one answer), cache hits included unless said:
+
+    - ``calls``: requests answered; ``cache_hits``: of those, answered from the request cache.
+    - ``prompt_tokens``/``completion_tokens``: tokens of those answers (``extra["computed_*"]``:
+      only what was computed in this run); ``seconds``: wall time inside ``generate``/``choice_logprobs``.
+    - ``truncated_prompts``: prompts cut to fit the context (before sending, or after a refusal).
+    - ``failed_requests``: requests that got no answer (``finish_reason="error"``, or ``{}`` from
+      ``choice_logprobs``); never cached.
+    - ``refused_requests``: requests the server refused at least once (an HTTP 4xx such as a
+      context-length refusal); one that succeeded on its retry is not also a failure.
+    - ``choice_fallbacks``: choice requests answered from a greedy generation (log-probability 0
+      for the choice it names, ``-inf`` for the others) because the server gave no usable
+      log-probabilities; never cached as choice scores.
+    - ``unlisted_choices``: choice requests where some choice was outside the server's top
+      log-probabilities, so its log-probability is an upper bound (the lowest listed one).
+    - ``retries``: extra attempts sent (transient HTTP errors, a refit after a context refusal).
+    - ``by_kind``: the same counters split by request kind, ``{"choice": {...}, "generate": {...}}``;
+      a choice fallback's greedy generation is a ``generate`` request of its own.
+    """
+
+    calls: int = 0
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0  # wall time spent inside generate/choice_logprobs
+    seconds: float = 0.0
     truncated_prompts: int = 0
     failed_requests: int = 0
+    refused_requests: int = 0
+    choice_fallbacks: int = 0
+    unlisted_choices: int = 0
+    retries: int = 0
+    by_kind: dict[str, dict[str, int]] = field(default_factory=_kind_table)
     extra: dict = field(default_factory=dict)
 
+    def add(self, kind: str, **counts: int) -> None:
+        """Add ``counts`` (names from :data:`KIND_COUNTERS`) to the totals and to ``by_kind[kind]``."""
+        table = self.by_kind.setdefault(kind, dict.fromkeys(KIND_COUNTERS, 0))
+        for name, n in counts.items():
+            if n:
+                setattr(self, name, getattr(self, name) + n)
+                table[name] = table.get(name, 0) + n
+
+    def counters(self) -> dict[str, float]:
+        """Every numeric counter, flat: the totals plus ``<kind>_<counter>`` for each kind (JSON-ready)."""
+        out: dict[str, float] = {name: getattr(self, name) for name in (*KIND_COUNTERS, "seconds")}
+        for kind, table in self.by_kind.items():
+            out.update({f"{kind}_{name}": n for name, n in table.items()})
+        return out
+
     def as_dict(self) -> dict:
+        """All fields as plain JSON-ready data (``by_kind`` and ``extra`` nested, the rest numbers)."""
         return asdict(self)
+
+
+def degraded_note(counts: Mapping[str, Any]) -> str | None:
+    """One line naming the degraded answers in ``counts`` (a :meth:`Usage.counters` or results mapping).
+
+    None when there were none. Used by the commands' summaries so that a run that used a choice
+    fallback, failed, refused or truncated requests says so.
+    """
+    words = {"choice_fallbacks": "choice fallbacks (greedy answers scored 0/1, not log-probabilities)",
+             "failed_requests": "failed requests", "refused_requests": "refused by the server",
+             "truncated_prompts": "truncated prompts",
+             "unlisted_choices": "choices outside the top log-probabilities (upper bounds)"}
+    parts = [f"{int(counts[k])} {words[k]}" for k in DEGRADED_COUNTERS if (counts.get(k) or 0) > 0]
+    return "LLM answers degraded: " + "; ".join(parts) if parts else None
+
+
+def usage_counters(llm: Any) -> dict[str, float] | None:
+    """``llm.usage.counters()`` when ``llm`` keeps a :class:`Usage`, else None."""
+    usage = getattr(llm, "usage", None)
+    return usage.counters() if isinstance(usage, Usage) else None
+
+
+def degraded_since(llm: Any, before: Mapping[str, float] | None) -> str | None:
+    """:func:`degraded_note` for what ``llm`` did since ``before`` (an earlier ``usage.counters()``)."""
+    usage = getattr(llm, "usage", None)
+    if not isinstance(usage, Usage):
+        return None
+    now = usage.counters()
+    return degraded_note({k: v - (before or {}).get(k, 0) for k, v in now.items()})
 
 
 class LLM(ABC):

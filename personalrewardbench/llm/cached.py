@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import threading
 import time
 from abc import abstractmethod
@@ -41,13 +42,29 @@ class ChoiceScore:
     """What a backend returns for one choice-scoring request.
 
     ``logprobs`` maps every choice to log P(choice is the next answer); an empty
-    dict (with ``failed=True``) marks a request that could not be scored.
+    dict (with ``failed=True``) marks a request that could not be scored, and so
+    does a dict that carries no information (every choice ``-inf``, or a NaN).
+    ``fallback``: the scores come from a greedy answer, not log-probabilities
+    (counted, never cached as a choice score). ``unlisted``: some choice's
+    log-probability is only an upper bound (it was outside the listed top tokens).
+    ``truncated``: the backend cut the prompt further (after a context refusal).
     """
 
     logprobs: dict[str, float]
     prompt_tokens: int
     failed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    fallback: bool = False
+    unlisted: bool = False
+    truncated: bool = False
+
+
+def no_information(logprobs: Mapping[str, float], choices: Sequence[str]) -> bool:
+    """True when ``logprobs`` cannot tell the choices apart: a choice missing, a NaN, or all ``-inf``."""
+    vals = [logprobs.get(c) for c in choices]
+    if any(v is None or math.isnan(v) for v in vals):
+        return True
+    return all(v == -math.inf for v in vals)  # type: ignore[comparison-overlap]
 
 
 def as_chat(chat: Any) -> tuple[Message, ...]:
@@ -97,7 +114,9 @@ class CachedLLM(LLM):
         self.progress = progress
         self._cache: RequestCache | None = RequestCache(cache_dir) if use_cache else None
         self._usage_lock = threading.Lock()
-        self._compute_lock = threading.Lock()
+        self._compute_lock = threading.RLock()  # re-entrant: a backend may call generate from a hook
+        self._depth = threading.local()
+        self._fit_limit: int | None = None  # a smaller context limit learned from the server (tokens)
 
     # ---- backend hooks -------------------------------------------------
     def render(self, chat: Chat) -> str:
@@ -120,7 +139,6 @@ class CachedLLM(LLM):
         if params.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {params.max_tokens}")
         key_params = {**params.key(), "context_length": self.context_length}
-        budget = max(self.context_length - params.max_tokens, self.context_length // 2)
 
         def compute(batch: list[tuple[Message, ...]]) -> list[tuple[Any, dict]]:
             outs = self._generate(batch, params)
@@ -135,16 +153,17 @@ class CachedLLM(LLM):
                               finish_reason=v["finish_reason"], cached=True, prompt_truncated=truncated)
 
         def finish(c: Completion, truncated: bool) -> Completion:
-            return dataclasses.replace(c, prompt_truncated=truncated)
+            return dataclasses.replace(c, prompt_truncated=truncated or c.prompt_truncated)
 
-        return self._run("generate", chats, key_params, (), budget, compute, from_cache, finish,
-                         lambda c: c.finish_reason == "error",
-                         lambda c: (c.prompt_tokens, c.completion_tokens))
+        def outcome(c: Completion) -> dict[str, Any]:
+            return {"failed": c.finish_reason == "error", "truncated": c.prompt_truncated,
+                    "tokens": (c.prompt_tokens, c.completion_tokens)}
+
+        return self._run("generate", chats, key_params, (), params.max_tokens, compute, from_cache, finish, outcome)
 
     def choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[dict[str, float]]:
         choices = check_choices(choices)
         key_params = {"context_length": self.context_length}
-        budget = max(self.context_length - self.choice_reserve_tokens, self.context_length // 2)
 
         def compute(batch: list[tuple[Message, ...]]) -> list[tuple[Any, dict]]:
             outs = self._choice_logprobs(batch, choices)
@@ -155,82 +174,112 @@ class CachedLLM(LLM):
         def from_cache(v: dict, truncated: bool) -> dict[str, float]:
             return {c: float(v["logprobs"][c]) for c in choices}
 
-        def finish(s: ChoiceScore, truncated: bool) -> dict[str, float]:
-            return {} if s.failed else {c: float(s.logprobs[c]) for c in choices}
+        def failed(s: ChoiceScore) -> bool:
+            return s.failed or no_information(s.logprobs, choices)
 
-        return self._run("choice", chats, key_params, choices, budget, compute, from_cache, finish,
-                         lambda s: s.failed, lambda s: (s.prompt_tokens, 0))
+        def finish(s: ChoiceScore, truncated: bool) -> dict[str, float]:
+            return {} if failed(s) else {c: float(s.logprobs[c]) for c in choices}
+
+        def outcome(s: ChoiceScore) -> dict[str, Any]:
+            bad = failed(s)
+            return {"failed": bad, "truncated": s.truncated, "tokens": (s.prompt_tokens, 0),
+                    "fallback": s.fallback and not bad, "unlisted": s.unlisted and not bad,
+                    "store": not (bad or s.fallback)}
+
+        return self._run("choice", chats, key_params, choices, self.choice_reserve_tokens, compute, from_cache,
+                         finish, outcome)
 
     # ---- the shared loop -----------------------------------------------
-    def _run(self, kind: str, chats: Sequence[Chat], key_params: dict, choices: Sequence[str], budget: int,
-             compute: Callable, from_cache: Callable, finish: Callable, failed: Callable,
-             tokens: Callable) -> list:
+    def fit_budget(self, reserve: int) -> int:
+        """Prompt tokens allowed when ``reserve`` tokens must stay free for the answer.
+
+        The context is ``context_length``, or a smaller limit the server stated in a refusal
+        (``_fit_limit``); at least half of it always goes to the prompt.
+        """
+        limit = min(self.context_length, self._fit_limit or self.context_length)
+        return max(limit - reserve, limit // 2)
+
+    def _run(self, kind: str, chats: Sequence[Chat], key_params: dict, choices: Sequence[str], reserve: int,
+             compute: Callable, from_cache: Callable, finish: Callable, outcome: Callable) -> list:
         start = time.perf_counter()
+        depth = getattr(self._depth, "n", 0)
+        self._depth.n = depth + 1
+        try:
+            return self._run_batches(kind, chats, key_params, choices, reserve, compute, from_cache, finish,
+                                     outcome)
+        finally:
+            self._depth.n = depth
+            if depth == 0:  # a nested call (a backend's fallback) is inside the outer call's time
+                with self._usage_lock:
+                    self.usage.seconds += time.perf_counter() - start
+
+    def _run_batches(self, kind: str, chats: Sequence[Chat], key_params: dict, choices: Sequence[str],
+                     reserve: int, compute: Callable, from_cache: Callable, finish: Callable,
+                     outcome: Callable) -> list:
         norm = [as_chat(c) for c in chats]
         rendered = [self.render(c) for c in norm]
         keys = [request_key(self.identity, kind, key_params, r, choices) for r in rendered]
         stored = self._cache.get_many(keys) if self._cache is not None else {}
         results: list[Any] = [None] * len(norm)
-        hit_tokens = [0, 0]
-        n_hits = 0
-        n_trunc_hits = 0
+        hits = {"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated_prompts": 0}
         todo: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
             if k in stored:
                 v = stored[k]
                 results[i] = from_cache(v["value"], v["truncated"])
-                hit_tokens[0] += v["value"].get("prompt_tokens", 0)
-                hit_tokens[1] += v["value"].get("completion_tokens", 0)
-                n_hits += 1
-                n_trunc_hits += int(bool(v["truncated"]))
+                hits["prompt_tokens"] += v["value"].get("prompt_tokens", 0)
+                hits["completion_tokens"] += v["value"].get("completion_tokens", 0)
+                hits["calls"] += 1
+                hits["cache_hits"] += 1
+                hits["truncated_prompts"] += int(bool(v["truncated"]))
             else:
                 todo.setdefault(k, []).append(i)
-        self._account(calls=n_hits, cache_hits=n_hits, prompt_tokens=hit_tokens[0],
-                      completion_tokens=hit_tokens[1], truncated=n_trunc_hits)
+        self._account(kind, hits)
         order = sorted(todo, key=lambda k: -len(rendered[todo[k][0]]))  # longest first: even batches
         bar = tqdm(total=len(order), desc=f"{self.backend_name} {kind}", unit="req", leave=False,
                    disable=not self.progress or len(order) <= self.batch_size)
         try:
             for b in range(0, len(order), self.batch_size):
                 batch_keys = order[b:b + self.batch_size]
+                budget = self.fit_budget(reserve)
                 fitted = [fit_chat(norm[todo[k][0]], self.count_tokens, budget) for k in batch_keys]
                 with self._compute_lock:
                     outs = compute([f[0] for f in fitted])
                 to_store = []
-                n_fail = n_trunc = ptok = ctok = 0
-                for k, (_, truncated), (out, value) in zip(batch_keys, fitted, outs, strict=True):
+                counts = dict.fromkeys(("calls", "prompt_tokens", "completion_tokens", "truncated_prompts",
+                                        "failed_requests", "choice_fallbacks", "unlisted_choices"), 0)
+                computed = [0, 0]
+                for k, (_, cut), (out, value) in zip(batch_keys, fitted, outs, strict=True):
+                    o = outcome(out)
+                    truncated = cut or o["truncated"]
                     res = finish(out, truncated)
+                    n = len(todo[k])
                     for i in todo[k]:
                         results[i] = res
-                    p, c = tokens(out)
-                    ptok, ctok = ptok + p * len(todo[k]), ctok + c * len(todo[k])
-                    n_trunc += truncated * len(todo[k])
-                    if failed(out):
-                        n_fail += len(todo[k])
-                    else:
+                    p, c = o["tokens"]
+                    computed[0], computed[1] = computed[0] + p, computed[1] + c
+                    counts["calls"] += n
+                    counts["prompt_tokens"] += p * n
+                    counts["completion_tokens"] += c * n
+                    counts["truncated_prompts"] += truncated * n
+                    counts["failed_requests"] += o["failed"] * n
+                    counts["choice_fallbacks"] += o.get("fallback", False) * n
+                    counts["unlisted_choices"] += o.get("unlisted", False) * n
+                    if not o["failed"] and o.get("store", True):
                         to_store.append((k, kind, self.identity, {"value": value, "truncated": truncated}))
                 if self._cache is not None:
                     self._cache.put_many(to_store)
-                n = sum(len(todo[k]) for k in batch_keys)
-                self._account(calls=n, prompt_tokens=ptok, completion_tokens=ctok, truncated=n_trunc,
-                              failed=n_fail, computed=(ptok, ctok))
+                self._account(kind, counts, computed=(computed[0], computed[1]))
                 bar.update(len(batch_keys))
         finally:
             bar.close()
-            with self._usage_lock:
-                self.usage.seconds += time.perf_counter() - start
         return results
 
-    def _account(self, *, calls: int = 0, cache_hits: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0,
-                 truncated: int = 0, failed: int = 0, computed: tuple[int, int] = (0, 0)) -> None:
+    def _account(self, kind: str, counts: Mapping[str, int], computed: tuple[int, int] = (0, 0)) -> None:
+        """Add ``counts`` to ``usage`` under ``kind`` (thread-safe); ``computed``: tokens actually computed."""
         with self._usage_lock:
+            self.usage.add(kind, **counts)
             u = self.usage
-            u.calls += calls
-            u.cache_hits += cache_hits
-            u.prompt_tokens += prompt_tokens
-            u.completion_tokens += completion_tokens
-            u.truncated_prompts += truncated
-            u.failed_requests += failed
             u.extra["computed_prompt_tokens"] = u.extra.get("computed_prompt_tokens", 0) + computed[0]
             u.extra["computed_completion_tokens"] = u.extra.get("computed_completion_tokens", 0) + computed[1]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 
 def surface_variants(choice: str) -> list[str]:
@@ -58,13 +59,56 @@ def logsumexp(values: Iterable[float]) -> float:
     return m + math.log(sum(math.exp(v - m) for v in vals))
 
 
+#: vLLM's OpenAI server writes -inf as this floor (``max(logprob, -9999.0)``, since JSON has no -inf);
+#: any value at or below it, and NaN, is read as -inf.
+LOGPROB_FLOOR = -9999.0
+
+
+def clean_logprob(value: object) -> float:
+    """A server's log-probability as a float, with vLLM's -9999.0 floor, NaN and junk read as ``-inf``."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return -math.inf
+    return -math.inf if math.isnan(x) or x <= LOGPROB_FLOOR else min(x, 0.0)
+
+
+def unlisted_bound(listed: Iterable[float]) -> float:
+    """Upper bound on the log-probability of a token outside a top-k list of log-probabilities.
+
+    A token not listed is at most as likely as the least likely listed one, and at most the
+    probability mass the list leaves over (1 - sum of the listed probabilities).
+    """
+    vals = list(listed)
+    if not vals:
+        return 0.0
+    bound = min(vals)
+    rest = 1.0 - sum(math.exp(v) for v in vals)
+    return min(bound, math.log(rest)) if rest > 0 else bound
+
+
+@dataclass(frozen=True)
+class TopMatch:
+    """Choice log-probabilities read from one top next-token list.
+
+    ``unlisted``: the choices none of whose tokens were listed; their log-probability is the
+    :func:`unlisted_bound` of the list (an upper bound), not a measurement.
+    """
+
+    logprobs: dict[str, float]
+    unlisted: tuple[str, ...] = ()
+
+
 def match_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) -> dict[str, float]:
     """Choice log-probs from a server's top next-token list ``[(token_text, logprob)]``.
 
     A token counts for a choice when its text (stripped, any case) is the choice,
     or is at least 3 characters long and the start of exactly one choice (a
-    multi-token choice scored by its first token). Tokens are distinct entries,
-    so their probabilities add up. Choices with no matching token get ``-inf``.
+    multi-token choice scored by its first token). A token that starts several
+    choices ("Response" for "Response 1"/"Response 2") tells them apart no better
+    than chance and is not counted. Tokens are distinct entries, so their
+    probabilities add up. Choices with no matching token get ``-inf`` here; see
+    :func:`read_top_tokens` for the bounded reading the backends use.
     """
     found: dict[str, list[float]] = {c: [] for c in choices}
     seen: set[str] = set()
@@ -76,5 +120,27 @@ def match_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) -
         exact = [c for c in choices if c.strip().lower() == t]
         owners = [c for c in choices if c.strip().lower().startswith(t)] if len(t) >= 3 else []
         if len(exact) == 1 or (not exact and len(owners) == 1):
-            found[(exact or owners)[0]].append(lp)
+            found[(exact or owners)[0]].append(clean_logprob(lp))
     return {c: logsumexp(v) for c, v in found.items()}
+
+
+def read_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) -> TopMatch | None:
+    """:func:`match_top_tokens` with the conventions servers use; None when the list says nothing.
+
+    Log-probabilities at vLLM's -9999.0 floor are ``-inf``. A choice with no listed token gets the
+    :func:`unlisted_bound` of the list (it is less likely than every listed token), so a missing
+    choice never turns into certainty. None (no information about the choices) when no choice has a
+    listed token with a finite log-probability.
+    """
+    clean = [(str(t), clean_logprob(lp)) for t, lp in top]
+    got = match_top_tokens(choices, clean)
+    if all(v == -math.inf for v in got.values()):
+        return None
+    missing = tuple(c for c, v in got.items() if v == -math.inf)
+    if missing:
+        seen: dict[str, float] = {}
+        for t, lp in clean:
+            seen.setdefault(t, lp)
+        bound = unlisted_bound(seen.values())
+        got = {c: (bound if c in missing else v) for c, v in got.items()}
+    return TopMatch(got, missing)

@@ -22,7 +22,12 @@ def make_llm(backend: str = "transformers", model: str | None = None, *, cache_d
     - ``vllm``: in-process ``vllm.LLM``; options ``tensor_parallel_size``, ``max_model_len``,
       ``enforce_eager``, ``gpu_memory_utilization``, ``dtype``, ``batch_size``.
     - ``openai``: an OpenAI-compatible server; options ``base_url``, ``api_key`` (else
-      ``OPENAI_BASE_URL``/``OPENAI_API_KEY``), ``concurrency``, ``timeout``, ``max_retries``, ``max_model_len``.
+      ``OPENAI_BASE_URL``/``OPENAI_API_KEY``), ``concurrency`` (requests in flight, default 8),
+      ``timeout``, ``max_retries``, ``max_model_len``, ``revision`` (names the served weights in the
+      identity when the server cannot tell, e.g. a hosted model or a folder replaced in place).
+
+    Every backend takes ``revision`` (``--model-revision``): a hub revision to load, or for ``openai``
+    a label that becomes part of the identity and so of every cache key.
     """
     opts = {k: v for k, v in opts.items() if v is not None}
     common = {"cache_dir": cache_dir, "use_cache": use_cache}
@@ -50,11 +55,16 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
                    help="model id, folder or .gguf file (default: the embedded SmolLM2-135M-Instruct)")
     g.add_argument("--cache-dir", default=None, help="LLM request cache folder (default: .prb-cache/llm)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the LLM request cache")
+    g.add_argument("--model-revision", default=None,
+                   help="model revision: a hub revision to load (transformers, vllm), or for openai a label "
+                        "of the served weights that becomes part of the cache identity")
     g.add_argument("--max-model-len", type=int, default=None, help="cap the context length (tokens)")
     g.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm: GPUs per model")
     g.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1 "
                    "(default: $OPENAI_BASE_URL)")
     g.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY)")
+    g.add_argument("--llm-concurrency", type=int, default=None,
+                   help="openai: requests in flight at once within a batch (default 8)")
     g.add_argument("--llm-batch-size", type=int, default=None, help="requests per backend batch")
     g.add_argument("--llm-device", default=None, help="transformers: cpu, cuda, cuda:1, auto")
     g.add_argument("--llm-dtype", default=None, help="transformers/vllm: auto, float32, bfloat16, float16")
@@ -68,7 +78,8 @@ def llm_from_args(args: argparse.Namespace) -> LLM:
     """Build the LLM that :func:`add_llm_arguments` options describe."""
     backend = getattr(args, "backend", "transformers")
     opts: dict[str, Any] = {"max_model_len": getattr(args, "max_model_len", None),
-                            "batch_size": getattr(args, "llm_batch_size", None)}
+                            "batch_size": getattr(args, "llm_batch_size", None),
+                            "revision": getattr(args, "model_revision", None)}
     if backend == "transformers":
         opts.update(device=getattr(args, "llm_device", None), dtype=getattr(args, "llm_dtype", None),
                     prefix_cache_mb=getattr(args, "prefix_cache_mb", None))
@@ -76,6 +87,7 @@ def llm_from_args(args: argparse.Namespace) -> LLM:
         opts.update(tensor_parallel_size=getattr(args, "tensor_parallel_size", None),
                     dtype=getattr(args, "llm_dtype", None), enforce_eager=getattr(args, "enforce_eager", None))
     elif backend == "openai":
-        opts.update(base_url=getattr(args, "base_url", None), api_key=getattr(args, "api_key", None))
+        opts.update(base_url=getattr(args, "base_url", None), api_key=getattr(args, "api_key", None),
+                    concurrency=getattr(args, "llm_concurrency", None))
     return make_llm(backend, getattr(args, "model", None), cache_dir=getattr(args, "cache_dir", None),
                     use_cache=not getattr(args, "no_cache", False), **opts)

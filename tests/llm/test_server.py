@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from personalrewardbench.data.schema import Message
 from personalrewardbench.llm import GenerationParams, LLMError, make_llm
 from personalrewardbench.llm.model_files import converted_folder, embedded_gguf_path
 
@@ -60,20 +61,38 @@ def test_generate_and_choices_match_transformers(server):
     url, root = server
     llm = make_llm("openai", base_url=url, api_key="test-key", cache_dir=str(root / "cache"), concurrency=2,
                    batch_size=2)
-    assert llm.identity == "openai:smollm2" and llm.context_length == 2048
+    assert llm.identity == f"openai:smollm2@{url}|root={converted_folder(embedded_gguf_path())}" \
+                           "|max_model_len=2048|owned_by=vllm"
+    assert llm.context_length == 2048 and llm.tokens.source == "server"  # vLLM's /tokenize
     out = llm.generate([CAPITAL, HELLO, JUDGE], GenerationParams(max_tokens=12))
     assert "paris" in out[0].text.lower() and all(c.prompt_tokens > 10 for c in out)
-    got = llm.choice_logprobs([JUDGE, CAPITAL, HELLO], ["A", "B"])
-    assert llm.usage.extra.get("choice_fallback", 0) == 0
     ref = make_llm("transformers", cache_dir=str(root / "cache"))
+    # the server's /tokenize applies the same chat template and tokenizer as the local model
+    assert [llm.count_tokens(c) for c in (CAPITAL, HELLO, JUDGE)] == [ref.count_tokens(c) for c in (CAPITAL, HELLO, JUDGE)]
+    assert [c.prompt_tokens for c in out] == [ref.count_tokens(c) for c in (CAPITAL, HELLO, JUDGE)]
+    judged = llm.choice_logprobs([JUDGE], ["A", "B"])
+    assert llm.usage.choice_fallbacks == 0 and llm.usage.failed_requests == 0
     want = ref.choice_logprobs([JUDGE, CAPITAL, HELLO], ["A", "B"])
-    assert got[0] == pytest.approx(want[0], abs=0.05)  # the judge prompt: A/B variants lead the top 20
-    for g, w in zip(got, want, strict=True):
-        for c in ("A", "B"):  # only variants within the top 20 next tokens count: a lower bound
-            assert g[c] <= w[c] + 0.05
-        assert sum(math.exp(v) for v in g.values()) <= 1 + 1e-5
-    llm.choice_logprobs([JUDGE, CAPITAL, HELLO], ["A", "B"])
-    assert llm.usage.cache_hits == 3
+    assert judged[0] == pytest.approx(want[0], abs=0.05)  # the judge prompt: A/B variants lead the top 20
+    got = llm.choice_logprobs([JUDGE, CAPITAL, HELLO], ["A", "B"])
+    assert got[0] == judged[0] and llm.usage.cache_hits == 1
+    for g in got:  # a choice outside the top 20 is an upper bound, a fallback is counted, nothing is certain
+        assert g == {} or sum(math.exp(v) for v in g.values()) <= 1 + 1e-5
+    assert llm.usage.failed_requests == sum(g == {} for g in got)
+    assert llm.usage.choice_fallbacks == sum(any(v == -math.inf for v in g.values()) for g in got)
+
+
+def test_context_refusal_from_vllm_is_refitted(server):
+    url, root = server
+    # told the context is 8192, the client sends a ~3,000-token prompt; vLLM (2048) refuses it with its own
+    # wording, and the prompt is fitted to the stated limit and sent once more
+    llm = make_llm("openai", base_url=url, cache_dir=str(root / "cache2"), max_model_len=8192)
+    long = [JUDGE[0], Message("user", "Tell me about Paris. " * 500), JUDGE[1]]
+    assert llm.count_tokens(long) > 2048
+    got = llm.choice_logprobs([long], ["A", "B"])
+    u = llm.usage
+    assert (u.refused_requests, u.retries, u.truncated_prompts, u.failed_requests) == (1, 1, 1, 0)
+    assert set(got[0]) == {"A", "B"} or u.choice_fallbacks == 1
 
 
 def test_server_gone_is_a_clear_error(server):
