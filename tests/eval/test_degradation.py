@@ -64,7 +64,8 @@ def test_fallbacks_are_counted_in_results_and_marked_on_the_board(server: str, t
     deg = res["degradation"]
     n_judgments = 2 * 3 * 2
     assert deg["choice_fallbacks"] == n_judgments  # every choice request fell back to parsing text
-    assert deg["llm"]["choice_fallback"] == n_judgments  # the LLM layer's own counter, copied as is
+    assert deg["llm"]["choice_fallbacks"] == n_judgments  # the LLM layer's own counter, copied as is
+    assert deg["llm"]["by_kind.choice.choice_fallbacks"] == n_judgments  # per request kind
     assert deg["judgments"] == {"n_judgments": n_judgments, "n_failed": res["scores"]["n_failed"],
                                 "n_ties": res["scores"]["n_ties"], "failed_share": 0.0}
     assert "DEGRADED" in printed and f"{n_judgments} choice fallbacks" in printed
