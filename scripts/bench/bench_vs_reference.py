@@ -39,6 +39,7 @@ from vsref_setup import (  # noqa: E402
     embedded_model_dir,
     ensure_ref_venv,
     first_model,
+    prefix_cache_counters,
     summarize_users,
 )
 
@@ -130,6 +131,8 @@ def side_summaries(out: Path, runs: dict[str, Any], n_users: int) -> dict[str, d
                        "judgments": s.get("n_judgments", 0), "failed_judgments": s.get("n_failed", 0),
                        "correct": s.get("n_correct", 0), "errors": {}}
     for side, run in runs.items():
+        if side in res and run.get("prefix_cache"):
+            res[side]["prefix_cache"] = run["prefix_cache"]
         if side not in res or run.get("rc"):
             res.setdefault(side, {"fitted": 0, "users": n_users})
             res[side]["exit"] = f"exit {run.get('rc')}; log tail:\n" + _tail(out / f"{side}.log")
@@ -166,6 +169,9 @@ def main_table(summ: dict[str, dict[str, Any]], counts: dict[str, dict[str, int]
         pr, po = per(ref, cr.get(key)), per(ours, co.get(key))
         rows.append((f"  {key.replace('_', ' ')} per fitted user", pr, po, _ratio(pr, po)))
     rows.append(("longest prompt (tokens)", cr.get("longest_prompt"), co.get("longest_prompt"), ""))
+    pc = {k: (summ.get(k) or {}).get("prefix_cache") for k in ("reference", "ours")}
+    hit = {k: f"{100 * v['hits'] / v['queries']:.0f}%" if v and v.get("queries") else "-" for k, v in pc.items()}
+    rows.append(("server prefix-cache hits (tokens)", hit["reference"], hit["ours"], ""))
     rows.append(("failed HTTP requests", cr.get("failed_requests"), co.get("failed_requests"), ""))
     rows.append(("held-out judgments made", ref.get("judgments"), ours.get("judgments"), ""))
     rows.append(("failed judgments (tie/unparsed)", ref.get("failed_judgments"), ours.get("failed_judgments"), ""))
@@ -259,8 +265,12 @@ def run(args: argparse.Namespace) -> Path:
         for side in args.sides.split(","):
             print(f"[{side}] running ...", file=sys.stderr, flush=True)
             proxy.side = side
+            before = prefix_cache_counters(upstream)
             run_side = run_reference(args, out, url, model, bench) if side == "reference" else run_ours(args, out, url, model)
+            after = prefix_cache_counters(upstream)
             proxy.side = "idle"
+            if before is not None and after is not None:
+                run_side["prefix_cache"] = {k: after[k] - before[k] for k in after}
             meta["runs"][side] = run_side
             print(f"[{side}] exit {run_side['rc']} after {run_side['end'] - run_side['start']:.0f}s",
                   file=sys.stderr, flush=True)

@@ -80,6 +80,36 @@ def first_model(base_url: str) -> dict[str, Any]:
     return dict(data[0])
 
 
+def prefix_cache_counters(base_url: str) -> dict[str, float] | None:
+    """vLLM's prefix-cache counters (tokens queried, tokens hit) from the server's Prometheus /metrics.
+
+    None when the server exposes none (not vLLM, or metrics off). Counters are
+    summed over their labels; compare two readings for one side's share.
+    """
+    parts = base_url.rstrip("/").split("/")
+    origin = "/".join(parts[:3])
+    try:
+        r = httpx.get(origin + "/metrics", timeout=10)
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
+    out = {"queries": 0.0, "hits": 0.0}
+    found = False
+    for line in r.text.splitlines():
+        if line.startswith("#") or "prefix_cache" not in line or "_created" in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        for key in ("queries", "hits"):
+            if f"prefix_cache_{key}" in name.split("{")[0]:
+                try:
+                    out[key] += float(value)
+                    found = True
+                except ValueError:
+                    pass
+    return out if found else None
+
+
 class VLLMServer:
     """``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1, in its own process group."""
 
