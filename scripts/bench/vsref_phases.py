@@ -11,8 +11,8 @@ no help from either implementation:
 - **the persona writer**: its final message holds several past judgments, or
   none, or exactly one; it is recognised by holding zero or two and more
   pairs, by DSPy's ``past_judgements`` field marker, or because the end of its
-  reply (the persona) turns up in the instruction (first message) of later
-  requests on the same side.
+  reply (the persona), which no other reply of the side ends with, turns up in
+  the instruction (first message) of later requests on the same side.
 - **before/after the persona**: a judge request of a user that starts after
   that user's first persona request belongs to the second search
   (``bootstrap 2``, ``search 2``); before it, to the first. A persona request
@@ -111,13 +111,17 @@ def classify(records: Sequence[dict[str, Any]], pairs: Sequence[KnownPair],
     for r in out:
         key = (r["side"], first_text(r))
         first_seen.setdefault(key, r["t_start"])
+    tails: dict[tuple[str, str], int] = {}
+    for r in out:
+        key = (r["side"], _reply_tail(r.get("reply") or ""))
+        tails[key] = tails.get(key, 0) + 1
     for r in out:
         found = pairs_in(final_text(r), pairs)
         r["user_id"] = r["pair_id"] = r["order"] = None
         persona = len(found) != 1 or any(m in final_text(r) for m in PERSONA_MARKERS)
         if not persona:
             tail = _reply_tail(r.get("reply") or "")
-            persona = bool(tail) and any(side == r["side"] and t >= r["t_start"] and tail in text
+            persona = bool(tail) and tails[(r["side"], tail)] == 1 and any(side == r["side"] and t >= r["t_start"] and tail in text
                                          for (side, text), t in first_seen.items())
         if persona:
             r["phase"] = "persona"

@@ -140,6 +140,15 @@ def test_phases_read_from_the_requests():
     assert table["persona"]["s"]["requests"] == 2 and table["persona"]["r"]["requests"] == 1
 
 
+def test_judge_replies_that_end_up_in_a_persona_stay_judgments():
+    same = "Persona: short answers. Preference: [[First]]"  # every reply alike, and the persona quotes it
+    recs = [_rec("s", 0, "J", "CHOSEN-T1 vs REJECTED-T1", reply=same),
+            _rec("s", 1, "J", "CHOSEN-V1 vs REJECTED-V1", reply=same),
+            _rec("s", 2, "W", "CHOSEN-T1 REJECTED-T1 CHOSEN-V1 REJECTED-V1", reply=same),
+            _rec("s", 3, "J with " + same, "CHOSEN-X1 vs REJECTED-X1", reply=same)]
+    assert [r["phase"] for r in classify(recs, PAIRS)] == ["bootstrap", "search 1", "persona", "predict"]
+
+
 def test_persona_request_without_pairs_is_placed_by_the_users_fit_window():
     recs = [_rec("r", 10, "J", "CHOSEN-T1 vs REJECTED-T1"), _rec("r", 11, "W", "(no judgments)"),
             _rec("r", 12, "J2", "CHOSEN-V1 vs REJECTED-V1"), _rec("r", 21, "J", "CHOSEN-T2 vs REJECTED-T2")]
