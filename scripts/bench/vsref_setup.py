@@ -97,7 +97,7 @@ def prefix_cache_counters(base_url: str) -> dict[str, float] | None:
     out = {"queries": 0.0, "hits": 0.0}
     found = False
     for line in r.text.splitlines():
-        if line.startswith("#") or "prefix_cache" not in line or "_created" in line:
+        if line.startswith("#") or "prefix_cache" not in line or "_created" in line or "external_" in line:
             continue
         name, _, value = line.rpartition(" ")
         for key in ("queries", "hits"):
