@@ -1,8 +1,10 @@
 """GPU check: the transformers backend and bt-rm on a Llama-3.1-8B-shaped model, one command, < 8 minutes.
 
-    python scripts/bench/gpu_check.py --prepare-assets gpu-assets    # here: tokenizer + MiniLM fp16 (~50 MB)
-    python scripts/bench/gpu_check.py --assets gpu-assets            # on one H100/H200: the full check
-    python scripts/bench/gpu_check.py --tiny                         # the same code, tiny model, on the CPU
+    python scripts/bench/gpu_check.py --prepare-assets .prb-cache/gpu-assets   # here: tokenizer + MiniLM fp16, ~50 MB
+    python scripts/bench/gpu_check.py --assets .prb-cache/gpu-assets           # on one H100/H200: the full check
+    python scripts/bench/gpu_check.py --tiny                                   # the same code, tiny model, CPU
+
+(.prb-cache is git-ignored: hand the assets folder to the GPU machine along with the source tree.)
 
 Needs only torch and transformers (plus numpy and tqdm, which they bring) and
 this repository's source: no hub, no vLLM, no trained weights. The model is a
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare_assets(args.prepare_assets)
         return 0
     import torch
+    import transformers
     from gpu_check_sections import SECTIONS, Context
 
     if args.cpu_threads or args.tiny:
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU"
     print(f"gpu_check: {'tiny Llama-family model' if args.tiny else 'Llama-3.1-8B-shaped model'} on {gpu} ({dtype}), "
-          f"torch {torch.__version__}, budget {args.budget_s:.0f}s", flush=True)
+          f"torch {torch.__version__}, transformers {transformers.__version__}, budget {args.budget_s:.0f}s", flush=True)
     report = Report()
     watchdog = threading.Timer(args.deadline_s, _deadline, (report, args.deadline_s))
     watchdog.daemon = True
