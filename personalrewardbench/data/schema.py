@@ -90,8 +90,9 @@ class PreferencePair:
 class UserHistory:
     """What ``Method.fit`` sees for one user: labeled train and val pairs.
 
-    ``profile`` holds demographics where the source has them (PRISM survey),
-    else None. Test pairs never appear here.
+    ``train`` and ``val`` are each in source order, earliest first (see
+    :mod:`personalrewardbench.data.order`). ``profile`` holds demographics where
+    the source has them (PRISM survey), else None. Test pairs never appear here.
     """
 
     user_id: str
@@ -203,7 +204,9 @@ class Benchmark:
         return [p for p in self.pairs if p.split == split]
 
     def histories(self) -> list[UserHistory]:
-        """One UserHistory per user (sorted by user id): train and val only."""
+        """One UserHistory per user (sorted by user id): train and val only, each in source order."""
+        from personalrewardbench.data.order import in_source_order
+
         by_user: dict[str, dict[str, list[PreferencePair]]] = {}
         for p in self.pairs:
             by_user.setdefault(p.user_id, {"train": [], "val": [], "test": []})[p.split].append(p)
@@ -215,8 +218,8 @@ class Benchmark:
                 UserHistory(
                     user_id=uid,
                     dataset=ds,
-                    train=tuple(d["train"]),
-                    val=tuple(d["val"]),
+                    train=tuple(in_source_order(d["train"])),
+                    val=tuple(in_source_order(d["val"])),
                     profile=self.profiles.get(uid),
                 )
             )
