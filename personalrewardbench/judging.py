@@ -299,8 +299,9 @@ def score_choices(llm: LLM, chats: Sequence[Sequence[Message]]) -> list[float | 
 class Parsed(Generic[T]):
     """One generation's outcome: the parsed value (None = failed after all tries) and its text.
 
-    ``tries``: requests sent for it (1 when identical retries were answered by the
-    first reply); ``finish_reason``: of the last reply ("length" = it hit the cap).
+    ``tries``: requests made for it (1 when identical retries were answered by the
+    first reply); ``finish_reason``: of the last reply ("length" = it hit the cap);
+    ``sent``: how many of the tries the LLM's request cache did not answer.
     """
 
     value: T | None
@@ -308,6 +309,7 @@ class Parsed(Generic[T]):
     tries: int
     completion_tokens: int
     finish_reason: str = "stop"
+    sent: int = 0
 
 
 def reply_reserve(llm: LLM, max_tokens: int, margin: int = 0) -> int:
@@ -335,6 +337,7 @@ def generate_parsed(llm: LLM, chats: Sequence[Sequence[Message]], params: Genera
     used = [0] * len(chats)
     spent = [0] * len(chats)
     finish = ["stop"] * len(chats)
+    sent = [0] * len(chats)
     values: list[T | None] = [None] * len(chats)
     pending = list(range(len(chats)))
     rounds = max(tries, 1) if retry_temperature is not None else 1
@@ -347,11 +350,12 @@ def generate_parsed(llm: LLM, chats: Sequence[Sequence[Message]], params: Genera
         for i, comp in zip(pending, llm.generate([chats[i] for i in pending], p), strict=True):
             texts[i], used[i], finish[i] = comp.text, r + 1, comp.finish_reason
             spent[i] += comp.completion_tokens
+            sent[i] += int(not getattr(comp, "cached", False))
             values[i] = parse(comp.text)
             if values[i] is None:
                 still.append(i)
         pending = still
-    return [Parsed(values[i], texts[i], used[i], spent[i], finish[i]) for i in range(len(chats))]
+    return [Parsed(values[i], texts[i], used[i], spent[i], finish[i], sent[i]) for i in range(len(chats))]
 
 
 # ----------------------------------------------------------------------------- counters

@@ -35,7 +35,7 @@ from typing import Any
 
 from .bootstrap import labeled_sample
 from .examples import Demo, Example, item_rng
-from .judge import JudgeRequest, run_judgments
+from .judge import JudgeRequest, run_judgments_full
 from .settings import Settings
 from .stats import RunStats
 
@@ -105,6 +105,7 @@ class SearchState:
     best: Candidate | None = None
     best_score: float = -1.0
     scores: list[tuple[str, float]] = field(default_factory=list)
+    calls: list[tuple[str, int, int]] = field(default_factory=list)  # (candidate, judgments, requests sent)
     stopped_early: bool = False  # a candidate reached stop_at_score: later ones cannot be chosen
 
     @property
@@ -117,8 +118,11 @@ class SearchState:
         cand = self.candidates[self.index]
         return [JudgeRequest(self.user_id, self.persona, cand.demos, ex) for ex in self.val]
 
-    def record(self, answers: Sequence[str | None]) -> None:
+    def record(self, answers: Sequence[str | None], sent: int | None = None) -> None:
+        """Score the current candidate from its validation answers (None = failed, scored wrong);
+        ``sent``: requests that reached the model for it (the rest came from the cache)."""
         cand = self.candidates[self.index]
+        self.calls.append((cand.name, len(answers), len(answers) if sent is None else sent))
         correct = sum(1 for ex, a in zip(self.val, answers, strict=True) if a is not None and a == ex.gold)
         score = 100.0 * correct / len(self.val)
         self.scores.append((cand.name, score))
@@ -144,12 +148,14 @@ def run_search(llm: Any, states: Sequence[SearchState], settings: Settings, stat
             reqs = s.requests()
             spans.append((s, len(requests), len(requests) + len(reqs)))
             requests.extend(reqs)
-        replies = run_judgments(llm, requests, settings, stats, seed=seed, phase=phase)
+        replies = run_judgments_full(llm, requests, settings, stats, seed=seed, phase=phase)
         for s, lo, hi in spans:
-            s.record(replies[lo:hi])
+            s.record([r.value for r in replies[lo:hi]], sent=sum(r.sent for r in replies[lo:hi]))
     for s in states:
         stats.add(s.user_id, candidates_scored=len(s.scores))
         stats.note(s.user_id, **{f"{phase}_stopped_early": s.stopped_early,
-                                 f"{phase}_judgments_per_candidate": len(s.val)})
+                                 f"{phase}_judgments_per_candidate": len(s.val),
+                                 f"{phase}_candidates": [[name, score, n, sent] for (name, score), (_, n, sent)
+                                                         in zip(s.scores, s.calls, strict=True)]})
         if s.best is None and s.candidates:  # no validation examples: keep the first candidate
             s.best = s.candidates[0]

@@ -16,7 +16,8 @@ position among the same user's pairs in the source (0 = earliest):
 val pairs in this order (``Benchmark.histories``); methods use it for the
 reference's in-order 70/30 split, its ``unshuffled`` candidate, and ``memory``'s
 newest-first history. Benchmarks built before this field existed fall back to
-pair-id order. The position is part of the pair, so the content hash covers it.
+pair-id order. The content hash leaves the position out (``schema.UNHASHED_META``): the
+same data gives the same hash whatever order its rows come in, as before this field.
 """
 
 from __future__ import annotations

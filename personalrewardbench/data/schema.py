@@ -167,11 +167,19 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
+# Meta fields left out of the content hash: a pair's position in its source (data/order.py) depends on
+# row order, and the hash names the data, the same whatever order the rows come in.
+UNHASHED_META = ("source_position",)
+
+
 def content_hash(pairs: Sequence[PreferencePair], profiles: Mapping[str, Any]) -> str:
-    """sha256 over pairs (sorted by pair_id) and profiles (sorted by user id)."""
+    """sha256 over pairs (sorted by pair_id; meta without :data:`UNHASHED_META`) and profiles (sorted by
+    user id). The same pairs and profiles give the same hash whatever their order."""
     h = hashlib.sha256()
     for p in sorted(pairs, key=lambda p: p.pair_id):
-        h.update(_canonical(p.to_dict()))
+        d = p.to_dict()
+        d["meta"] = {k: v for k, v in d["meta"].items() if k not in UNHASHED_META}
+        h.update(_canonical(d))
         h.update(b"\n")
     h.update(_canonical({k: profiles[k] for k in sorted(profiles)}))
     return h.hexdigest()

@@ -87,6 +87,13 @@ def test_default_run_matches_the_reference_call_for_call(tmp_path, reference_pro
     assert [query_tag(c) for c, _ in val1] == ["v0", "v1", "v2"] * 12
     assert _val_demo_sequence(val1) == [d for _, d in cands1 for _ in range(3)]
     assert len(sent["val-plain"]) == 3 * len({d for _, d in cands1})  # repeats come from the cache
+    seen: set = set()
+    expected_calls = []
+    for name, demos in cands1:  # (candidate, judgments asked, requests sent): 0 sent for a repeated prompt
+        expected_calls.append([name, 3, 0 if demos in seen else 3])
+        seen.add(demos)
+    got = [[n, j, s] for n, _, j, s in method.usage()["per_user"]["u"]["search1_candidates"]]
+    assert got == expected_calls
     # Ties (always 1 of 3 right) keep the first candidate: labeled-only, the zero-shot judge.
     assert method.stats.notes["u"]["search1_judgments_per_candidate"] == 3
 
