@@ -21,10 +21,10 @@ from personalrewardbench.judging import (
     judge_chat,
     p_first,
     parse_choice,
-    reply_reserve,
     render_comparison,
     render_conversation,
     render_labeled_pair,
+    reply_reserve,
 )
 from personalrewardbench.llm import GenerationParams, ScriptedLLM
 
