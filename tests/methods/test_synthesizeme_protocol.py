@@ -223,3 +223,19 @@ def test_source_order_decides_the_unshuffled_candidate_and_the_70_30_split(tmp_p
     assert tags[:7] == [f"t{i}" for i in range(7)]  # bootstrap: the first 70% in source order
     assert tags[7:11] == ["t7", "t8", "t9", "t10"]  # validation (labeled-only): the last 30%
     assert demo_tags(llm.asked[11][0]) == tuple(f"t{i}" for i in range(7))  # unshuffled: source order
+
+
+def test_each_phase_has_a_progress_bar_with_requests_and_tokens(tmp_path, reference_program, capsys):
+    from personalrewardbench.methods import MethodEnv, load_method
+
+    llm = RecordingLLM(always("First"), tmp_path / "cache")
+    method = load_method("synthesizeme", {"num_candidates": 1})
+    method.setup(MethodEnv(seed=0, llm=llm, show_progress=True))
+    method.fit([history()])
+    err = capsys.readouterr().err
+    for phase in ("bootstrap", "search1", "persona", "bootstrap2", "search2"):
+        assert f"synthesizeme {phase} (1 users)" in err
+    assert "sent=" in err and "prompt_tok=" in err
+    phases = method.usage()["phases"]
+    assert phases["bootstrap"]["sent"] == 6 and phases["persona"]["judgments"] == 1
+    assert sum(p["calls"] for p in phases.values()) == len(llm.asked)
