@@ -14,8 +14,11 @@ same way:
 - :func:`parse_choice`: read First/Second out of free text (robust to case,
   markdown, "Response 1", "(B)", "Answer: second."...);
 - :func:`p_first`: two choice log-probs -> P(first) (softmax over the two);
-- :func:`generate_parsed`: generate, parse, and retry unparseable answers up to
-  4 tries with different seeds, then report the judgment as failed (None);
+- :func:`generate_parsed`: generate, parse, and retry unparseable answers (by
+  default as the reference does: identical temperature-0 tries, which a cache
+  answers with the same reply, so a failed first try is final; or re-sampled
+  tries with new seeds), then report the judgment as failed (None);
+- :func:`reply_reserve`: the room a prompt leaves for a capped reply;
 - :class:`JudgeStats`: per-user counters for ``Method.usage()``.
 """
 
@@ -294,43 +297,65 @@ def score_choices(llm: LLM, chats: Sequence[Sequence[Message]]) -> list[float | 
 
 @dataclass(frozen=True)
 class Parsed(Generic[T]):
-    """One generation's outcome: the parsed value (None = failed after all tries) and its text."""
+    """One generation's outcome: the parsed value (None = failed after all tries) and its text.
+
+    ``tries``: requests made for it (1 when identical retries were answered by the
+    first reply); ``finish_reason``: of the last reply ("length" = it hit the cap);
+    ``sent``: how many of the tries the LLM's request cache did not answer.
+    """
 
     value: T | None
     text: str
     tries: int
     completion_tokens: int
+    finish_reason: str = "stop"
+    sent: int = 0
+
+
+def reply_reserve(llm: LLM, max_tokens: int, margin: int = 0) -> int:
+    """Tokens a prompt must leave free for a reply capped at ``max_tokens``: the cap, but at most
+    half of ``llm.context_length`` (the backends keep at least half the context for the prompt and
+    cap the reply at what is left), plus ``margin``."""
+    return min(int(max_tokens), llm.context_length // 2) + int(margin)
 
 
 def generate_parsed(llm: LLM, chats: Sequence[Sequence[Message]], params: GenerationParams,
                     parse: Callable[[str], T | None], *, tries: int = 4,
-                    retry_temperature: float = 0.7) -> list[Parsed[T]]:
-    """Generate for every chat in one batch; re-ask only the unparseable ones, in one batch per try.
+                    retry_temperature: float | None = None) -> list[Parsed[T]]:
+    """Generate for every chat in one batch; retry the unparseable ones, in one batch per try.
 
-    Try ``r`` > 0 uses seed ``item_seed(params.seed, "retry", r)`` and, so that a
-    retry can differ from a greedy first try, a temperature of at least
+    ``retry_temperature=None`` (the SynthesizeMe reference's behaviour: its
+    ``repeat_dspy_call`` retries at temperature 0.0 x (0.001 + i/4) = 0 with
+    every request cached) makes every retry the identical request, which the
+    cache answers with the same reply; so no retry is sent and an unparseable
+    first reply is final. A number re-samples instead: try ``r`` > 0 uses seed
+    ``item_seed(params.seed, "retry", r)`` and a temperature of at least
     ``retry_temperature``. After ``tries`` tries the value is None: the caller
-    counts a failed judgment.
+    counts a failed judgment (the reference scores it as a tie).
     """
     texts = [""] * len(chats)
     used = [0] * len(chats)
     spent = [0] * len(chats)
+    finish = ["stop"] * len(chats)
+    sent = [0] * len(chats)
     values: list[T | None] = [None] * len(chats)
     pending = list(range(len(chats)))
-    for r in range(max(tries, 1)):
+    rounds = max(tries, 1) if retry_temperature is not None else 1
+    for r in range(rounds):
         if not pending:
             break
         p = params if r == 0 else replace(params, seed=item_seed(params.seed, "retry", r),
-                                          temperature=max(params.temperature, retry_temperature))
+                                          temperature=max(params.temperature, float(retry_temperature or 0.0)))
         still: list[int] = []
         for i, comp in zip(pending, llm.generate([chats[i] for i in pending], p), strict=True):
-            texts[i], used[i] = comp.text, r + 1
+            texts[i], used[i], finish[i] = comp.text, r + 1, comp.finish_reason
             spent[i] += comp.completion_tokens
+            sent[i] += int(not getattr(comp, "cached", False))
             values[i] = parse(comp.text)
             if values[i] is None:
                 still.append(i)
         pending = still
-    return [Parsed(values[i], texts[i], used[i], spent[i]) for i in range(len(chats))]
+    return [Parsed(values[i], texts[i], used[i], spent[i], finish[i], sent[i]) for i in range(len(chats))]
 
 
 # ----------------------------------------------------------------------------- counters

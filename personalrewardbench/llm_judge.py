@@ -1,22 +1,33 @@
 """The base class of the pairwise LLM-judge baselines (default judge, memory, demographics).
 
-A subclass supplies a system instruction, its own request wording if it wants
-it, and, per user, an optional list of context items (history, a profile) that
-go before the comparison. This class does the rest the same way for all of
-them: fit each prompt into the context budget (:func:`judging.fit_prompt`),
-batch every query of every user into one LLM call per phase, turn the answer
-into P(first), and count per user what was dropped, truncated or failed.
+A subclass supplies its wordings (a system instruction and request templates,
+per ``wording``) and, per user, an optional list of context items (history, a
+profile) that go before the comparison. This class does the rest the same way
+for all of them: fit each prompt into the context budget
+(:func:`judging.fit_prompt`), batch every query of every user into one LLM call
+per phase, turn the answer into P(first), and count per user what was dropped,
+truncated, capped or failed.
 
-Variants (constructor ``variant``):
+Defaults = the SynthesizeMe reference's default judge as it runs
+(``synthesizeme.DefaultJudge``: DSPy chain of thought asking which completion
+"the human judge" is more likely to prefer, with one to three speculations about
+the judge; the answer parsed; a tie when it cannot be read; replies up to 8,192
+tokens at temperature 0; 4 identical, cached tries): ``variant="cot"``,
+``answer="parse"``, ``wording="human-judge"``, ``max_reasoning_tokens=8192``,
+``retry_temperature=None``.
 
-- ``direct``: one ``choice_logprobs`` call; P(first) = softmax over the
-  log-probs of "First" and "Second".
-- ``cot``: the judge first writes short reasoning (at most
-  ``max_reasoning_tokens`` tokens, generation stops at "Answer:"), then either
-  its answer is scored with choice log-probs in a follow-up turn
-  (``answer="logprobs"``, the default) or the generated answer is parsed
-  (``answer="parse"``; an unparseable answer is retried up to ``tries`` times
-  with different seeds, then the judgment fails and is counted).
+Settings:
+
+- ``variant="direct"``: one ``choice_logprobs`` call; P(first) = softmax over the
+  log-probs of "First" and "Second" (this project's judge).
+- ``variant="cot"``: the judge first reasons (at most ``max_reasoning_tokens``
+  tokens); then its generated answer is parsed (``answer="parse"``: P is 1 or 0;
+  an unparseable answer is a failed judgment, scored wrong like the reference's
+  tie; ``retry_temperature`` set re-samples up to ``tries`` times first), or
+  generation stops at "Answer:" and the answer is scored with choice log-probs
+  in a follow-up turn (``answer="logprobs"``).
+- ``wording``: "human-judge" (the reference's question) or "plain" (this
+  project's earlier wording: which reply is better overall / would this person prefer).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from personalrewardbench.judging import (
     generate_parsed,
     judge_chat,
     parse_choice,
+    reply_reserve,
     score_choices,
 )
 from personalrewardbench.llm.base import LLM, GenerationParams
@@ -42,33 +54,65 @@ from personalrewardbench.methods import Method, MethodError
 
 VARIANTS = ("direct", "cot")
 ANSWER_MODES = ("logprobs", "parse")
+WORDINGS = ("human-judge", "plain")
 CHOICE_RESERVE = 16  # tokens kept free after a direct prompt (the scored answer)
 FOLLOWUP_RESERVE = 96  # tokens kept free for the CoT follow-up turn and its answer
+PARSE_MARGIN = 8  # tokens kept free besides the reasoning cap when the answer is parsed
+
+# The reference judge's question, in this project's words (requests shared by the judges).
+HUMAN_JUDGE_REQUESTS: dict[str, str] = {
+    "direct_request": "Which of the two responses is the human judge more likely to prefer? "
+                      "Reply with one word: First or Second.",
+    "cot_request": (
+        "Which of the two responses is the human judge more likely to prefer? Reason first: put forward one "
+        "to three guesses about the judge's preferences or persona (a guess may be wrong; exploring "
+        "possibilities is the point), drawing on what is shown. Then end with a line that reads exactly "
+        "'Answer: First' or 'Answer: Second'."
+    ),
+    "cot_followup": "Given your reasoning, which response is the human judge more likely to prefer? "
+                    "Reply with one word: First or Second.",
+}
 
 
 class LLMJudgeMethod(Method):
-    """A pairwise LLM judge; subclasses add per-user context through :meth:`context_items`."""
+    """A pairwise LLM judge; subclasses add per-user context through :meth:`context_items`.
+
+    ``wordings`` maps each wording to its ``system`` instruction and any request
+    templates that replace :data:`judging.TEMPLATES` entries.
+    """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"llm", "pairwise"})
-    system_prompt: ClassVar[str] = ""
-    template_overrides: ClassVar[Mapping[str, str]] = {}
+    wordings: ClassVar[Mapping[str, Mapping[str, str]]] = {"human-judge": {"system": ""}, "plain": {"system": ""}}
     min_items: ClassVar[int] = 0  # context items never dropped (conversation is cut first)
 
-    def __init__(self, variant: str = "direct", max_reasoning_tokens: int = 256, answer: str = "logprobs",
-                 tries: int = 4, retry_temperature: float = 0.7) -> None:
+    def __init__(self, variant: str = "cot", max_reasoning_tokens: int = 8192, answer: str = "parse",
+                 tries: int = 4, retry_temperature: float | None = None, wording: str = "human-judge") -> None:
         if variant not in VARIANTS:
             raise MethodError(f"{self.name}: unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
         if answer not in ANSWER_MODES:
             raise MethodError(f"{self.name}: unknown answer mode {answer!r}; use one of {', '.join(ANSWER_MODES)}")
+        if wording not in WORDINGS:
+            raise MethodError(f"{self.name}: unknown wording {wording!r}; use one of {', '.join(WORDINGS)}")
         if int(max_reasoning_tokens) < 1 or int(tries) < 1:
             raise MethodError(f"{self.name}: max_reasoning_tokens and tries must be >= 1 "
                               f"(got {max_reasoning_tokens}, {tries})")
+        if retry_temperature is not None and float(retry_temperature) < 0:
+            raise MethodError(f"{self.name}: retry_temperature must be >= 0, or unset for identical retries")
         self.variant = variant
         self.max_reasoning_tokens = int(max_reasoning_tokens)
         self.answer = answer
         self.tries = int(tries)
-        self.retry_temperature = float(retry_temperature)
+        self.retry_temperature = None if retry_temperature is None else float(retry_temperature)
+        self.wording = wording
         self.stats = JudgeStats()
+
+    @property
+    def system_prompt(self) -> str:
+        return self.wordings[self.wording]["system"]
+
+    @property
+    def template_overrides(self) -> dict[str, str]:
+        return {k: v for k, v in self.wordings[self.wording].items() if k != "system"}
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -132,7 +176,11 @@ class LLMJudgeMethod(Method):
 
     def _fit_query(self, llm: LLM, q: Query) -> FittedPrompt:
         request = self._template("direct_request" if self.variant == "direct" else "cot_request")
-        reserve = CHOICE_RESERVE if self.variant == "direct" else self.max_reasoning_tokens + FOLLOWUP_RESERVE
+        if self.variant == "direct":
+            reserve = CHOICE_RESERVE
+        else:
+            reserve = reply_reserve(llm, self.max_reasoning_tokens,
+                                    PARSE_MARGIN if self.answer == "parse" else FOLLOWUP_RESERVE)
 
         def build(items: Sequence[str], context: Sequence[Message]) -> list[Message]:
             return judge_chat(self.system_prompt, context, q.first, q.second,
@@ -148,7 +196,7 @@ class LLMJudgeMethod(Method):
             outcomes = generate_parsed(llm, chats, params, parse_choice, tries=self.tries,
                                        retry_temperature=self.retry_temperature)
             for q, o in zip(queries, outcomes, strict=True):
-                self.stats.add(q.user_id, retries=o.tries - 1)
+                self.stats.add(q.user_id, retries=o.tries - 1, reasoning_capped=int(o.finish_reason == "length"))
             return [choice_to_p(o.value) for o in outcomes]
         params = GenerationParams(max_tokens=self.max_reasoning_tokens, temperature=0.0, seed=seed,
                                   stop=("Answer:",))

@@ -27,10 +27,14 @@ PUBLISHED = ("chatbot_arena", "prism")
 CPU_USERS_ON_PUBLISHED = 20
 # Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
 # results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
+# The LLM judges' reply caps here are far below the reference's 8,192 tokens (their defaults); the
+# persona writer uses the built-in instruction (the reference's Theta, ~20k tokens, does not fit 8k).
 SMALL_SETTINGS: dict[str, dict[str, Any]] = {
     "synthesizeme-just-personas": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2, "persona_source": "verified",
-                                   "max_judge_tokens": 48, "max_persona_tokens": 96},
-    "memory": {"max_history": 2},
+                                   "max_judge_tokens": 48, "max_persona_tokens": 96, "persona_program": "builtin"},
+    "default-judge": {"max_reasoning_tokens": 48},
+    "memory": {"max_history": 2, "max_reasoning_tokens": 48},
+    "demographics": {"max_reasoning_tokens": 48},
     "bt-rm": {"epochs": 1, "max_length": 192},
 }
 # On the embedded CPU model the full SynthesizeMe (two demo searches over every user's validation

@@ -1,11 +1,17 @@
 """memory: an LLM judge that sees the user's earlier preferences before judging.
 
 The user's train (and, by default, val) pairs are shown with the side the user
-chose marked, newest first. Newest means latest in the user's history: by the
-pair's ``timestamp``/``tstamp`` meta field where every pair has one, else by
-their order in the benchmark (train before val). To fit the context budget,
-whole comparisons are dropped oldest first; only when none is left is the
-conversation being judged cut (see ``personalrewardbench.judging.fit_prompt``).
+chose marked, newest first. Newest means latest in the user's source order
+(``meta["source_position"]``, see :mod:`personalrewardbench.data.order`: the
+published rows' order, Arena's ``tstamp``, PRISM's conversation and turn order,
+summarize's batch order); for pairs without one, by a ``timestamp``/``tstamp``
+field where every pair has one, else train before val in benchmark order. To
+fit the context budget, whole comparisons are dropped oldest first; only when
+none is left is the conversation being judged cut (``judging.fit_prompt``).
+
+Default = the paper's memory baseline on the reference's default judge (chain of
+thought, which response the human judge is more likely to prefer, answer parsed,
+replies up to 8,192 tokens); see README.md for what is the paper's and what is ours.
 """
 
 from __future__ import annotations
@@ -13,20 +19,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from personalrewardbench.data.order import in_source_order, source_position
 from personalrewardbench.data.schema import PreferencePair, UserHistory
 from personalrewardbench.judging import render_labeled_pair
-from personalrewardbench.llm_judge import LLMJudgeMethod
+from personalrewardbench.llm_judge import HUMAN_JUDGE_REQUESTS, LLMJudgeMethod
 from personalrewardbench.methods import MethodError
 
+HUMAN_JUDGE_SYSTEM = (
+    "You are given a conversation and two completions of it written by different AI models. A human judge "
+    "compared them; decide which one that judge is more likely to prefer. Before the new comparison you see "
+    "comparisons the same judge made earlier, each with the completion they picked. Use them to speculate: "
+    "form one to three hypotheses about the judge's preferences or persona, and weigh them before deciding. "
+    "Being wrong about a hypothesis is fine; the point is to explore what might be true."
+)
 SYSTEM = (
     "You predict the choices of one particular person. Before the new comparison you will see "
     "comparisons this person already made, each with the reply they picked. Work out what this "
     "person values from those picks, then say which reply they would pick in the new comparison."
 )
-TEMPLATES = {
+HISTORY_TEMPLATES = {
     "history_intro": "Comparisons this person made before (most recent first):",
     "history_item": "# Past comparison {n}\n{comparison}",
     "history_end": "# New comparison",
+}
+TEMPLATES = {
+    **HISTORY_TEMPLATES,
     "direct_request": (
         "Which of the two responses would this person prefer as the reply to the last turn? "
         "Reply with one word: First or Second."
@@ -43,6 +60,8 @@ TIME_KEYS = ("timestamp", "tstamp")
 
 def newest_first(pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
     """The user's history, most recent first (see the module doc for the rule)."""
+    if pairs and all(source_position(p) is not None for p in pairs):
+        return list(reversed(in_source_order(pairs)))
     for key in TIME_KEYS:
         stamps = [p.meta.get(key) if p.meta else None for p in pairs]
         if pairs and all(isinstance(s, int | float | str) and s != "" for s in stamps):
@@ -59,14 +78,16 @@ class MemoryJudge(LLMJudgeMethod):
 
     name: ClassVar[str] = "memory"
     capabilities: ClassVar[frozenset[str]] = frozenset({"llm", "pairwise", "personalized"})
-    system_prompt: ClassVar[str] = SYSTEM
-    template_overrides: ClassVar[dict[str, str]] = TEMPLATES
+    wordings: ClassVar[dict[str, dict[str, str]]] = {
+        "human-judge": {"system": HUMAN_JUDGE_SYSTEM, **HISTORY_TEMPLATES, **HUMAN_JUDGE_REQUESTS},
+        "plain": {"system": SYSTEM, **TEMPLATES},
+    }
 
-    def __init__(self, variant: str = "direct", include_val: bool = True, max_history: int | None = None,
-                 max_reasoning_tokens: int = 256, answer: str = "logprobs", tries: int = 4,
-                 retry_temperature: float = 0.7) -> None:
+    def __init__(self, variant: str = "cot", include_val: bool = True, max_history: int | None = None,
+                 max_reasoning_tokens: int = 8192, answer: str = "parse", tries: int = 4,
+                 retry_temperature: float | None = None, wording: str = "human-judge") -> None:
         super().__init__(variant=variant, max_reasoning_tokens=max_reasoning_tokens, answer=answer, tries=tries,
-                         retry_temperature=retry_temperature)
+                         retry_temperature=retry_temperature, wording=wording)
         if max_history is not None and int(max_history) < 0:
             raise MethodError(f"memory: max_history must be >= 0 or unset (got {max_history})")
         self.include_val = bool(include_val)
@@ -86,5 +107,5 @@ class MemoryJudge(LLMJudgeMethod):
         return self._items.get(user_id, ())
 
     def render_preamble(self, items: Sequence[str]) -> str:
-        blocks = [TEMPLATES["history_item"].format(n=n, comparison=text) for n, text in enumerate(items, 1)]
-        return "\n\n".join([TEMPLATES["history_intro"], *blocks, TEMPLATES["history_end"]])
+        blocks = [HISTORY_TEMPLATES["history_item"].format(n=n, comparison=text) for n, text in enumerate(items, 1)]
+        return "\n\n".join([HISTORY_TEMPLATES["history_intro"], *blocks, HISTORY_TEMPLATES["history_end"]])

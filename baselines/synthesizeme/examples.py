@@ -2,8 +2,10 @@
 
 Presentation follows the reference: a pair's ``flip`` field (published data)
 decides whether the chosen response is shown first; without it, a coin seeded
-by (seed, pair_id). Validation pairs are judged in both orders. A user with no
-validation pairs has their train pairs split, in the given order, 70/30.
+by (seed, pair_id). Validation pairs are judged once each in that order (the
+reference's ``SynthesizeMe.fit``), or in both orders (``validation_orders="both"``).
+A user with no validation pairs has their train pairs split 70/30 in the order
+the benchmark gives them (the source's order, see ``UserHistory``).
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ class UserSplit:
     note: str  # "given" | "split-70-30" | "val-is-train" | "no-history"
 
 
-def split_user(history: UserHistory, seed: int, train_val_ratio: float) -> UserSplit:
-    """Train examples (one order each) and validation examples (both orders) for one user."""
+def split_user(history: UserHistory, seed: int, train_val_ratio: float, validation_orders: str = "flip") -> UserSplit:
+    """Train examples (one order each) and validation examples for one user.
+
+    ``validation_orders``: "flip" (each pair once, as presented; the reference) or "both".
+    """
     train_pairs: Sequence[PreferencePair] = history.train
     val_pairs: Sequence[PreferencePair] = history.val
     note = "given"
@@ -90,5 +95,8 @@ def split_user(history: UserHistory, seed: int, train_val_ratio: float) -> UserS
         train_pairs = val_pairs
         note = "train-is-val"
     train = tuple(present_once(p, seed) for p in train_pairs)
-    val = tuple(e for p in val_pairs for e in present_both(p))
+    if validation_orders == "both":
+        val = tuple(e for p in val_pairs for e in present_both(p))
+    else:
+        val = tuple(present_once(p, seed) for p in val_pairs)
     return UserSplit(train=train, val=val, note=note)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from personalrewardbench.data.schema import Message
 from personalrewardbench.judging import parse_choice, render_comparison
+from personalrewardbench.missing import present_text
 
 from .examples import Demo
 
@@ -49,17 +50,19 @@ PERSONA_JUDGE_INSTRUCTION = (
     "applies here, then pick the reply they most likely preferred.\n\n" + _REPLY_FORMAT
 )
 
-# The persona writer's instruction: the paper's "Theta". A setting
-# (``persona_instruction``); this is the default wording.
+# The persona writer's built-in instruction (``persona_program="builtin"``); the reference's
+# optimized Theta is read at run time instead (program.py). Both get PERSONA_REPLY_FORMAT.
+PERSONA_REPLY_FORMAT = (
+    "Reply in this form:\n"
+    "Reasoning: <what the choices have in common>\n"
+    "Persona: <the persona, one short paragraph>"
+)
 DEFAULT_PERSONA_INSTRUCTION = (
     "Below are choices one person made between two assistant responses, each ending with the response "
     "they truly preferred; some come with reasoning about why. Describe this person as a concise persona "
     "that would let someone else predict their future choices: what they value in a response (for "
     "example length, tone, detail, directness, style, accuracy, creativity, caution), and anything "
-    "the choices suggest about who they are. Do not list the examples one by one; generalise.\n\n"
-    "Reply in this form:\n"
-    "Reasoning: <what the choices have in common>\n"
-    "Persona: <the persona, one short paragraph>"
+    "the choices suggest about who they are. Do not list the examples one by one; generalise."
 )
 
 _PERSONA_RE = re.compile(r"persona\s*:\s*", re.IGNORECASE)
@@ -81,7 +84,7 @@ def demo_turns(demo: Demo) -> list[Message]:
 def judge_instruction(persona: str | None) -> str:
     if persona is None:
         return JUDGE_INSTRUCTION
-    return PERSONA_JUDGE_INSTRUCTION.format(persona=persona.strip() or "(nothing is known)")
+    return PERSONA_JUDGE_INSTRUCTION.format(persona=present_text(persona) or "(nothing is known)")
 
 
 def parse_answer(text: str) -> str | None:
@@ -106,6 +109,11 @@ def persona_example_block(index: int, demo: Demo) -> str:
     return "\n\n".join(parts)
 
 
+def persona_system(instruction: str) -> str:
+    """The writer's system message: its instruction (built-in, a program's, or a setting) and the reply form."""
+    return instruction.strip() + "\n\n" + PERSONA_REPLY_FORMAT
+
+
 def persona_user_turn(blocks: Sequence[str], n_dropped: int) -> str:
     head = "Past judgments of this person:\n\n"
     tail = ""
@@ -115,25 +123,36 @@ def persona_user_turn(blocks: Sequence[str], n_dropped: int) -> str:
     return head + body + tail + "\n\nNow write the persona."
 
 
+def worked_example_turns(judgments: str, reasoning: str | None, persona: str) -> list[Message]:
+    """A persona program's worked example as a user turn (its past judgments) and the writer's answer."""
+    answer = (f"Reasoning: {reasoning.strip()}\n" if reasoning and reasoning.strip() else "") + f"Persona: {persona.strip()}"
+    return [Message("user", persona_user_turn([judgments.strip()], 0)), Message("assistant", answer)]
+
+
 def parse_persona(text: str) -> str | None:
-    """The persona in a writer reply: the text after the last 'Persona:' label; without the label
-    (a reply cut off by the length cap, or a bare description) the whole reply minus a leading
-    'Reasoning:'; None for an empty reply."""
+    """The persona in a writer reply: the text after the last 'Persona:' label. A reply without the
+    label is used whole only when it is a bare description (it does not open with 'Reasoning:');
+    reasoning text is never taken for a persona. None when there is no persona."""
     pieces = _PERSONA_RE.split(text)
-    if len(pieces) >= 2 and pieces[-1].strip():
-        return pieces[-1].strip()
-    bare = re.sub(r"^\s*reasoning\s*:\s*", "", text, flags=re.IGNORECASE).strip()
-    return bare or None
+    if len(pieces) >= 2:
+        return pieces[-1].strip() or None
+    if re.match(r"^\s*reasoning\s*:", text, flags=re.IGNORECASE):
+        return None
+    return text.strip() or None
 
 
 def has_persona_label(text: str) -> bool:
     return len(_PERSONA_RE.split(text)) >= 2
 
 
-def templates(persona_instruction: str | None) -> dict[str, str]:
-    """Every prompt template by name (the harness records their sha256 in provenance)."""
-    return {
+def templates(persona_instruction: str, persona_examples: Sequence[str] = ()) -> dict[str, str]:
+    """Every prompt template by name (the harness records their sha256 in provenance); a persona
+    program's worked examples are included so that the hash changes with the program."""
+    out = {
         "synthesizeme.judge": JUDGE_INSTRUCTION,
         "synthesizeme.persona_judge": PERSONA_JUDGE_INSTRUCTION,
-        "synthesizeme.persona_writer": persona_instruction or DEFAULT_PERSONA_INSTRUCTION,
+        "synthesizeme.persona_writer": persona_system(persona_instruction),
     }
+    for i, text in enumerate(persona_examples, 1):
+        out[f"synthesizeme.persona_writer.example{i}"] = text
+    return out

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from personalrewardbench.data import cache
 from personalrewardbench.data.arena import ArenaSettings, battle_records, pair_from_battle
 from personalrewardbench.data.errors import DataError
+from personalrewardbench.data.order import assign_source_positions
 from personalrewardbench.data.prism import (
     PrismSettings,
     conversation_records,
@@ -150,6 +151,7 @@ def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None
         return hit
     counts: Counter[str] = Counter()
     pairs, group_of, where_of = _collect(plan.source, plan.records, plan.arena, plan.prism, counts, progress)
+    pairs = assign_source_positions(pairs, plan.source)  # read order / timestamps, before any re-sorting
     pairs = _drop_repeated_content(pairs, counts)
     kept, dropped = split_users(pairs, group_of, plan.split)
     counts.update(dropped)

@@ -36,6 +36,7 @@ from personalrewardbench.data.common import (
 )
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
+from personalrewardbench.data.order import assign_source_positions
 from personalrewardbench.data.records import iter_hub_rows
 from personalrewardbench.data.schema import Benchmark, PreferencePair
 from personalrewardbench.data.store import make_benchmark
@@ -145,7 +146,7 @@ def benchmark_from_rows(
     for i, row in enumerate(rows):
         where = locations[i] if locations is not None else f"row {i}"
         pairs.append(pair_from_row(row, name=name, where=where, quirks=notes if official else None))
-    pairs = _assign_ids(pairs)
+    pairs = assign_source_positions(_assign_ids(pairs))  # row order = the user's source order
     locs = {p.pair_id: (locations[i] if locations is not None else f"row {i}") for i, p in enumerate(pairs)}
     ordered = sorted(pairs, key=lambda p: p.pair_id)
     return make_benchmark(ordered, profiles, name=name, sources=sources, filters=filters or {"split": "published"},

@@ -90,8 +90,9 @@ class PreferencePair:
 class UserHistory:
     """What ``Method.fit`` sees for one user: labeled train and val pairs.
 
-    ``profile`` holds demographics where the source has them (PRISM survey),
-    else None. Test pairs never appear here.
+    ``train`` and ``val`` are each in source order, earliest first (see
+    :mod:`personalrewardbench.data.order`). ``profile`` holds demographics where
+    the source has them (PRISM survey), else None. Test pairs never appear here.
     """
 
     user_id: str
@@ -175,11 +176,19 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass")
 
 
+# Meta fields left out of the content hash: a pair's position in its source (data/order.py) depends on
+# row order, and the hash names the data, the same whatever order the rows come in.
+UNHASHED_META = ("source_position",)
+
+
 def content_hash(pairs: Sequence[PreferencePair], profiles: Mapping[str, Any]) -> str:
-    """sha256 over pairs (sorted by pair_id) and profiles (sorted by user id)."""
+    """sha256 over pairs (sorted by pair_id; meta without :data:`UNHASHED_META`) and profiles (sorted by
+    user id). The same pairs and profiles give the same hash whatever their order."""
     h = hashlib.sha256()
     for p in sorted(pairs, key=lambda p: p.pair_id):
-        h.update(_canonical(p.to_dict()))
+        d = p.to_dict()
+        d["meta"] = {k: v for k, v in d["meta"].items() if k not in UNHASHED_META}
+        h.update(_canonical(d))
         h.update(b"\n")
     h.update(_canonical({k: profiles[k] for k in sorted(profiles)}))
     return h.hexdigest()
@@ -212,7 +221,9 @@ class Benchmark:
         return [p for p in self.pairs if p.split == split]
 
     def histories(self) -> list[UserHistory]:
-        """One UserHistory per user (sorted by user id): train and val only."""
+        """One UserHistory per user (sorted by user id): train and val only, each in source order."""
+        from personalrewardbench.data.order import in_source_order
+
         by_user: dict[str, dict[str, list[PreferencePair]]] = {}
         for p in self.pairs:
             by_user.setdefault(p.user_id, {"train": [], "val": [], "test": []})[p.split].append(p)
@@ -224,8 +235,8 @@ class Benchmark:
                 UserHistory(
                     user_id=uid,
                     dataset=ds,
-                    train=tuple(d["train"]),
-                    val=tuple(d["val"]),
+                    train=tuple(in_source_order(d["train"])),
+                    val=tuple(in_source_order(d["val"])),
                     profile=self.profiles.get(uid),
                 )
             )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from personalrewardbench.data.schema import Context, Message
+from personalrewardbench.missing import present_text
 
 PERSONA_HEADER = "Persona of the user who judges the responses:"
 
@@ -30,8 +31,9 @@ class RMItem:
 def render_plain(context: Sequence[Message], persona: str | None = None) -> str:
     """A conversation as plain text (for tokenizers without a chat template and for embeddings)."""
     lines = []
+    persona = present_text(persona)  # None, NaN, "" and "nan" are no persona
     if persona:
-        lines.append(f"{PERSONA_HEADER}\n{persona.strip()}\n")
+        lines.append(f"{PERSONA_HEADER}\n{persona}\n")
     for m in context:
         lines.append(f"{m.role.capitalize()}: {m.content}")
     return "\n".join(lines)
@@ -40,8 +42,9 @@ def render_plain(context: Sequence[Message], persona: str | None = None) -> str:
 def _chat_messages(context: Sequence[Message], response: str, persona: str | None,
                    system_ok: bool) -> list[dict[str, str]]:
     msgs = [m.to_dict() for m in context]
+    persona = present_text(persona)
     if persona:
-        note = f"{PERSONA_HEADER}\n{persona.strip()}"
+        note = f"{PERSONA_HEADER}\n{persona}"
         if system_ok:
             msgs.insert(0, {"role": "system", "content": note})
         else:  # templates that reject a system role: put the persona in front of the first user turn

@@ -13,6 +13,7 @@ from typing import Any
 
 from personalrewardbench.data.schema import UserHistory
 from personalrewardbench.methods import MethodEnv, MethodError
+from personalrewardbench.missing import is_missing, present_text
 
 _NO_PERSONA = "(the persona writer gave no persona)"
 
@@ -22,11 +23,11 @@ def extract_persona(text: str) -> str | None:
     whole text for artifacts that are just a persona. None when the artifact has no persona."""
     head = "Persona:\n"
     if not text.startswith(head):
-        return text.strip() or None if "\nChosen candidate:" not in text else None
+        return present_text(text) if "\nChosen candidate:" not in text else None
     body = text[len(head):]
     cut = body.rfind("\n\nDemos (")
     persona = (body[:cut] if cut >= 0 else body).strip()
-    return None if not persona or persona == _NO_PERSONA else persona
+    return None if is_missing(persona) or persona == _NO_PERSONA else persona
 
 
 def _personas_from_artifacts(artifacts: Mapping[str, str]) -> dict[str, str]:

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              n_val=args.val, n_test=args.test)
     histories = bench.histories()
     config = {"num_candidates": args.candidates, "max_labeled_demos": args.labeled,
-              "max_judge_tokens": args.judge_tokens, "max_persona_tokens": args.persona_tokens}
+              "max_judge_tokens": args.judge_tokens, "max_persona_tokens": args.persona_tokens,
+              "persona_program": args.persona_program}
     report: dict[str, Any] = {"users": len(histories), "config": config, "backend": args.backend,
                               "model": args.model or "embedded SmolLM2-135M-Instruct", "modes": {}}
     with tempfile.TemporaryDirectory(prefix="prb-bench-sme-") as tmp:
@@ -124,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=2)
     ap.add_argument("--candidates", type=int, default=2, help="num_candidates (method default 10)")
     ap.add_argument("--labeled", type=int, default=4, help="max_labeled_demos (method default 4)")
-    ap.add_argument("--judge-tokens", type=int, default=32, help="max_judge_tokens (method default 256)")
-    ap.add_argument("--persona-tokens", type=int, default=64, help="max_persona_tokens (method default 384)")
+    ap.add_argument("--judge-tokens", type=int, default=32, help="max_judge_tokens (method default 8192)")
+    ap.add_argument("--persona-tokens", type=int, default=64, help="max_persona_tokens (method default 8192)")
+    ap.add_argument("--persona-program", default="builtin",
+                    help="persona_program (method default 'reference': the reference's Theta, ~20k tokens)")
     ap.add_argument("--backend", default="transformers")
     ap.add_argument("--model", default=None)
     ap.add_argument("--base-url", default=None, help="openai backend: server URL")

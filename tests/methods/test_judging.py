@@ -24,6 +24,7 @@ from personalrewardbench.judging import (
     render_comparison,
     render_conversation,
     render_labeled_pair,
+    reply_reserve,
 )
 from personalrewardbench.llm import GenerationParams, ScriptedLLM
 
@@ -180,12 +181,33 @@ def test_generate_parsed_retries_with_new_seeds_then_fails():
     real = llm.generate
     llm.generate = lambda chats, p: calls.append(len(chats)) or real(chats, p)
     chats = [[Message("user", q)] for q in ("ok", "third", "never")]
-    out = generate_parsed(llm, chats, GenerationParams(max_tokens=20, seed=3), parse_choice)
+    out = generate_parsed(llm, chats, GenerationParams(max_tokens=20, seed=3), parse_choice, retry_temperature=0.7)
     assert [o.value for o in out] == [FIRST, SECOND, None]
     assert [o.tries for o in out] == [1, 3, 4]
     assert calls == [3, 2, 2, 1]  # one batch per try, only the unparsed re-asked
     never = [s for s in seen if s[0] == "never"]
     assert len({s[1] for s in never}) == 4 and never[0][2] == 0.0 and all(s[2] >= 0.7 for s in never[1:])
+
+
+def test_generate_parsed_default_retries_are_identical_so_a_failed_first_try_is_final():
+    """The reference retries at temperature 0.0 x (0.001 + i/4) = 0 with requests cached: the same reply."""
+    seen = []
+
+    def gen(chat, params):
+        seen.append((chat[-1].content, params.temperature))
+        return "Answer: First" if chat[-1].content == "ok" else "no idea"
+
+    llm = ScriptedLLM(generate_fn=gen)
+    chats = [[Message("user", q)] for q in ("ok", "never")]
+    out = generate_parsed(llm, chats, GenerationParams(max_tokens=20), parse_choice, tries=4)
+    assert [(o.value, o.tries) for o in out] == [(FIRST, 1), (None, 1)]
+    assert sorted(seen) == [("never", 0.0), ("ok", 0.0)]  # one request each, temperature 0
+
+
+def test_reply_reserve_is_the_cap_at_most_half_the_context():
+    llm = ScriptedLLM(context_length=8192)
+    assert reply_reserve(llm, 256, 8) == 264
+    assert reply_reserve(llm, 8192, 8) == 4096 + 8
 
 
 def test_judge_stats_sums_per_user():

@@ -55,7 +55,7 @@ def _run(name: str, histories, queries, context_length: int = 8192, **config):
 
 
 def test_memory_shows_past_choices_newest_first_with_the_chosen_side_marked():
-    m, probs, rec = _run("memory", [_history("u1"), _history("u2")], [_query("u1")])
+    m, probs, rec = _run("memory-direct", [_history("u1"), _history("u2")], [_query("u1")])
     assert probs == [pytest.approx(0.7)]
     body = rec.chats[0][-1].content
     # newest first: val pair 3, then train 2, 1, 0; nothing of the other user
@@ -75,21 +75,21 @@ def test_memory_shows_past_choices_newest_first_with_the_chosen_side_marked():
 def test_memory_orders_by_timestamp_when_every_pair_has_one_and_can_leave_out_val():
     h = UserHistory("u1", "d", (_pair("u1", 0, timestamp=30), _pair("u1", 1, timestamp=10)),
                     (_pair("u1", 2, "val", timestamp=20),))
-    _, _, rec = _run("memory", [h], [_query("u1")])
+    _, _, rec = _run("memory-direct", [h], [_query("u1")])
     body = rec.chats[0][-1].content
     assert body.index("Q0 of u1") < body.index("Q2 of u1") < body.index("Q1 of u1")
-    _, _, rec = _run("memory", [_history("u1")], [_query("u1")], include_val=False)
+    _, _, rec = _run("memory-direct", [_history("u1")], [_query("u1")], include_val=False)
     assert "Q3 of u1" not in rec.chats[0][-1].content and "Q2 of u1" in rec.chats[0][-1].content
 
 
 def test_memory_drops_oldest_history_to_fit_and_counts_it():
     full = Recorder()
-    m0 = load_method("memory")
+    m0 = load_method("memory-direct")
     m0.setup(MethodEnv(llm=full.llm))
     m0.fit([_history("u1", n_train=8, n_val=0)])
     m0.predict([_query("u1")])
     need = full.llm.count_tokens(full.chats[0])
-    m, probs, rec = _run("memory", [_history("u1", n_train=8, n_val=0)], [_query("u1")] * 2,
+    m, probs, rec = _run("memory-direct", [_history("u1", n_train=8, n_val=0)], [_query("u1")] * 2,
                          context_length=need + CHOICE_RESERVE - 5)
     body = rec.chats[0][-1].content
     assert "Q7 of u1" in body and "Q0 of u1" not in body  # oldest gone, newest kept
@@ -99,9 +99,25 @@ def test_memory_drops_oldest_history_to_fit_and_counts_it():
 
 
 def test_memory_max_history_caps_the_items():
-    _, _, rec = _run("memory", [_history("u1", n_train=5, n_val=0)], [_query("u1")], max_history=2)
+    _, _, rec = _run("memory-direct", [_history("u1", n_train=5, n_val=0)], [_query("u1")], max_history=2)
     body = rec.chats[0][-1].content
     assert "Q4 of u1" in body and "Q3 of u1" in body and "Q2 of u1" not in body
+
+
+def test_memory_default_is_the_reference_judge_with_history_in_source_order():
+    """Newest = the latest source position (train and val interleave in the source), not pair-id order."""
+    h = UserHistory("u1", "d", (_pair("u1", 0, source_position=2), _pair("u1", 1, source_position=0)),
+                    (_pair("u1", 2, "val", source_position=1),))
+    seen = []
+    m = load_method("memory")
+    m.setup(MethodEnv(seed=0, llm=ScriptedLLM(generate_fn=lambda c, p: seen.append((c, p)) or "Answer: Second"),
+                      show_progress=False))
+    m.fit([h])
+    assert m.predict([_query("u1")]) == [0.0]
+    (chat, params), = seen
+    assert (params.max_tokens, params.temperature) == (8192, 0.0) and "human judge" in chat[0].content
+    body = chat[-1].content
+    assert body.index("Q0 of u1") < body.index("Q2 of u1") < body.index("Q1 of u1")  # positions 2, 1, 0
 
 
 # ---------------------------------------------------------------------------------- demographics
@@ -141,7 +157,7 @@ def test_render_profile_shows_survey_answers_and_leaves_out_bookkeeping():
 
 def test_demographics_puts_the_profile_in_the_prompt_and_counts_users_without_one():
     hs = [_history("u1", profile=PRISM_LIKE), _history("u2", profile=None)]
-    m, probs, rec = _run("demographics", hs, [_query("u1"), _query("u2")])
+    m, probs, rec = _run("demographics-direct", hs, [_query("u1"), _query("u2")])
     assert probs == [pytest.approx(0.7)] * 2
     with_profile, without = rec.chats[0][-1].content, rec.chats[1][-1].content
     assert "- Gender: Female" in with_profile and "Q0 of u1" not in with_profile  # profile, not history
@@ -154,10 +170,56 @@ def test_demographics_puts_the_profile_in_the_prompt_and_counts_users_without_on
 def test_demographics_keeps_the_profile_and_cuts_the_conversation_instead():
     long_q = Query("q", "u1", (Message("user", "old " * 300), Message("assistant", "ok"), Message("user", "Now?")),
                    "reply alpha", "reply beta")
-    m, _, rec = _run("demographics", [_history("u1", profile=PRISM_LIKE)], [long_q], context_length=200)
+    m, _, rec = _run("demographics-direct", [_history("u1", profile=PRISM_LIKE)], [long_q], context_length=200)
     body = rec.chats[0][-1].content
     assert "- Gender: Female" in body and "old old old" not in body and "User: Now?" in body
     assert m.usage()["per_user"]["u1"]["truncated_conversations"] == 1
+
+
+NAN_PROFILE = {**PRISM_LIKE, "age": float("nan"), "marital_status": "nan", "english_proficiency": None,
+               "gender": "  ", "ethnicity": {"simplified": float("nan"), "self_described": "Mixed"}}
+
+
+def _generate_recorder():
+    seen = []
+    return seen, ScriptedLLM(generate_fn=lambda c, p: seen.append(c) or "Answer: First")
+
+
+def test_demographics_default_shows_the_demographic_fields_only_as_the_paper():
+    seen, llm = _generate_recorder()
+    m = load_method("demographics")
+    assert (m.profile, m.variant, m.answer, m.wording) == ("demographics", "cot", "parse", "human-judge")
+    m.setup(MethodEnv(seed=0, llm=llm, show_progress=False))
+    m.fit([_history("u1", profile=PRISM_LIKE)])
+    assert m.predict([_query("u1")]) == [1.0]
+    body = seen[0][-1].content
+    profile = body.split("in a survey:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert profile == ["- Age: 25-34 years old", "- Gender: Female", "- Employment status: Working full-time",
+                       "- Education: University Bachelors Degree", "- Religion: No religion",
+                       "- Country of residence: Chile", "- Country of birth: Chile"]
+    assert not any(s in body for s in ("short, direct", "Stated prefs", "creativity", "coding"))
+
+
+@pytest.mark.parametrize("name", ["demographics", "demographics-full-profile", "demographics-direct"])
+def test_nan_none_and_empty_survey_values_are_missing_on_every_path(name):
+    seen, llm = _generate_recorder()
+    rec = Recorder()
+    m = load_method(name)
+    m.setup(MethodEnv(seed=0, llm=rec.llm if m.variant == "direct" else llm, show_progress=False))
+    m.fit([_history("u1", profile=NAN_PROFILE)])
+    m.predict([_query("u1")])
+    body = (rec.chats or seen)[0][-1].content
+    assert "nan" not in body.lower().replace("nancy", "") and "None" not in body
+    assert "Age:" not in body and "Gender:" not in body and "Marital" not in body
+    assert "Mixed" in body  # the answered part of a half-answered field stays
+
+
+def test_missing_rule():
+    from personalrewardbench.missing import is_missing, present_text
+
+    assert all(is_missing(v) for v in (None, float("nan"), "", "  ", "nan", "NaN", "None", "null", [], {}))
+    assert not any(is_missing(v) for v in (0, 0.0, False, "no", "Nancy", ["x"]))
+    assert present_text("  Female ") == "Female" and present_text(float("nan")) is None
 
 
 def test_demographics_is_not_applicable_without_profiles(tmp_path):
@@ -175,7 +237,7 @@ def test_demographics_is_not_applicable_without_profiles(tmp_path):
 def test_memory_end_to_end_with_smollm2_trims_history_to_a_small_context(tmp_path):
     llm = smollm2(max_model_len=300)  # too small for all 3 past comparisons (about 322 tokens): one must go
     bench = make_tiny_benchmark(n_users=2, n_train=3, n_val=0, n_test=1)
-    res = evaluate_and_verify("memory", bench, llm, tmp_path)
+    res = evaluate_and_verify("memory-direct", bench, llm, tmp_path)
     assert res["status"] == "ok" and res["scores"]["n_judgments"] == 4 and res["scores"]["n_failed"] == 0
     totals = res["method_usage"]["totals"]
     assert totals["history_items"] == 6 and totals["items_dropped"] == 4  # the oldest one, for each query
@@ -184,7 +246,8 @@ def test_memory_end_to_end_with_smollm2_trims_history_to_a_small_context(tmp_pat
 
 def test_demographics_end_to_end_with_smollm2(tmp_path):
     bench = make_tiny_benchmark(n_users=2, n_train=1, n_val=0, n_test=1, profiles=True)
-    res = evaluate_and_verify("demographics", bench, smollm2(), tmp_path)
+    res = evaluate_and_verify("demographics", bench, smollm2(), tmp_path, {"max_reasoning_tokens": 16})
     assert res["status"] == "ok" and res["scores"]["n_judgments"] == 4
+    assert res["method_usage"]["totals"]["failed_judgments"] == res["scores"]["n_failed"]
     assert res["method_usage"]["totals"]["no_profile"] == 0
     assert "profile_intro" in res["provenance"]["prompt_template_hashes"]

@@ -1,9 +1,9 @@
 """SynthesizeMe end to end with the real embedded SmolLM2 (8k context, CPU) through the evaluator.
 
 Small settings keep it short: 2 users, 2 train / 1 val / 1 test pairs each, no
-shuffled candidates, one labeled demo, short reply caps, 2 tries per judgment (the
-4-try default and its counting are covered with a scripted model). It still runs every
-phase. The results must pass `prb verify`'s checks, and failed judgments must be
+shuffled candidates, one labeled demo, short reply caps, the built-in persona writer (the
+reference's Theta program is checked against the real package and, call for call, by
+scripts/bench/protocol_vs_reference.py). It still runs every phase. The results must pass `prb verify`'s checks, and failed judgments must be
 counted, not hidden. Marked slow: loading the model and ~40 CPU generations
 take over a minute on 2 cores.
 """
@@ -20,7 +20,7 @@ from personalrewardbench.runs import verify_run
 from tests.conftest import make_tiny_benchmark
 
 SMALL = {"num_candidates": 0, "max_labeled_demos": 1, "max_judge_tokens": 32, "max_persona_tokens": 48,
-         "max_tries": 2}
+         "max_tries": 2, "persona_program": "builtin"}
 
 
 @pytest.fixture(scope="module")
