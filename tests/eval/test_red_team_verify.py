@@ -161,3 +161,22 @@ def test_accuracy_interval_covers_the_truth_about_95_percent_with_ten_pairs() ->
         covered += ci is not None and ci[0] <= truth <= ci[1]
     # binomial sd of a 95% coverage over 300 runs is 1.3 points: 0.90 is more than 3 sd below nominal
     assert covered / runs >= 0.90, f"coverage {covered / runs:.3f}"
+
+
+def test_scoring_from_inside_the_submission_folder_never_shows_the_cache_to_the_method(
+        tmp_path: Path, monkeypatch) -> None:
+    """`cd submissions/my-method && prb submission score . ...` put the default cache (.prb-cache/: built
+    benchmarks with every test label, the seal key) inside the folder whose every file the snapshot copies
+    for the adapter; the run only failed at the very end, on the seal key. It must be refused up front."""
+    from personalrewardbench.submissions.scoring import score_submission
+
+    monkeypatch.delenv("PRB_CACHE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["submission", "new", "my-method"]) == 0
+    sub = tmp_path / "submissions" / "my-method"
+    (sub / ".prb-cache" / "data").mkdir(parents=True)
+    (sub / ".prb-cache" / "data" / "built.pkl").write_bytes(b"labels")
+    monkeypatch.chdir(sub)
+    outcomes = score_submission(sub, BENCH, tmp_path / "out", names=["my-method"], show_progress=False)
+    assert [(o.status, o.kind) for o in outcomes] == [("failed", "invalid")]
+    assert "PRB_CACHE_DIR" in outcomes[0].error and "test labels" in outcomes[0].error
