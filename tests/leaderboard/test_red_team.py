@@ -201,3 +201,15 @@ def test_resume_does_not_seal_predictions_edited_in_the_run_folder(standard_resu
     except Exception:  # noqa: BLE001 - refusing the edited folder is a secure outcome too
         return
     assert again["scores"]["accuracy"] == 0.5 or not check_seal(run).ok
+
+
+def test_a_reported_row_with_zero_uncertainty_is_refused_not_shown_as_certain(tmp_path: Path) -> None:
+    """ci95_or_se = 0 became the interval [acc, acc]: a published number shown as known exactly, and every tie
+    mark against it decided by a point."""
+    from personalrewardbench.leaderboard.reported import ReportedError, load_reported
+
+    csv = tmp_path / "reported.csv"
+    csv.write_text("source,dataset,base_model,method,accuracy,ci95_or_se,uncertainty_kind,note,citation_url\n"
+                   '"Paper A",prism,m,memory,60.0,0,se,,\n')
+    with pytest.raises(ReportedError, match="line 2: ci95_or_se is 0"):
+        load_reported(csv)
