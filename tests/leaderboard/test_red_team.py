@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -213,3 +214,33 @@ def test_a_reported_row_with_zero_uncertainty_is_refused_not_shown_as_certain(tm
                    '"Paper A",prism,m,memory,60.0,0,se,,\n')
     with pytest.raises(ReportedError, match="line 2: ci95_or_se is 0"):
         load_reported(csv)
+
+
+def test_a_submission_cannot_take_a_baselines_name(tmp_path: Path, monkeypatch) -> None:
+    """`submissions/length`, or `submissions/bt` with [variants.rm], validated fine; once merged, the registry
+    let the later folder win, so `prb evaluate --method length` and CI's in-process baseline runs
+    (`run_baselines`) imported the contributor's code unsandboxed, with $PRB_SEAL_KEY in its environment."""
+    from personalrewardbench.cli import main
+    from personalrewardbench.methods import resolve_method
+    from personalrewardbench.submissions.spec import SubmissionError, validate_folder
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["submission", "new", "scratch"]) == 0  # `new length` is refused now; copy a valid template
+    marker = tmp_path / "imported"
+    for name, variant in (("length", "strong"), ("bt", "rm")):
+        folder = shutil.copytree(tmp_path / "submissions" / "scratch", tmp_path / "submissions" / name)
+        toml = (folder / "submission.toml").read_text().replace('name = "scratch"', f'name = "{name}"')
+        (folder / "submission.toml").write_text(toml.replace("[variants.strong]", f"[variants.{variant}]"))
+        adapter = folder / "adapter.py"
+        adapter.write_text(adapter.read_text() + f"\nopen({str(marker)!r}, 'w').write('in-process')\n")
+    shutil.rmtree(tmp_path / "submissions" / "scratch")
+    for name, taken in (("length", "baselines/length"), ("bt", "baselines/bt-rm")):
+        with pytest.raises(SubmissionError, match=f"already taken by {taken}"):
+            validate_folder(tmp_path / "submissions" / name)
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("PRB_METHOD_DIRS", os.pathsep.join([str(repo / "baselines"), str(tmp_path / "submissions")]))
+    assert resolve_method("length").source == "baselines/length"
+    assert resolve_method("bt-rm").source == "baselines/bt-rm"
+    method = load_method("length")
+    assert Path(sys.modules[type(method).__module__].__file__).parent == repo / "baselines" / "length"
+    assert not marker.exists()
