@@ -171,8 +171,16 @@ def _registry() -> tuple[dict[str, MethodInfo], dict[str, MethodError]]:
                 broken[folder.name] = exc
                 continue
             for info in infos:
+                prev = found.get(info.name)
+                if prev is not None and prev.folder is not None:
+                    continue  # the first folder keeps its name (baselines/ come first): never shadowed later
                 found[info.name] = info  # folders win over entry points of the same name
     return found, broken
+
+
+def method_folders() -> dict[str, Path]:
+    """Method name -> the folder that registers it (first folder wins, see :func:`method_dirs`)."""
+    return {name: info.folder for name, info in _registry()[0].items() if info.folder is not None}
 
 
 def list_methods() -> dict[str, str]:

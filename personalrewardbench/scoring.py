@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from personalrewardbench.intervals import REFERENCE_RESAMPLES, choose_interval, reference_interval
+from personalrewardbench.intervals import MIN_UNITS, REFERENCE_RESAMPLES, choose_interval, reference_interval
 from personalrewardbench.methods import MethodError
 
 ORDERS = ("chosen_first", "chosen_second")
@@ -354,8 +354,9 @@ def paired_comparison(
         "accuracy_a": acc_a,
         "accuracy_b": acc_b,
         "difference": diff,
-        "ci95": _ci_diff(diff, boot_pairs),
-        "ci95_users": _ci_diff(diff, boot_users),
+        # fewer than 2 resampling units: no interval (the intervals module's rule 1), never a zero-width one
+        "ci95": _ci_diff(diff, boot_pairs) if int(judged.sum()) >= MIN_UNITS else None,
+        "ci95_users": _ci_diff(diff, boot_users) if U >= MIN_UNITS else None,
         "p_value": p_value,
         "p_value_test": SIGN_TEST,
         "wins_a": wins_a,

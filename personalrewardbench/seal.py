@@ -86,8 +86,10 @@ def key_file_path() -> Path:
 
 
 def _check_location(path: Path) -> None:
-    """Refuse a key file inside a submission folder or a results folder (a method could read it there)."""
-    for folder in path.parents:
+    """Refuse a key file inside a submission folder or a results folder (a method could read it there),
+    whether it sits there by its own path or through a symbolically linked folder above it."""
+    real = path.parent.resolve() / path.name
+    for folder in dict.fromkeys([*path.parents, *real.parents]):
         for marker in ("submission.toml", RESULTS_FILE):
             if (folder / marker).exists():
                 raise SealError(f"the seal key {path} would sit inside {folder} (it holds {marker}); a method "
@@ -97,7 +99,8 @@ def _check_location(path: Path) -> None:
 
 def _read_key_file(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))  # O_NONBLOCK: a FIFO is refused below, never waited on
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise SealError(f"the seal key {path} is a symbolic link; keys are never read through links") from None
@@ -137,16 +140,36 @@ def load_key(*, create: bool = True) -> SealKey:
             raise SealError(f"no seal key: {path} does not exist and {KEY_ENV} is not set; runs sealed elsewhere "
                             f"cannot be checked here (set {KEY_ENV} or PRB_CACHE_DIR to the key that sealed them)")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _create_key_file(path)
+    return SealKey(_read_key_file(path), str(path))
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new random key to ``path`` unless one exists. The key is written in full to a private
+    temporary file and then hard-linked into place, so a process racing to create it never reads a
+    half-written (empty) key: ``link`` fails when the name exists, and the loser reads the winner's key."""
+    tmp = path.with_name(f".{KEY_FILE}.tmp{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            os.link(tmp, path, follow_symlinks=False)
         except FileExistsError:
             pass  # another process made it first: read theirs
-        else:
+        except OSError:  # a file system without hard links: create in place (a racing reader may wait)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            except FileExistsError:
+                return
             with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32) + "\n")
+                fh.write(tmp.read_text())
                 fh.flush()
                 os.fsync(fh.fileno())
-    return SealKey(_read_key_file(path), str(path))
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _covered_files(run_dir: Path) -> list[str]:

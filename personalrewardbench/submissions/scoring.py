@@ -12,6 +12,7 @@ never stops the other names.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,11 @@ def score_submission(folder: str | Path, benchmark: Benchmark, out_root: str | P
         if out == root or root in out.parents:
             raise SubmissionError(f"results root {out_root} is inside the submission folder {sub.folder}; write "
                                   "results outside it (e.g. --out results/submissions)")
+        cache = Path(os.environ.get("PRB_CACHE_DIR") or ".prb-cache").resolve()
+        if cache == root or root in cache.parents:  # the snapshot copies every file of the folder
+            raise SubmissionError(f"the harness's cache {cache} (built benchmarks with their test labels, the seal "
+                                  f"key) is inside the submission folder {sub.folder}, whose files the method can "
+                                  "read; run from outside the folder or set PRB_CACHE_DIR to a folder outside it")
         snapshot = Snapshot(sub.folder)
     except SubmissionError as exc:
         return [ScoreOutcome(method=Path(folder).name, dataset=benchmark.name, status="failed", error=str(exc),

@@ -330,6 +330,7 @@ def folder_problems(sub: Submission) -> list[str]:
     if folder.parent.name in ("submissions", "baselines") and folder.name != sub.name:
         problems.append(f"folder name {folder.name!r} differs from [submission].name {sub.name!r}; "
                         "rename one so they match")
+    problems += name_clashes(sub)
     if not (folder / "README.md").is_file() or (folder / "README.md").is_symlink():
         problems.append(f"{folder / 'README.md'} is missing; describe the method, its settings and how it was run")
     parts = sub.entry_module.split(".")
@@ -344,6 +345,20 @@ def folder_problems(sub: Submission) -> list[str]:
             problems.append(f"[method].entry {sub.entry!r}: no 'class {sub.entry_class}' in "
                             f"{mod_file.relative_to(folder)}; fix the class name in entry")
     return problems
+
+
+def name_clashes(sub: Submission) -> list[str]:
+    """Method names of ``sub`` (base and variants) already registered by another method folder: a
+    submission named ``length``, or ``bt`` with ``[variants.rm]``, would otherwise claim a baseline's name."""
+    from personalrewardbench.methods import method_folders
+
+    mine = (sub.folder.resolve().parent.name, sub.folder.resolve().name)
+    out = []
+    for name, other in sorted(method_folders().items()):
+        if name in sub.method_names() and (other.parent.name, other.name) != mine:
+            out.append(f"method name {name!r} is already taken by {other.parent.name}/{other.name}; rename the "
+                       "submission or the variant so that every name it declares is new")
+    return out
 
 
 def validate_folder(folder: str | Path) -> Submission:
