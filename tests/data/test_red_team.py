@@ -228,20 +228,33 @@ def test_hub_copy_with_an_extra_file_is_named_not_silently_unofficial(tmp_path):
     assert "extra-00000-of-00001.parquet" in _load_error(copy)
 
 
-def test_built_folder_manifest_fields_are_checked(tmp_path, capsys):
-    """counts {} made `prb data stats/validate/export` end in KeyError tracebacks; official "false"
-    (a string) was read as True, turning the folder's errors into warnings."""
+def _edited_manifest(tmp_path: Path, name: str, change: dict[str, Any]) -> Path:
     bench = load_benchmark(write_jsonl(tmp_path / "pairs.jsonl", _rows()))
-    for name, change in (("counts", {"counts": {}}), ("official", {"official": "false"})):
-        out = save_benchmark(bench, tmp_path / name)
-        m = json.loads((out / "manifest.json").read_text())
-        m.update(change)
-        (out / "manifest.json").write_text(json.dumps(m))
-        assert name in _load_error(out)
-        for cmd in ("stats", "validate", "export"):
-            extra = ["--out", str(tmp_path / "x")] if cmd == "export" else []
-            assert main(["data", cmd, "--dataset", str(out), *extra]) == 2
-        assert "Traceback" not in capsys.readouterr().err
+    out = save_benchmark(bench, tmp_path / name)
+    m = json.loads((out / "manifest.json").read_text())
+    m.update(change)
+    (out / "manifest.json").write_text(json.dumps(m))
+    return out
+
+
+def test_built_folder_with_counts_missing_is_read_with_counts_from_its_pairs(tmp_path, capsys):
+    """counts {} made `prb data stats/validate/export` end in KeyError tracebacks. The counts are
+    derived from pairs.jsonl (which the hash covers): 2 users, 12 pairs, 5 of them test."""
+    out = _edited_manifest(tmp_path, "counts", {"counts": {}})
+    c = load_benchmark(out).manifest.counts
+    assert (c["users"], c["pairs"], c["splits"]["test"]["pairs"]) == (2, 12, 5)
+    for cmd in ("stats", "validate", "export"):
+        extra = ["--out", str(tmp_path / "x")] if cmd == "export" else []
+        assert main(["data", cmd, "--dataset", str(out), *extra]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_built_folder_official_flag_must_be_a_boolean(tmp_path, capsys):
+    """official "false" (a string) was read as True, turning the folder's errors into warnings."""
+    out = _edited_manifest(tmp_path, "official", {"official": "false"})
+    assert "official" in _load_error(out)
+    assert main(["data", "stats", "--dataset", str(out)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
 
 
 # --- raw sources -----------------------------------------------------------------------------------
