@@ -416,3 +416,27 @@ def test_format_artifact_on_one_side_is_audited_and_read_by_leak_probe(tmp_path,
     probs = probe.predict(queries)
     assert all((p > 0.5) == keys[q.query_id].chosen_first for q, p in zip(queries, probs, strict=True))
     assert probe.usage()["queries_decided_by_structure"] == 48
+
+
+def test_response_already_in_its_own_context_is_audited_and_read_by_leak_probe(tmp_path):
+    """Each pair's context already holds its chosen response as an earlier assistant turn (a builder
+    that put the current turn's pick into the conversation so far). `response_in_context` looked
+    only at *other* pairs' contexts, so this leak went unreported. By hand: all 24 test pairs
+    decided by it, all correctly (its direction learned from the train/val pairs, all +1)."""
+    from personalrewardbench.data.audit import audit_benchmark
+    from personalrewardbench.methods import MethodEnv, load_method
+    from personalrewardbench.query_keys import make_queries
+
+    rows = _random_rows(lambda c, r: (c, r))
+    for r in rows:
+        r["context"] += [{"role": "assistant", "content": r["chosen"]["content"]}, {"role": "user", "content": "And?"}]
+    bench = load_benchmark(write_jsonl(tmp_path / "pairs.jsonl", rows))
+    block = audit_benchmark(bench)["datasets"]["pairs"]
+    assert block["affected_pairs"] == 24 and block["structure_only_accuracy"] == 1.0
+    assert block["signals"]["response_in_context"]["pairs"] == 24
+    probe = load_method("leak-probe")
+    probe.setup(MethodEnv(seed=0, show_progress=False))
+    probe.fit(bench.histories())
+    queries, keys = make_queries(bench.pairs_of("test"), 0)
+    probs = probe.predict(queries)
+    assert all((p > 0.5) == keys[q.query_id].chosen_first for q, p in zip(queries, probs, strict=True))
