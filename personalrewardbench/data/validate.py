@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
@@ -100,7 +100,7 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
               "A pair needs two different responses; drop it.")
 
 
-def _check_user_id_variants(user_ids: Mapping[str, Any], name: str, official: bool, found: Findings) -> None:
+def check_user_id_variants(user_ids: Iterable[str], name: str, *, official: bool, found: Findings) -> None:
     """Distinct user ids equal after normalize_text: an error for local data, counted (one per
     extra variant) for an official benchmark."""
     groups: dict[str, list[str]] = defaultdict(list)
@@ -110,7 +110,7 @@ def _check_user_id_variants(user_ids: Mapping[str, Any], name: str, official: bo
         if len(ids) < 2:
             continue
         ids.sort()
-        msg = (f"user ids {', '.join(repr(u) for u in ids)} differ only by whitespace or Unicode normalization "
+        msg = (f"user ids {', '.join(repr(u) if u.isascii() else ascii(u) for u in ids)} differ only by whitespace or Unicode normalization "
                "(one user split in two?)")
         if not official:
             raise DataError(f"{name}: {msg}. Write one id for each user.")
@@ -168,7 +168,7 @@ def validate_pairs(
         same_split = len(idx) - len({pairs[i].split for i in idx})
         if same_split:
             found.warn("duplicate_pair_content", loc(idx[1]), n=same_split)
-    _check_user_id_variants(splits_of_user, name, official, found)
+    check_user_id_variants(splits_of_user, name, official=official, found=found)
     for uid, counts in sorted(splits_of_user.items()):
         if not counts["test"]:
             found.warn("users_without_test_pairs", f"user {uid!r}")

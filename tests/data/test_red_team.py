@@ -440,3 +440,24 @@ def test_response_already_in_its_own_context_is_audited_and_read_by_leak_probe(t
     queries, keys = make_queries(bench.pairs_of("test"), 0)
     probs = probe.predict(queries)
     assert all((p > 0.5) == keys[q.query_id].chosen_first for q, p in zip(queries, probs, strict=True))
+
+
+def test_raw_build_names_user_ids_that_differ_only_by_normalization(tmp_path):
+    """Every second battle of arena_user_1 judged by 'arena_user_1 ': both halves fell under the
+    5-pair minimum and vanished, counted only as users below the minimum."""
+    def spaces(rows: list[dict]) -> None:
+        mine = [r for r in rows if r["judge"] == "arena_user_1"]
+        for r in mine[::2]:
+            r["judge"] = "arena_user_1 "
+
+    with pytest.raises(DataError, match=r"'arena_user_1', 'arena_user_1 ' differ only by whitespace"):
+        build_benchmark("chatbot_arena_raw", input=_arena_copy(tmp_path, spaces), use_cache=False)
+
+
+def test_published_schema_without_split_column_names_the_missing_field(tmp_path):
+    """Rows with user_id, context, chosen and rejected but no split were 'records of unknown kind'."""
+    rows = _rows()
+    for r in rows:
+        del r["split"]
+    msg = _load_error(write_jsonl(tmp_path / "pairs.jsonl", rows))
+    assert "['split']" in msg
