@@ -13,8 +13,9 @@ for a, -1 for b, 0 when silent):
    labeled train/val pairs: its label.
 2. ``response_judged_in_history``: a or b was chosen/rejected in the user's train/val pairs:
    the response with more wins minus losses there.
-3. ``response_in_context``: a or b appears as an assistant turn in the context of another of
-   the user's pairs (any split): e.g. the chosen answer continuing the conversation.
+3. ``response_in_context``: a or b appears as an assistant turn in the context of one of the
+   user's pairs (any split, the item's own included): e.g. the chosen answer continuing the
+   conversation, or a builder that put the current turn's pick into the conversation so far.
 4. ``response_repeated_in_split``: a or b appears in more of the user's pairs of the same
    group (the test queries seen together) than the other: e.g. the chosen answer of a turn
    paired with every lower-rated one.
@@ -44,7 +45,7 @@ DEFAULT_DIRECTIONS = {"response_in_context": 1, "response_repeated_in_split": 1,
 SIGNAL_HELP = {
     "repeats_history_pair": "test pair repeats a train/val pair of the user",
     "response_judged_in_history": "a response was judged in the user's train/val pairs",
-    "response_in_context": "a response reappears as an assistant turn in another pair's context",
+    "response_in_context": "a response appears as an assistant turn in a pair's context (its own included)",
     "response_repeated_in_split": "a response appears in more of the user's test pairs than the other",
     "response_serialized": "exactly one response is a serialized message object",
 }
@@ -115,7 +116,7 @@ class UserStructure:
                 if (lab := self.label.get((ck, (min(na, nb), max(na, nb))))) is not None:
                     s["repeats_history_pair"] = 1 if lab == na else -1
                 s["response_judged_in_history"] = _sign(self.judged[na] - self.judged[nb])
-            s["response_in_context"] = _sign(bool(in_contexts[na] - {ck}) - bool(in_contexts[nb] - {ck}))
+            s["response_in_context"] = _sign(bool(in_contexts[na]) - bool(in_contexts[nb]))
             s["response_repeated_in_split"] = _sign(counts[na] - counts[nb])
             s["response_serialized"] = _sign((serialized_message(it.a) is not None)
                                              - (serialized_message(it.b) is not None))

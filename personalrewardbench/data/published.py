@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.common import (
+    bool_field,
     file_sha256,
     iter_records,
     messages_from,
     record_files,
     response_pair,
     stable_hash,
+    user_id_from,
 )
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
@@ -40,7 +42,7 @@ from personalrewardbench.data.order import assign_source_positions
 from personalrewardbench.data.records import iter_hub_rows
 from personalrewardbench.data.schema import Benchmark, PreferencePair
 from personalrewardbench.data.store import make_benchmark
-from personalrewardbench.data.text import SPLIT_DISAGREEMENT, Findings
+from personalrewardbench.data.text import SPLIT_DISAGREEMENT, SPLIT_VALUE_NORMALIZED, Findings
 
 PUBLISHED_REPOS = {
     "chatbot_arena": "MichaelR207/chatbot_arena_personalized_0125",
@@ -76,12 +78,15 @@ def _sanitize(value: Any) -> Any:
         return json.loads(json.dumps(value, default=str))
 
 
-def pair_from_row(row: Mapping[str, Any], *, name: str, where: str, quirks: Findings | None = None) -> PreferencePair:
+def pair_from_row(row: Mapping[str, Any], *, name: str, where: str, quirks: Findings | None = None,
+                  notes: Findings | None = None) -> PreferencePair:
     """One published-schema row as a PreferencePair (pair_id assigned later).
 
     Shape accidents (a string context, chosen and rejected of different types or roles) raise
     DataError naming the row and field; with ``quirks`` (the official benchmark) they are counted
-    there and the row is read as published.
+    there and the row is read as published. ``notes`` counts split values read through an alias
+    or after stripping/lower-casing (``" Test"``, ``"validation"``): ``split_value_normalized``.
+    A user id that is not a string or integer, or a ``flip`` that is not a boolean, raises DataError.
     """
     missing = [c for c in CORE_COLUMNS if c not in row or row[c] is None]
     if missing:
@@ -91,12 +96,16 @@ def pair_from_row(row: Mapping[str, Any], *, name: str, where: str, quirks: Find
     split = ROW_SPLIT_ALIASES.get(str(raw_split).strip().lower())
     if split is None:
         raise DataError(f"{name}: {where}: field 'split' is {raw_split!r}; use train, val or test.")
+    if raw_split != split and notes is not None:
+        notes.warn(SPLIT_VALUE_NORMALIZED, f"{where}: field 'split' is {raw_split!r}, read as {split!r}")
+    user_id = user_id_from(row["user_id"], dataset=name, where=where)
+    bool_field(row, "flip", dataset=name, where=where)
     meta = {k: _sanitize(v) for k, v in row.items() if k not in CORE_COLUMNS}
     context = messages_from(row["context"], dataset=name, where=where, field="context", findings=quirks)
     chosen, rejected = response_pair(row["chosen"], row["rejected"], dataset=name, where=where, findings=quirks)
     return PreferencePair(
         pair_id="",
-        user_id=str(row["user_id"]),
+        user_id=user_id,
         dataset=name,
         context=context,
         chosen=chosen,
@@ -145,7 +154,7 @@ def benchmark_from_rows(
     pairs = []
     for i, row in enumerate(rows):
         where = locations[i] if locations is not None else f"row {i}"
-        pairs.append(pair_from_row(row, name=name, where=where, quirks=notes if official else None))
+        pairs.append(pair_from_row(row, name=name, where=where, quirks=notes if official else None, notes=notes))
     pairs = assign_source_positions(_assign_ids(pairs))  # row order = the user's source order
     locs = {p.pair_id: (locations[i] if locations is not None else f"row {i}") for i, p in enumerate(pairs)}
     ordered = sorted(pairs, key=lambda p: p.pair_id)
@@ -181,6 +190,12 @@ def rows_from_local(path: Path, *, name: str, findings: Findings | None = None
     if not files:
         raise DataError(f"{name}: {path} holds no .jsonl/.json/.parquet files (nor data/*.parquet). "
                         "Point --dataset at the files in the published schema.")
+    extra = [f.name for f in files if not HUB_FILE.match(f.name)]
+    if extra and len(extra) < len(files):
+        raise DataError(f"{name}: {path}: {extra[:5]} sit next to the hub split files "
+                        f"{[f.name for f in files if HUB_FILE.match(f.name)][:5]}; a copy of the published repo holds "
+                        "only <train|validation|test>-NNNNN-of-NNNNN files. Move the other file(s) out, or load them "
+                        "on their own.")
     for f in files:
         m = HUB_FILE.match(f.name)
         hub_split = m.group(1) if m else None

@@ -12,6 +12,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def make_benchmark(
     notes = Findings()
     if findings is not None:
         notes.update(findings.counts, findings.locations)
-    validate_pairs(pairs, None, name=name, locate=locate, official=official, findings=notes)
+    validate_pairs(pairs, profiles, name=name, locate=locate, official=official, findings=notes)
     ordered = tuple(sorted(pairs, key=lambda p: p.pair_id))
     table = profiles or {}
     profs = {u: (dict(table[u]) if table.get(u) is not None else None) for u in sorted({p.user_id for p in ordered})}
@@ -132,7 +133,9 @@ def is_built_folder(path: Path) -> bool:
 
 
 def load_built(path: str | os.PathLike[str]) -> Benchmark:
-    """Read a built folder back; the content hash must match the manifest."""
+    """Read a built folder back; the content hash must match the manifest. The manifest's counts are
+    recomputed from pairs.jsonl where they differ (derived figures: a hand-written or older manifest
+    may lack them)."""
     folder = Path(path)
     try:
         manifest_d = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -169,4 +172,6 @@ def load_built(path: str | os.PathLike[str]) -> Benchmark:
             f"manifest.json ({manifest.content_hash[:12]}); the files were changed after the build. "
             "Rebuild with `prb data build` (or `prb data export`) instead of editing files by hand."
         )
+    if dict(manifest.counts) != (counts := count_pairs(pairs)):  # derived from pairs.jsonl, which the hash covers
+        manifest = replace(manifest, counts=counts)
     return Benchmark(pairs=tuple(sorted(pairs, key=lambda p: p.pair_id)), profiles=profs, manifest=manifest)

@@ -7,8 +7,9 @@
   unpaired UTF-16 surrogates (an emoji cut in half, ``"\\ud83d"``: valid JSON, invalid Unicode)
   become U+FFFD; NUL characters become U+FFFD too (they break C strings, SQLite text and
   terminals). Each repaired field is one warning.
-- :func:`normalize_text` is the form every duplicate and leakage check compares: Unicode NFKC,
-  whitespace runs collapsed to one space, stripped (so "a  b\\n" repeats "a b").
+- :func:`normalize_text` is the form every duplicate and leakage check compares: Unicode format
+  characters (category Cf: zero-width space, soft hyphen, byte-order mark, ...) removed, Unicode
+  NFKC, whitespace runs collapsed to one space, stripped (so "a  b\\n" and "a\\u200b b" repeat "a b").
 - :func:`serialized_message` spots a message object that was turned into a string (a CSV or
   pandas round trip writes ``{'role': 'model', 'content': '...'}`` where the text should be).
 """
@@ -41,8 +42,11 @@ TEST_REPEATS_HISTORY = "test_repeats_history"
 SERIALIZED_MESSAGE = "serialized_message"
 RESPONSE_SHAPE_MISMATCH = "response_shape_mismatch"
 STRING_CONTEXT = "string_context"
+USER_ID_VARIANTS = "user_id_variants"  # ids equal after normalize_text ("u1" and "u1 "): one user split in two?
 CONTENT_QUIRKS = (SPLIT_DISAGREEMENT, IDENTICAL_RESPONSES, EMPTY_RESPONSE, TEST_REPEATS_HISTORY, SERIALIZED_MESSAGE,
-                  RESPONSE_SHAPE_MISMATCH, STRING_CONTEXT)
+                  RESPONSE_SHAPE_MISMATCH, STRING_CONTEXT, USER_ID_VARIANTS)
+# Always warnings: a split value read through an alias or after stripping/case-folding (" Test").
+SPLIT_VALUE_NORMALIZED = "split_value_normalized"
 STRICT_KINDS = TEXT_REPAIRS + CONTENT_QUIRKS  # what `prb data validate --strict` refuses
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -50,13 +54,22 @@ _ESCAPED = re.compile("[\udc80-\udcff]")  # what bytes.decode("utf-8", "surrogat
 _WS = re.compile(r"\s+")
 
 
+@functools.cache
+def _format_chars() -> re.Pattern[str]:
+    """Every Unicode format character (category Cf) as one character class. They lie below
+    U+20000 or in the tag block U+E0000-U+E0FFF; the scan runs once, on the first non-ASCII text."""
+    points = [c for r in (range(0x80, 0x20000), range(0xE0000, 0xE1000)) for c in r
+              if unicodedata.category(chr(c)) == "Cf"]
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in points) + "]")
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def normalize_text(s: str) -> str:
-    """The comparison form of a text: NFKC, whitespace runs -> one space, stripped. (Cached: the
-    same context messages and responses are compared many times.)"""
+    """The comparison form of a text: format characters (Cf) removed, NFKC, whitespace runs -> one
+    space, stripped. (Cached: the same context messages and responses are compared many times.)"""
     if s.isascii():
         return " ".join(s.split())
-    return _WS.sub(" ", unicodedata.normalize("NFKC", s)).strip()
+    return _WS.sub(" ", unicodedata.normalize("NFKC", _format_chars().sub("", s))).strip()
 
 
 class Findings:

@@ -3,8 +3,9 @@
 Errors (raised as one :class:`DataError` naming dataset, row and field, with a fix), always:
 missing/ill-typed required fields, unknown split or role, empty context, duplicate pair ids.
 For locally built or supplied data also: empty or identical responses, a response or message
-that is a serialized message object (``"{'role': 'model', 'content': ...}"``), and leakage (the
-same pair, in either order, in test and in train/val of one user).
+that is a serialized message object (``"{'role': 'model', 'content': ...}"``), leakage (the
+same pair, in either order, in test and in train/val of one user), and user ids that differ
+only by whitespace or Unicode normalization (``"u1"`` and ``"u1 "``: one user split in two).
 
 For an ``official`` published benchmark those content quirks are warnings instead (counted, with
 locations, in the manifest and in every result on it): the benchmark is scored as released.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
@@ -31,6 +32,7 @@ from personalrewardbench.data.text import (
     IDENTICAL_RESPONSES,
     SERIALIZED_MESSAGE,
     TEST_REPEATS_HISTORY,
+    USER_ID_VARIANTS,
     Findings,
     normalize_text,
     serialized_message,
@@ -48,10 +50,10 @@ def _b(s: str) -> bytes:
 
 
 def pair_content_key(p: PreferencePair) -> str:
-    """Identity of a pair's content: user, context and the unordered two responses, all in
-    normalized form (NFKC, whitespace collapsed and stripped)."""
+    """Identity of a pair's content: user id, context and the unordered two responses, all in
+    normalized form (format characters removed, NFKC, whitespace collapsed and stripped)."""
     h = hashlib.sha256()
-    h.update(_b(p.user_id))
+    h.update(_b(normalize_text(p.user_id)))
     for m in p.context:
         h.update(b"\x1e" + _b(m.role) + b"\x1f" + _b(normalize_text(m.content)))
     for r in sorted((normalize_text(p.chosen), normalize_text(p.rejected))):
@@ -96,6 +98,23 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
     if normalize_text(p.chosen) == normalize_text(p.rejected) and normalize_text(p.chosen):
         quirk(IDENTICAL_RESPONSES, "chosen", "is identical to 'rejected'",
               "A pair needs two different responses; drop it.")
+
+
+def check_user_id_variants(user_ids: Iterable[str], name: str, *, official: bool, found: Findings) -> None:
+    """Distinct user ids equal after normalize_text: an error for local data, counted (one per
+    extra variant) for an official benchmark."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for uid in user_ids:
+        groups[normalize_text(uid)].append(uid)
+    for ids in groups.values():
+        if len(ids) < 2:
+            continue
+        ids.sort()
+        msg = (f"user ids {', '.join(repr(u) if u.isascii() else ascii(u) for u in ids)} differ only by whitespace or Unicode normalization "
+               "(one user split in two?)")
+        if not official:
+            raise DataError(f"{name}: {msg}. Write one id for each user.")
+        found.warn(USER_ID_VARIANTS, msg, n=len(ids) - 1)
 
 
 def validate_pairs(
@@ -149,6 +168,7 @@ def validate_pairs(
         same_split = len(idx) - len({pairs[i].split for i in idx})
         if same_split:
             found.warn("duplicate_pair_content", loc(idx[1]), n=same_split)
+    check_user_id_variants(splits_of_user, name, official=official, found=found)
     for uid, counts in sorted(splits_of_user.items()):
         if not counts["test"]:
             found.warn("users_without_test_pairs", f"user {uid!r}")
