@@ -318,3 +318,34 @@ def test_the_report_fits_one_pull_request_comment(tmp_path):
     assert len(report) <= GITHUB_COMMENT_LIMIT, len(report)
     assert all(f"many-variants-{i:03d}" in report for i in range(len(many)))  # every one is still listed
     assert report.count("```") % 2 == 0  # no code fence left open by the cut
+
+
+@needs_bwrap
+def test_ci_compares_with_the_baselines_of_an_installed_harness(script, tmp_path, monkeypatch):
+    import personalrewardbench.methods as methods
+
+    # CI installs the harness (pip install ./harness): no baselines/ folder next to the installed package
+    monkeypatch.setattr(methods, "__file__", str(tmp_path / "site-packages" / "personalrewardbench" / "methods.py"))
+    good = write_template("good-one", tmp_path / "pr")
+    rc, report = _ci(script, tmp_path, [good])
+    assert "| <code>length</code> |" in report and "scores are shown without paired differences" not in report
+
+
+@needs_bwrap
+def test_a_submission_of_hanging_variants_leaves_time_for_the_next_one(script, tmp_path):
+    # a method that hangs until its time limit: under the per-name limit alone, three such names (variants)
+    # use the whole job (3 x 3600 s > the workflow's 180 minutes) and the next submission is never scored
+    hog = shutil.copytree(MISBEHAVING, tmp_path / "pr" / "aaa-hog")
+    (hog / "submission.toml").write_text(
+        (MISBEHAVING / "submission.toml").read_text().split("[variants.")[0]
+        .replace('name = "misbehaving"', 'name = "aaa-hog"').replace('behavior = "ok"', 'behavior = "hang"'))
+    good = write_template("zzz-good", tmp_path / "pr")
+    t = time.monotonic()
+    summary = tmp_path / "summary.md"
+    rc = script.main([str(hog), str(good), "--dataset", str(save_benchmark(make_tiny_benchmark(), tmp_path / "b")),
+                      "--baseline", "length", "--baseline-results", str(tmp_path / "base"), "--out",
+                      str(tmp_path / "ci"), "--summary", str(summary), "--bootstrap", "50", "--quiet",
+                      "--time-limit", "3600", "--job-time-limit", "10"])
+    report = summary.read_text()
+    assert rc == 1 and time.monotonic() - t < 30
+    assert "| <code>zzz-good</code> | tiny | ok |" in report and report.count("(timeout)") == 1
