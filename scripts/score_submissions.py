@@ -53,6 +53,13 @@ def changed_paths(base: str, repo: Path) -> list[str]:
     return sorted(p for p in out.split("\0") if p)
 
 
+def existing_submissions(base: str, repo: Path) -> set[str]:
+    """Names of the submission folders on ``base`` (empty when git cannot list them)."""
+    out = subprocess.run(["git", "-c", "core.quotePath=false", "ls-tree", "-d", "--name-only", "-z",
+                          f"{base}:{SUBMISSIONS}"], cwd=repo, capture_output=True, text=True)
+    return {n for n in out.stdout.split("\0") if n} if out.returncode == 0 else set()
+
+
 def split_changes(paths: list[str]) -> tuple[list[str], list[str]]:
     """(submission names the paths touch, paths a pull request may not change).
 
@@ -250,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                              "may change only its own folder, and never its results/). Move these changes to a "
                              f"separate pull request:\n{shown}")
                 names = []
+            changed_existing = sorted(set(names) & existing_submissions(args.base, repo))
+            if changed_existing:
+                notes.append("This pull request changes submissions that already exist on the base branch: "
+                             f"{', '.join(changed_existing)}. Maintainers: check that its author may change them "
+                             "(they are scored as changed).")
             folders = [repo / SUBMISSIONS / n for n in names if (repo / SUBMISSIONS / n).is_dir()]
             gone = [n for n in names if not (repo / SUBMISSIONS / n).is_dir()]
             if gone:

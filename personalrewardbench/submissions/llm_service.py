@@ -19,6 +19,7 @@ from personalrewardbench.submissions.protocol import chat_from_list
 
 MAX_CHOICES = 64  # answers scored in one choice_logprobs request ("A"/"B", a 1-10 scale, a few labels)
 MAX_CHOICE_CHARS = 200
+MAX_STOP = 16  # stop strings per generate request
 
 
 def _params(p: Any) -> Any:
@@ -35,6 +36,8 @@ def _params(p: Any) -> Any:
     stop = p.get("stop") or ()
     if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
         raise ValueError("params.stop must be a list of strings")
+    if len(stop) > MAX_STOP or any(len(s) > MAX_CHOICE_CHARS for s in stop):  # checked at every generated token
+        raise ValueError(f"params.stop: at most {MAX_STOP} strings of at most {MAX_CHOICE_CHARS} characters")
     num = (int, float)
     checks = {"max_tokens": (int, 1, 1 << 20), "temperature": (num, 0.0, 100.0), "top_p": (num, 0.0, 1.0),
               "seed": (int, -(1 << 63), (1 << 63) - 1)}

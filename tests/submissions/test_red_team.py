@@ -349,3 +349,60 @@ def test_a_submission_of_hanging_variants_leaves_time_for_the_next_one(script, t
     report = summary.read_text()
     assert rc == 1 and time.monotonic() - t < 30
     assert "| <code>zzz-good</code> | tiny | ok |" in report and report.count("(timeout)") == 1
+
+
+def test_a_path_too_long_for_the_snapshot_is_one_clear_error(tmp_path, monkeypatch):
+    import tempfile as tf
+
+    from personalrewardbench.submissions.snapshot import Snapshot
+
+    folder = write_template("long-paths", tmp_path / "s")
+    long_tmp = tmp_path / ("t" * 200) / ("t" * 200)  # where the snapshot goes: a longer prefix than the folder's
+    long_tmp.mkdir(parents=True)
+    monkeypatch.setattr(tf, "tempdir", str(long_tmp))
+    depth = (4000 - len(str(folder))) // 201  # the folder's own paths stay under PATH_MAX (4096)
+    deep = folder.joinpath(*["a" * 200] * depth)
+    deep.mkdir(parents=True)
+    (deep / "asset.txt").write_text("x")
+    with pytest.raises(SubmissionError, match="cannot be copied into the snapshot"):
+        Snapshot(folder)
+    assert not list(long_tmp.iterdir())  # nothing left behind
+
+
+def test_llm_requests_whose_cost_hides_in_their_arguments_are_refused():
+    from personalrewardbench.llm.scripted import ScriptedLLM
+    from personalrewardbench.submissions.llm_service import answer_llm
+
+    llm, chat = ScriptedLLM(generate_fn=lambda c, p: "ok"), [[{"role": "user", "content": "hi"}]]
+    far = time.monotonic() + 60
+    with pytest.raises(ValueError, match="stop"):  # checked against every token the backend generates
+        answer_llm(llm, "generate", {"chats": chat, "params": {"stop": [f"s{i}" for i in range(100_000)]}}, deadline=far)
+    with pytest.raises(ValueError, match="choices"):
+        answer_llm(llm, "choice_logprobs", {"chats": chat, "choices": [f"c{i}" for i in range(5000)]}, deadline=far)
+    assert answer_llm(llm, "generate", {"chats": chat, "params": {"stop": ["\n"]}}, deadline=far)[0]["text"] == "ok"
+
+
+def test_ci_says_when_a_pull_request_changes_someone_elses_submission(script, tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo, check=True,
+                       capture_output=True)
+
+    repo = tmp_path / "repo"
+    (repo / "submissions").mkdir(parents=True)
+    git("init", "-q", "-b", "main")
+    write_template("theirs", repo / "submissions")
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    git("branch", "base")
+    (repo / "submissions" / "theirs" / "README.md").write_text("sabotaged by another author\n")
+    write_template("mine", repo / "submissions")
+    git("add", ".")
+    git("commit", "-q", "-m", "head")
+    assert script.existing_submissions("base", repo) == {"theirs"}
+    summary = tmp_path / "summary.md"
+    script.main(["--repo", str(repo), "--base", "base", "--dataset", str(save_benchmark(make_tiny_benchmark(),
+                 tmp_path / "b")), "--baseline", "length", "--baseline-results", str(tmp_path / "base-results"),
+                 "--out", str(tmp_path / "ci"), "--summary", str(summary), "--bootstrap", "20", "--quiet"])
+    report = summary.read_text()
+    assert "changes submissions that already exist on the base branch: theirs." in report
+    assert "| <code>mine</code> | tiny | ok |" in report
