@@ -101,18 +101,22 @@ def test_the_process_limit_is_never_exceeded_by_a_fork_burst(tmp_path):
 
 
 UNPRIVILEGED_SCRIPT = """
-import json, sys, tempfile
+import json, re, sys, tempfile
 from personalrewardbench.submissions import SandboxLimits, score_submission
 from tests.conftest import make_tiny_benchmark
-kinds = {v: score_submission(sys.argv[1], make_tiny_benchmark(), tempfile.mkdtemp(), names=[f"red-team-{v}"],
-                             limits=SandboxLimits(time_s=60, memory_mb=200), resamples=20,
-                             show_progress=False)[0].kind for v in ("memfd", "sysv-shm")}
-print(json.dumps(kinds))
+def score(v, **limits):
+    return score_submission(sys.argv[1], make_tiny_benchmark(), tempfile.mkdtemp(), names=[f"red-team-{v}"],
+                            limits=SandboxLimits(time_s=60, **limits), resamples=20, show_progress=False)[0]
+out = {v: score(v, memory_mb=200).kind for v in ("memfd", "sysv-shm")}
+fork = score("fork-burst", memory_mb=2048, max_processes=32)
+seen = re.search(r"(\\d+) processes \\(limit", fork.error or "")
+out["fork-burst held"] = fork.status == "ok" or (fork.kind == "processes" and int(seen.group(1)) <= 32)
+print(json.dumps(out))
 """
 
 
 @needs_bwrap
-def test_hidden_memory_counts_under_a_non_root_harness_too():
+def test_hidden_memory_and_the_process_limit_hold_under_a_non_root_harness_too():
     work = Path(tempfile.mkdtemp(prefix="prb-unpriv-"))
     try:
         os.chmod(work, 0o777)
@@ -124,7 +128,8 @@ def test_hidden_memory_counts_under_a_non_root_harness_too():
                "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(work), timeout=120)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"memfd": "memory", "sysv-shm": "memory"}
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"memfd": "memory", "sysv-shm": "memory",
+                                                                    "fork-burst held": True}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
