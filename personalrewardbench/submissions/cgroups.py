@@ -22,6 +22,23 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 
 
+def sweep_stale(parent: Path) -> None:
+    """Remove the empty ``prb-sandbox-<pid>-*`` groups under ``parent`` whose harness process is gone (left by
+    a harness killed before it could remove them; a group that still holds processes is never touched)."""
+    try:
+        entries = list(parent.glob("prb-sandbox-*"))
+    except OSError:
+        return
+    for group in entries:
+        pid = group.name.split("-")[2]
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        try:
+            group.rmdir()  # fails (and is left alone) unless empty
+        except OSError:
+            pass
+
+
 class Cgroup2:
     """A cgroup v2 with memory/pids limits for one sandbox, where this machine lets the harness make one.
 
@@ -44,6 +61,7 @@ class Cgroup2:
         except (OSError, StopIteration):
             return None
         parent = (cls.ROOT / own.lstrip("/")).parent if own not in ("", "/") else cls.ROOT
+        sweep_stale(parent)
         path = parent / f"prb-sandbox-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             path.mkdir()
@@ -146,6 +164,7 @@ class Cgroup1:
             for controller in ("memory", "pids"):
                 base = cls.ROOT / controller
                 if controller in own and (base / "cgroup.procs").is_file():
+                    sweep_stale(base / own[controller].lstrip("/"))
                     path = base / own[controller].lstrip("/") / name
                     path.mkdir()
                     cg.paths[controller] = path

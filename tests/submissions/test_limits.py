@@ -134,3 +134,18 @@ def test_cgroup1_setup_on_a_fake_tree(tmp_path, monkeypatch):
     assert cg.oom_killed()
     (root / "cgroup.controllers").write_text("memory pids\n")
     assert Cgroup1.create(SandboxLimits()) is None  # a cgroup v2 machine: Cgroup2's business
+
+
+def test_stale_empty_sandbox_groups_of_dead_harnesses_are_swept(tmp_path):
+    from personalrewardbench.submissions.cgroups import sweep_stale
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"prb-sandbox-{dead.pid}-aaaa").mkdir()  # left by a harness that was killed
+    (tmp_path / f"prb-sandbox-{os.getpid()}-bbbb").mkdir()  # a live harness's
+    busy = tmp_path / f"prb-sandbox-{dead.pid}-cccc"
+    (busy / "child").mkdir(parents=True)  # not empty: never touched
+    (tmp_path / "other").mkdir()
+    sweep_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"prb-sandbox-{os.getpid()}-bbbb", busy.name,
+                                                                 "other"])
