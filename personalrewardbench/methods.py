@@ -170,11 +170,17 @@ def _registry() -> tuple[dict[str, MethodInfo], dict[str, MethodError]]:
             except MethodError as exc:
                 broken[folder.name] = exc
                 continue
+            # the first folder keeps a name (baselines/ before submissions/): a submission never takes the
+            # name of a baseline the harness runs in-process, nor another folder's; folders win over entry points
+            taken = [(i.name, found[i.name]) for i in infos if i.name in found and found[i.name].folder is not None]
+            if taken:
+                name, owner = taken[0]
+                broken[folder.name] = MethodError(
+                    f"{folder / SUBMISSION_FILE}: method name {name!r} is already taken by {owner.source}; rename "
+                    "the submission (or the variant) so that every name is new")
+                continue
             for info in infos:
-                prev = found.get(info.name)
-                if prev is not None and prev.folder is not None:
-                    continue  # the first folder keeps its name (baselines/ come first): never shadowed later
-                found[info.name] = info  # folders win over entry points of the same name
+                found[info.name] = info
     return found, broken
 
 

@@ -17,6 +17,7 @@ The path, in order, one module each:
    ``worker`` is its child process, ``protocol`` the size- and depth-capped JSON pipe
    format, ``llm_service`` answers the adapter's LLM requests, ``limits`` holds the
    memory/process/wall-clock limits over the whole process tree (:class:`SandboxLimits`),
+   ``cgroups`` has the kernel enforce them where the harness may create a cgroup (v2, or v1),
    ``reaper`` sweeps descendants in ``none`` mode, ``checks`` validates all it returns.
 5. ``scoring``: :func:`score_submission` runs every method name through the ordinary
    ``run_evaluation`` into a results root outside the folder; query ids there are keyed by

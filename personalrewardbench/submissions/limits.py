@@ -6,7 +6,10 @@ Limits hold for all the adapter's processes together, not per process:
   over every process of the sandbox, plus what it has written to its private /tmp and
   /dev/shm. Where the harness can create a cgroup v2 with the memory controller, that cgroup
   enforces the same limit in the kernel (tmpfs pages are charged to it too); the watchdog
-  runs in any case (this is the enforcement on cgroup v1 machines).
+  runs in any case. On a cgroup v1 machine the harness uses the v1 ``memory`` and ``pids``
+  controllers instead where it may (e.g. as root); elsewhere the watchdog enforces the limits
+  alone, and then cannot see memory held outside every process's map (anonymous memory files,
+  System V shared memory).
 - temporary space: /tmp and /dev/shm are tmpfs mounts of ``tmp_mb`` each (bubblewrap's
   ``--size``), and their use counts against the memory limit.
 - processes: at most ``max_processes`` at once.
@@ -24,7 +27,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from personalrewardbench.submissions.cgroups import Cgroup1, Cgroup2
+
+__all__ = ["Cgroup1", "Cgroup2", "SandboxLimits", "Watchdog", "descendants", "process_memory", "process_table",
+           "tmpfs_used"]
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MiB = 1024 * 1024
@@ -111,11 +118,21 @@ def process_memory(pid: int) -> int:
 
 
 def tmpfs_used(pids: Iterable[int], mounts: Iterable[str]) -> int:
-    """Bytes used on the sandbox's private tmpfs ``mounts`` (seen through the first pid whose root is readable)."""
+    """Bytes used on the sandbox's private tmpfs ``mounts`` (seen through the first pid whose root is readable;
+    a process still on the harness's own file systems, e.g. bubblewrap before it has set up the sandbox's
+    mounts, is skipped: its /tmp is the host's)."""
+    own = {}
+    for m in mounts:
+        try:
+            own[m] = os.stat(m).st_dev
+        except OSError:
+            own[m] = None
     for pid in pids:
         used, ok = 0, False
         for m in mounts:
             try:
+                if os.stat(f"/proc/{pid}/root{m}").st_dev == own[m]:
+                    continue
                 st = os.statvfs(f"/proc/{pid}/root{m}")
             except OSError:
                 continue
@@ -130,11 +147,14 @@ class Watchdog(threading.Thread):
     """Polls the process tree under ``root_pid``; on a breach calls ``kill()`` once and sets ``reason``.
 
     ``deadline``: a monotonic time (read at every poll, so the owner may move it);
-    ``tmp_mounts``: sandbox paths of its private tmpfs mounts (counted into memory).
+    ``tmp_mounts``: sandbox paths of its private tmpfs mounts (counted into memory);
+    ``oom_check``: whether the kernel has killed one of its processes at the cgroup's memory
+    limit (a cgroup v1 kills one process, not the group: the watchdog then stops the rest).
     """
 
     def __init__(self, root_pid: int, limits: SandboxLimits, kill: Callable[[], None], *,
-                 tmp_mounts: tuple[str, ...] = (), interval: float = 0.2) -> None:
+                 tmp_mounts: tuple[str, ...] = (), interval: float = 0.2,
+                 oom_check: Callable[[], bool] | None = None) -> None:
         super().__init__(name=f"prb-sandbox-watchdog-{root_pid}", daemon=True)
         self.root_pid = root_pid
         self.limits = limits
@@ -146,6 +166,7 @@ class Watchdog(threading.Thread):
         self._kill = kill
         self._tmp_mounts = tmp_mounts
         self._interval = interval
+        self._oom_check = oom_check
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -166,7 +187,10 @@ class Watchdog(threading.Thread):
         if self._tmp_mounts:
             mem += tmpfs_used([p for p in pids if p != self.root_pid], self._tmp_mounts)
         self.peak_bytes = max(self.peak_bytes, mem)
-        if mem > self.limits.memory_mb * MiB:
+        if self._oom_check is not None and self._oom_check():
+            self._breach("memory", f"the kernel's cgroup limit was reached; {mem / MiB:.0f} MiB left over {n} "
+                                   "process(es) and temporary files")
+        elif mem > self.limits.memory_mb * MiB:
             self._breach("memory", f"{mem / MiB:.0f} MiB over {n} process(es) and temporary files")
 
     def _breach(self, reason: str, detail: str) -> None:
@@ -182,92 +206,3 @@ class Watchdog(threading.Thread):
                 continue
             if self.reason is not None:
                 return
-
-
-class Cgroup2:
-    """A cgroup v2 with memory/pids limits for one sandbox, where this machine lets the harness make one.
-
-    :meth:`create` returns None (never raises) on cgroup v1, without delegation, or when the
-    memory controller is unavailable; the watchdog then enforces the limits alone.
-    """
-
-    ROOT = Path("/sys/fs/cgroup")
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @classmethod
-    def create(cls, limits: SandboxLimits) -> Cgroup2 | None:
-        if not (cls.ROOT / "cgroup.controllers").is_file():
-            return None
-        try:
-            own = next(line.split(":", 2)[2].strip() for line in open("/proc/self/cgroup") if line.startswith("0::"))
-        except (OSError, StopIteration):
-            return None
-        parent = (cls.ROOT / own.lstrip("/")).parent if own not in ("", "/") else cls.ROOT
-        path = parent / f"prb-sandbox-{os.getpid()}-{os.urandom(4).hex()}"
-        try:
-            path.mkdir()
-        except OSError:
-            return None
-        cg = cls(path)
-        try:
-            if "memory" not in (path / "cgroup.controllers").read_text().split():
-                raise OSError("no memory controller")
-            (path / "memory.max").write_text(str(limits.memory_mb * MiB))
-            if (path / "memory.swap.max").exists():
-                (path / "memory.swap.max").write_text("0")
-            if (path / "pids.max").exists():
-                (path / "pids.max").write_text(str(limits.max_processes))
-            if (path / "memory.oom.group").exists():  # an OOM kill takes the whole sandbox, not one process
-                (path / "memory.oom.group").write_text("1")
-        except OSError:
-            cg.remove()
-            return None
-        return cg
-
-    def wrap(self, cmd: list[str]) -> list[str]:
-        """``cmd`` started inside this cgroup (the shell moves itself in, then execs ``cmd``)."""
-        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" 2>/dev/null; exec "$@"', str(self.path), *cmd]
-
-    def holds(self, pid: int, wait_s: float = 0.0) -> bool:
-        """Whether ``pid`` has moved into this cgroup (waiting up to ``wait_s`` for it to do so)."""
-        end = time.monotonic() + wait_s
-        while True:
-            try:
-                with open(f"/proc/{pid}/cgroup") as fh:
-                    if any(line.strip().endswith("/" + self.path.name) for line in fh):
-                        return True
-            except OSError:
-                return False
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.01)
-
-    def oom_killed(self) -> bool:
-        try:
-            for line in (self.path / "memory.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-        except (OSError, ValueError):
-            pass
-        return False
-
-    def kill(self) -> None:
-        try:
-            (self.path / "cgroup.kill").write_text("1")
-        except OSError:
-            pass
-
-    def remove(self) -> None:
-        """Delete the cgroup once its processes are gone (killing any that are left: call it at the end only)."""
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                self.kill()
-                time.sleep(0.05)

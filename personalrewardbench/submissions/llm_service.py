@@ -4,7 +4,8 @@
 A request's prompts are run in slices of ``slice_size`` (each slice one batch for the
 backend); the deadline is checked before every slice, so the time the harness spends
 serving counts against the adapter's limit and overshoots it by at most one slice.
-Arguments come from the adapter and are checked here (types, known function names).
+Arguments come from the adapter and are checked here (types, known function names, at most
+:data:`MAX_CHOICES` short answers per ``choice_logprobs`` request).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from personalrewardbench.submissions.protocol import chat_from_list
+
+MAX_CHOICES = 64  # answers scored in one choice_logprobs request ("A"/"B", a 1-10 scale, a few labels)
+MAX_CHOICE_CHARS = 200
+MAX_STOP = 16  # stop strings per generate request
 
 
 def _params(p: Any) -> Any:
@@ -31,6 +36,8 @@ def _params(p: Any) -> Any:
     stop = p.get("stop") or ()
     if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
         raise ValueError("params.stop must be a list of strings")
+    if len(stop) > MAX_STOP or any(len(s) > MAX_CHOICE_CHARS for s in stop):  # checked at every generated token
+        raise ValueError(f"params.stop: at most {MAX_STOP} strings of at most {MAX_CHOICE_CHARS} characters")
     num = (int, float)
     checks = {"max_tokens": (int, 1, 1 << 20), "temperature": (num, 0.0, 100.0), "top_p": (num, 0.0, 1.0),
               "seed": (int, -(1 << 63), (1 << 63) - 1)}
@@ -63,6 +70,10 @@ def answer_llm(llm: Any, fn: Any, args: Any, *, deadline: float, slice_size: int
         choices = args.get("choices")
         if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
             raise ValueError("choices must be a non-empty list of strings")
+        if len(choices) > MAX_CHOICES or max(map(len, choices)) > MAX_CHOICE_CHARS:
+            # a backend's cost grows with the answers scored (the transformers backend's variant dedup is
+            # quadratic), and one request runs to its end: it must stay small enough to fit the time limit
+            raise ValueError(f"at most {MAX_CHOICES} choices of at most {MAX_CHOICE_CHARS} characters each")
         run = lambda part: [dict(d) for d in llm.choice_logprobs(part, choices)]  # noqa: E731
     else:
         raise ValueError(f"unknown LLM function {str(fn)[:40]!r}")

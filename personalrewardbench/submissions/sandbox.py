@@ -19,6 +19,7 @@ harness alone; the adapter's own counters go under ``method_usage.adapter``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,14 +32,16 @@ from typing import Any
 from personalrewardbench.data.schema import Query, UserHistory
 from personalrewardbench.methods import CAPABILITIES, Method, MethodEnv, read_folder_methods
 from personalrewardbench.submissions import isolation as iso
+from personalrewardbench.submissions.cgroups import Cgroup1, Cgroup2
 from personalrewardbench.submissions.checks import (
+    SIGNAL_HINTS,
     SandboxError,
     check_artifacts,
     check_hello,
     check_predictions,
     check_usage,
 )
-from personalrewardbench.submissions.limits import Cgroup2, SandboxLimits, Watchdog
+from personalrewardbench.submissions.limits import SandboxLimits, Watchdog
 from personalrewardbench.submissions.llm_service import answer_llm
 from personalrewardbench.submissions.protocol import (
     Channel,
@@ -51,14 +54,6 @@ from personalrewardbench.submissions.protocol import (
 from personalrewardbench.submissions.report import read_log_tail
 from personalrewardbench.submissions.snapshot import Snapshot
 from personalrewardbench.submissions.spec import read_submission
-
-SIGNAL_HINTS = {
-    signal.SIGKILL: "killed (SIGKILL): usually the memory limit or the system's OOM killer",
-    signal.SIGSEGV: "segmentation fault: often a native library failing to allocate under the memory limit",
-    signal.SIGXCPU: "CPU-time limit exceeded (RLIMIT_CPU)",
-    signal.SIGXFSZ: "file-size limit exceeded: the adapter wrote a too-large file or log",
-    signal.SIGABRT: "aborted: often a native library failing to allocate under the memory limit",
-}
 
 
 class SandboxedMethod(Method):
@@ -78,7 +73,7 @@ class SandboxedMethod(Method):
         self._proc: subprocess.Popen[bytes] | None = None
         self._own_snapshot: Snapshot | None = None
         self._watchdog: Watchdog | None = None
-        self._cgroup: Cgroup2 | None = None
+        self._cgroup: Cgroup2 | Cgroup1 | None = None
         self._tmp = ""
         self.submission = read_submission(folder)
         self.folder = self.submission.folder.resolve()
@@ -139,7 +134,7 @@ class SandboxedMethod(Method):
             for fd in (p2c_r, p2c_w, c2p_r, c2p_w):
                 os.close(fd)
             raise SandboxError(f"{self.name}: {exc}", "isolation") from None
-        self._cgroup = Cgroup2.create(self.limits)
+        self._cgroup = Cgroup2.create(self.limits) or Cgroup1.create(self.limits)
         if self._cgroup is not None:
             cmd = self._cgroup.wrap(cmd)
         t_spawn = time.monotonic()
@@ -158,12 +153,15 @@ class SandboxedMethod(Method):
         self._chan = Channel(c2p_r, p2c_w, max_bytes=self.limits.message_mb * 1024 * 1024)
         self._t0 = t_spawn
         self._deadline_at = t_spawn + self.limits.time_s  # one wall clock for the whole run
-        in_cgroup = self._cgroup is not None and self._cgroup.holds(self._proc.pid, wait_s=2.0)
-        self._notes.append("memory: cgroup v2 memory.max and the process-tree watchdog" if in_cgroup
-                           else "memory: process-tree watchdog (PSS summed over all processes, plus /tmp and "
-                                "/dev/shm use)")
+        cg = self._cgroup
+        in_cgroup = cg is not None and cg.holds(self._proc.pid, wait_s=2.0)
+        self._notes.append(f"memory: {cg.describe} and the process-tree watchdog" if cg is not None and in_cgroup
+                           else "memory: process-tree watchdog only (PSS summed over all processes, plus /tmp and "
+                                "/dev/shm use; memory outside every process map, e.g. memfd or System V segments, "
+                                "is not seen: no cgroup here)")
         self._watchdog = Watchdog(self._proc.pid, self.limits, self._kill_tree,
-                                  tmp_mounts=iso.TMP_MOUNTS if self.mode == "bwrap" else ())
+                                  tmp_mounts=iso.TMP_MOUNTS if self.mode == "bwrap" else (),
+                                  oom_check=cg.oom_killed if cg is not None and in_cgroup else None)
         self._watchdog.deadline = self._deadline_at
         self._watchdog.start()
         limits = {"memory_mb": self.limits.memory_mb, "fsize_mb": self.limits.fsize_mb,
@@ -224,8 +222,9 @@ class SandboxedMethod(Method):
                        "processes": f"started too many processes ({wd.detail}) and was stopped",
                        "timeout": self._timeout_text()}[kind]
         elif self._cgroup is not None and self._cgroup.oom_killed():
-            kind, message = "memory", (f"used more than its memory limit of {self.limits.memory_mb} MiB and was "
-                                       "killed; use less memory or raise the limit with --memory-limit")
+            kind, message = "memory", (f"used more than its memory limit of {self.limits.memory_mb} MiB (its "
+                                       "processes and temporary files together) and was killed; use less memory or "
+                                       "raise the limit with --memory-limit")
         elif kind == "crash" and rc is not None and (rc < 0 or rc > 128):
             sig = -rc if rc < 0 else rc - 128
             hint = SIGNAL_HINTS.get(sig, f"killed by signal {sig}")  # type: ignore[call-overload]
@@ -334,8 +333,12 @@ class SandboxedMethod(Method):
             raise self._fail(str(err).split(": ", 1)[1], "bad-output", "artifacts") from None
 
     def usage(self) -> dict[str, Any]:
-        """``{"sandbox": <the harness's own record>, "adapter": <the adapter's counters or None>}``."""
-        own, problem = check_usage(self._call({"op": "usage"}, "usage"))
+        """``{"sandbox": <the harness's own record>, "adapter": <the adapter's counters or None>}``; the
+        harness's record is kept whatever the adapter's ``usage()`` does (raises, hangs, breaks the protocol)."""
+        try:
+            own, problem = check_usage(self._call({"op": "usage"}, "usage"))
+        except SandboxError as err:  # its text stays out of the results: only the kind of failure is noted
+            own, problem = None, f"usage() failed ({err.kind}); the adapter's counters are left out"
         if problem:
             self._notes.append(problem)
         return {"sandbox": self.sandbox_report(), "adapter": own}
@@ -380,8 +383,6 @@ class SandboxedMethod(Method):
         if self._own_snapshot is not None:
             self._own_snapshot.remove()
         if self._tmp:
-            import shutil
-
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> SandboxedMethod:

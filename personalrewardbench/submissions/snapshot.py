@@ -51,7 +51,11 @@ class Snapshot:
         for rel in files:
             src = self.source / rel
             dst = self.path / rel
-            dst.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            try:
+                dst.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SubmissionError(f"{src}: cannot be copied into the snapshot ({exc.strerror}); use shorter "
+                                      "paths and fewer nested folders") from None
             try:
                 fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
             except OSError as exc:
@@ -65,8 +69,12 @@ class Snapshot:
                 if total > budget:
                     raise SubmissionError(f"{self.source}: more than {budget // (1024 * 1024)} MiB of files; keep "
                                           "the submission to its code and the assets it needs")
-                with open(dst, "xb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
+                try:
+                    with open(dst, "xb") as fout:
+                        shutil.copyfileobj(fin, fout, 1 << 20)
+                except OSError as exc:
+                    raise SubmissionError(f"{src}: cannot be copied into the snapshot ({exc.strerror}); use shorter "
+                                          "paths and fewer nested folders (or free disk space)") from None
             os.chmod(dst, 0o755 if st.st_mode & 0o111 else 0o644)
         for d, _, _ in os.walk(self.path):
             os.chmod(d, 0o755)

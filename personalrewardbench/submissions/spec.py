@@ -29,6 +29,7 @@ Every method folder (``submissions/<name>/`` and ``baselines/<name>/``) holds a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -57,6 +58,8 @@ VARIANT_KEYS = ("config", "description")
 SKIPPED_TOP = ("results",)
 SKIPPED_ANYWHERE = ("__pycache__", ".git")
 MAX_FILES = 20_000
+MAX_TOML_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 16  # the pipe protocol refuses nesting deeper than 64 levels in what the adapter echoes back
 
 
 class SubmissionError(MethodError):
@@ -196,6 +199,7 @@ def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submis
     if not isinstance(config, Mapping):
         problems.append("[method].config must be a table of constructor arguments, e.g. config = { alpha = 1.0 }")
         config = {}
+    problems += _config_problems("[method].config", config)
 
     req_data = data.get("requirements", {})
     if not isinstance(req_data, Mapping):
@@ -230,6 +234,7 @@ def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submis
         if not isinstance(vconf, Mapping):
             problems.append(f"[variants.{suffix}].config must be a table, e.g. config = {{ cot = true }}")
             vconf = {}
+        problems += _config_problems(f"[variants.{suffix}].config", vconf)
         vdesc = vd.get("description", "")
         if not isinstance(vdesc, str):
             problems.append(f"[variants.{suffix}].description must be a string")
@@ -269,6 +274,11 @@ def read_submission(folder: str | Path) -> Submission:
         raise SubmissionError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
     except UnicodeDecodeError:
         raise SubmissionError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    except RecursionError:
+        raise SubmissionError(f"{path}: arrays or tables nested too deeply to read; flatten the config") from None
+    except (ValueError, MemoryError) as exc:  # e.g. an integer of thousands of digits
+        raise SubmissionError(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:120]}); keep integers "
+                              "within 64 bits and the file small") from None
     problems: list[str] = []
     sub = _parse(data, folder, problems)
     if sub is None:
@@ -280,7 +290,35 @@ def read_submission(folder: str | Path) -> Submission:
 def _read_text_nofollow(path: Path) -> str:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as fh:
-        return fh.read(1 << 20).decode("utf-8")
+        data = fh.read(MAX_TOML_BYTES + 1)
+    if len(data) > MAX_TOML_BYTES:
+        raise SubmissionError(f"{path}: larger than {MAX_TOML_BYTES // 1024} KiB; keep submission.toml to the "
+                              "method's metadata and a small config (put data in files next to it)")
+    return data.decode("utf-8")
+
+
+def _config_problems(where: str, value: Any) -> list[str]:
+    """Why ``value`` (a config table) cannot travel as JSON to the adapter and back: date/time values,
+    NaN/infinity, integers beyond 64 bits (TOML's own range) or nesting deeper than MAX_CONFIG_DEPTH."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [(where, value, 0)]
+    while stack and len(problems) < 10:
+        path, v, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            problems.append(f"{path} nests deeper than {MAX_CONFIG_DEPTH} levels; flatten it")
+        elif isinstance(v, Mapping):
+            stack.extend((f"{path}.{k}", x, depth + 1) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x, depth + 1) for i, x in enumerate(v))
+        elif isinstance(v, bool | str):
+            continue
+        elif isinstance(v, int) and not -(1 << 63) <= v < (1 << 63):
+            problems.append(f"{path} is an integer beyond 64 bits; use a smaller number or a string")
+        elif isinstance(v, float) and not math.isfinite(v):
+            problems.append(f"{path} is {v!r}; config values must be finite numbers (or strings)")
+        elif not isinstance(v, int | float):
+            problems.append(f"{path} is a TOML {type(v).__name__} value; write it as a string, e.g. \"1979-05-27\"")
+    return problems
 
 
 def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.submissions.protocol import (
+    MAX_VALUES,
     Channel,
     ChannelClosed,
     chat_to_list,
@@ -75,16 +76,19 @@ class RemoteLLM:
         return int(self._worker.call_harness("count_tokens", {"chat": chat_to_list(chat)}))
 
     def _batched(self, fn: str, chats: Sequence[Any], extra: dict[str, Any]) -> list[Any]:
-        """One harness call per part of at most ``part_bytes`` (one part for any usual batch)."""
+        """One harness call per part of at most ``part_bytes`` and a quarter of the protocol's
+        MAX_VALUES JSON values (one part for any usual batch)."""
         lists = [chat_to_list(c) for c in chats]
         out: list[Any] = []
-        start, size = 0, 0
+        start, size, values = 0, 0, 0
         for i, c in enumerate(lists):
             n = sum(len(m["content"]) * 4 + 64 for m in c)  # a bound on its JSON size (UTF-8, escapes)
-            if i > start and size + n > self._worker.part_bytes:
+            v = 2 + 3 * len(c)  # its list, a comma, and per message a dict and two separators
+            if i > start and (size + n > self._worker.part_bytes or values + v > MAX_VALUES // 4):
                 out += self._worker.call_harness(fn, {"chats": lists[start:i], **extra})
-                start, size = i, 0
+                start, size, values = i, 0, 0
             size += n
+            values += v
         if start < len(lists) or not lists:
             out += self._worker.call_harness(fn, {"chats": lists[start:], **extra})
         return out
