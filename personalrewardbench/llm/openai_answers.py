@@ -79,16 +79,29 @@ def top_logprobs(body: Any) -> list[tuple[str, Any]] | None:
     """
     choice = answer_choice(body)
     logprobs = choice.get("logprobs") if choice else None
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+    if not isinstance(logprobs, dict):
         return None
-    first = content[0]
-    listed = first.get("top_logprobs")
+    content = logprobs.get("content")
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        items = _listed(first.get("top_logprobs"))
+        if "token" in first and first.get("logprob") is not None:
+            items.append((str(first["token"]), first["logprob"]))
+        return items or None
+    # the completions shape some servers also use for chat: {"tokens", "token_logprobs", "top_logprobs": [{tok: lp}]}
+    tops, tokens, lps = logprobs.get("top_logprobs"), logprobs.get("tokens"), logprobs.get("token_logprobs")
+    items = _listed(tops[0]) if isinstance(tops, list) and tops else []
+    if isinstance(tokens, list) and tokens and isinstance(lps, list) and lps and lps[0] is not None:
+        items.append((str(tokens[0]), lps[0]))
+    return items or None
+
+
+def _listed(listed: Any) -> list[tuple[str, Any]]:
+    """A top list as ``[(text, logprob)]``: chat's ``[{"token", "logprob"}]`` or the ``{token: logprob}`` form."""
+    if isinstance(listed, dict):
+        return [(str(t), lp) for t, lp in listed.items() if lp is not None]
     items = [t for t in (listed if isinstance(listed, list) else []) if isinstance(t, dict)]
-    if "token" in first and first.get("logprob") is not None:
-        items.append(first)
-    out = [(str(t.get("token", "")), t.get("logprob")) for t in items if t.get("logprob") is not None]
-    return out or None
+    return [(str(t.get("token", "")), t["logprob"]) for t in items if t.get("logprob") is not None]
 
 
 def first_named_choice(text: str, choices: Sequence[str]) -> str | None:

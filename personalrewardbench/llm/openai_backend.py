@@ -12,8 +12,8 @@ Every request has its own outcome; nothing one request meets is taken as a fact
 about the server:
 
 - A server that cannot be connected to, or a batch whose every request failed
-  after all retries while a minimal probe request fails too (the server is down),
-  is a clear :class:`LLMError`; batches finished before are in the cache. A request
+  after all retries or got no usable answer while a minimal probe request fails
+  too (the server is down, or only streams), is a clear :class:`LLMError`; batches finished before are in the cache. A request
   that keeps failing (a 5xx, a dropped connection, a hang) fails alone, whatever its
   batch. 401/403 (key) and 404 (model) are an :class:`LLMError` naming the fix.
 - A 200 that is no answer (not JSON, an ``error`` object, no choices, no text,
@@ -271,9 +271,14 @@ class OpenAILLM(CachedLLM):
         except _Unreachable as exc:
             raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries ({exc}); "
                            "finished requests are cached, rerun to resume") from exc
-        if answers and all(a.transient for a in answers) and not self._alive():
-            raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries "
-                           f"({answers[0].error}); finished requests are cached, rerun to resume")
+        no_answer = [a for a in answers if a.body is None and (a.transient or a.status < 400)]
+        if answers and len(no_answer) == len(answers) and not self._alive():  # the server, not these requests
+            if all(a.transient for a in answers):
+                raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries "
+                               f"({answers[0].error}); finished requests are cached, rerun to resume")
+            raise LLMError(f"the server at {self.base_url} gives no usable answers ({no_answer[0].error}), not "
+                           "even to a probe request; check that it serves non-streaming chat completions "
+                           "(POST /v1/chat/completions); finished requests are cached, rerun to resume")
         refused = sum(a.status >= 400 and not a.transient for a in answers) if count_refused else 0
         self._account(kind, {"retries": sum(a.retries for a in answers), "refused_requests": refused})
         return answers

@@ -8,6 +8,7 @@ greedy fallback answer "First" scores {First: 0, Second: -inf}, p = 1.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -98,6 +99,20 @@ def test_a_list_that_is_not_log_probabilities_is_no_information(top):
         assert llm.usage.choice_fallbacks == 1 and llm.usage.unlisted_choices == 0
 
 
+@pytest.mark.parametrize("shape", ["dict", "completions"])
+def test_top_logprobs_in_the_token_to_logprob_form_are_read(shape):
+    # {"First": lp, ...} instead of [{"token", "logprob"}], as the completions endpoint writes it
+    top = {"First": log(0.6), "Second": log(0.2), "The": log(0.1)}
+    logprobs = ({"content": [{"token": "First", "logprob": log(0.6), "top_logprobs": top}]} if shape == "dict"
+                else {"tokens": ["First"], "token_logprobs": [log(0.6)], "top_logprobs": [top]})
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "First"}, "finish_reason": "stop",
+                           "logprobs": logprobs}]}
+    with Scripted(server(lambda req, t: Reply(body=answer))) as s:
+        llm = make_llm("openai", base_url=s.url, use_cache=False, **FAST)
+        got = llm.choice_logprobs([judge(0)], CHOICES)
+        assert p_first(got[0]) == pytest.approx(0.75) and llm.usage.unlisted_choices == 0
+
+
 def test_a_choice_listed_with_probability_one_is_no_tie():
     # no alternatives listed, the answer token First at logprob 0.0 (OpenAI rounds near-certain tokens to 0):
     # Second has at most the mass the list leaves (none, up to rounding: <= 2%), so p(First) is ~1, not 0.5
@@ -137,7 +152,8 @@ def test_a_200_without_an_answer_fails_that_request_and_latches_nothing(bad):
         u = llm.usage
         assert (u.choice_fallbacks, u.refused_requests) == (0, 0)  # a 200 is no HTTP refusal
         assert u.by_kind["choice"]["failed_requests"] == 2
-        assert all(r.get("logprobs") for r in s.chats())  # nothing fell back to greedy answers
+        judged = [r for r in s.chats() if r["messages"][-1]["content"].startswith("Q")]  # not a health probe
+        assert len(judged) == 6 and all(r.get("logprobs") for r in judged)  # nothing fell back to greedy answers
 
 
 FAILED = {}
@@ -194,6 +210,14 @@ def test_completions_style_text_and_the_index_0_choice_are_read():
 
 
 # ----------------------------------------------------------------------------- transport faults
+
+def test_a_server_that_only_streams_is_one_clear_error():
+    sse = Reply(body=b"data: " + json.dumps(GOOD).encode() + b"\n\ndata: [DONE]\n\n", content_type="text/event-stream")
+    with Scripted(server(lambda req, t: sse)) as s:
+        llm = make_llm("openai", base_url=s.url, use_cache=False, **FAST)
+        with pytest.raises(LLMError, match="not JSON"):
+            llm.choice_logprobs([judge(i) for i in range(3)], CHOICES)
+
 
 def test_a_gzip_header_over_garbage_fails_that_request():
     bad = Reply(body=b"this is not gzip", headers={"Content-Encoding": "gzip"})
