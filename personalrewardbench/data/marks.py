@@ -43,8 +43,8 @@ _SPACES = re.compile(" {2,}")
 _ENTITY = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _ESCAPE = re.compile(r"(?<!\\)\\(?:[nrt]|u[0-9a-fA-F]{4})")
 _MOJIBAKE = re.compile("\u00e2\u20ac|[\u00c3\u00c2][\u0080-\u00bf]")  # UTF-8 read as cp1252/latin-1: â€™ Ã© Â
-_SPEAKERS = ("assistant|ai assistant|ai|a\\.i\\.|model|bot|chatbot|chatgpt|gpt|claude|llama|gemini|bard|system|"
-             "human|user")
+_SPEAKERS = ("assistant|ai assistant|ai|a\\.i\\.|model|bot|chatbot|system|human|user"
+             "|(?:chatgpt|gpt|claude|llama|gemini|bard|mistral|vicuna)(?:-[\\w.]+)*")  # 'GPT-4:', 'llama-2-70b:'
 _ROLE_PREFIX = re.compile(
     rf"[\s\ufeff\u200b]*(?:[#>*_\[(<|]+\s*)?(?:{_SPEAKERS})(?:\s*[\])>|*_]+)?\s*:"
     r"|[\s\ufeff\u200b]*#{2,}\s*(?:response|output|assistant)\s*:", re.IGNORECASE)  # '### Response:' (Alpaca)
@@ -83,14 +83,12 @@ def _not_nfc(t: str) -> int:
     return 0 if t.isascii() else int(not unicodedata.is_normalized("NFC", t))
 
 
-@functools.cache
-def _counted_cf() -> re.Pattern[str]:
-    chars = format_char_pattern().pattern[1:-1]
-    return re.compile("(?!\\A\ufeff)(?![" + _KEEP_CF + "])[" + chars + "]")
-
-
 def _format_characters(t: str) -> int:
-    return 0 if t.isascii() else sum(1 for _ in _counted_cf().finditer(t))
+    """Format characters (Cf) but the zero-width (non-)joiners and a leading byte-order mark."""
+    if t.isascii() or not (cf := format_char_pattern()).search(t):
+        return 0
+    n = sum(1 for _ in cf.finditer(t)) - t.startswith("\ufeff")
+    return n - sum(t.count(c) for c in _KEEP_CF)
 
 
 def _byte_order_mark(t: str) -> int:
@@ -103,6 +101,12 @@ def _count(pattern: re.Pattern[str], ascii_free: bool = False) -> Callable[[str]
             return 0
         return sum(1 for _ in pattern.finditer(t))
     return level
+
+
+def _mojibake(t: str) -> int:
+    if t.isascii() or ("\u00e2" not in t and "\u00c3" not in t and "\u00c2" not in t):
+        return 0
+    return sum(1 for _ in _MOJIBAKE.finditer(t))
 
 
 def _html_entities(t: str) -> int:
@@ -187,7 +191,7 @@ FORMAT_MARKS: tuple[FormatMark, ...] = (
     FormatMark("html_entities", "HTML character references ('&amp;', '&#39;')", _html_entities),
     FormatMark("literal_escapes", "literal '\\n' escapes instead of line breaks (JSON-encoded twice)",
                _literal_escapes),
-    FormatMark("mojibake", "UTF-8 decoded as cp1252/latin-1 ('â€™', 'Ã©')", _count(_MOJIBAKE, ascii_free=True)),
+    FormatMark("mojibake", "UTF-8 decoded as cp1252/latin-1 ('â€™', 'Ã©')", _mojibake),
     FormatMark("replacement_characters", "U+FFFD (text repaired on reading)",
                lambda t: 0 if t.isascii() else t.count("\ufffd")),
     FormatMark("wrapped_in_quotes", "the whole response in quotes (a CSV/repr round trip)", _wrapped_in_quotes),

@@ -67,7 +67,14 @@ def format_char_pattern() -> re.Pattern[str]:
     U+20000 or in the tag block U+E0000-U+E0FFF; the scan runs once, on the first non-ASCII text."""
     points = [c for r in (range(0x80, 0x20000), range(0xE0000, 0xE1000)) for c in r
               if unicodedata.category(chr(c)) == "Cf"]
-    return re.compile("[" + "".join(re.escape(chr(c)) for c in points) + "]")
+    ranges: list[list[int]] = []  # contiguous runs as a-b ranges: ~8x faster to match than single characters
+    for c in points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return re.compile("[" + "".join(re.escape(chr(a)) + (f"-{re.escape(chr(b))}" if b > a else "")
+                                    for a, b in ranges) + "]")
 
 
 LONG_TEXT = 1 << 20  # characters; longer texts are normalized piecewise and not cached (bounded memory)

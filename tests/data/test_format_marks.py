@@ -161,6 +161,8 @@ def test_one_sided_threshold_by_hand():
     ("Assistant: Sure.", {"role_prefix": 1}),
     ("**Assistant:** Sure.", {"role_prefix": 1}),
     ("[Bot]: hi", {"role_prefix": 1}),
+    ("GPT-3.5-turbo: Sure.", {"role_prefix": 1}),
+    ("AI safety: a field.", {}),
     ("### Response:\nSure.", {"role_prefix": 1, "literal_escapes": 0}),
     ("Answer: 42", {}),
     ("## Answer\n\nSure.", {}),  # a Markdown heading
@@ -198,3 +200,9 @@ def test_audit_cli_prints_the_mark_rows(tmp_path, capsys):
     assert "format marks alone decide 24 of 24 test pairs (differ in 24)" in text
     assert "trailing_whitespace" in text and "24:0" in text
     assert json.loads(out.read_text())["directions"]["trailing_line_breaks"] == 1
+    # validation: a warning by default (the rows load), refused under --strict
+    data = str(tmp_path / "pairs.jsonl")
+    assert main(["data", "validate", "--dataset", data]) == 0
+    assert "format_mark_one_sided=48" in capsys.readouterr().out
+    assert main(["data", "validate", "--dataset", data, "--strict"]) == 2
+    assert "format_mark_one_sided=48" in capsys.readouterr().err
