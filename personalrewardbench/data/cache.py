@@ -19,7 +19,7 @@ from typing import Any
 from personalrewardbench.data.common import default_cache_dir, file_sha256, stable_hash
 from personalrewardbench.data.schema import Benchmark, Manifest, Message, PreferencePair
 
-CACHE_FORMAT = "6"  # 5: text repairs and warning locations in the manifest; prism pairs; 6: meta["source_position"]
+CACHE_FORMAT = "7"  # 5: text repairs and warning locations in the manifest; prism pairs; 6: meta["source_position"]; 7: format-mark, NaN and very-long-text warnings
 
 
 def build_key(kind: str, sources: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:

@@ -105,7 +105,8 @@ def register(subparsers: Any) -> None:
     v.add_argument("--strict", action="store_true",
                    help="also fail on repaired text (bytes not UTF-8, unpaired surrogates, NUL) and on the content "
                         "quirks the published benchmark is allowed (split disagreement, identical/empty responses, "
-                        "test pairs repeating train/val pairs, serialized messages)")
+                        "test pairs repeating train/val pairs, serialized messages), on NaN in meta fields, and on "
+                        "a format mark that separates chosen from rejected (format_mark_one_sided)")
     v.set_defaults(func=cmd_validate)
 
     a = sub.add_parser("audit", help="how much of the test labels the structure gives away", description=(
@@ -231,7 +232,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.strict and (bad := [k for k in w if k in STRICT_KINDS]):
         first = "; ".join(f"{k}={w[k]} (first: {(m.warning_locations.get(k) or ['?'])[0]})" for k in bad)
         raise DataError(f"{bench.name}: invalid under --strict: {first}. Fix the source file(s), or drop --strict "
-                        "to accept the repaired text and the published benchmark's quirks as warnings.")
+                        "to accept the repaired text, the published benchmark's quirks and one-sided format marks as "
+                        "warnings.")
     print(f"{bench.name}: valid: {m.counts['users']} users, {m.counts['pairs']} pairs"
           + (f"; warnings: {', '.join(f'{k}={v}' for k, v in w.items())}" if w else "; no warnings"))
     for kind, locs in m.warning_locations.items():

@@ -168,7 +168,9 @@ def _jsonl_records(path: Path, dataset: str, findings: Findings) -> Iterator[tup
             except RecursionError as exc:
                 raise DataError(f"{dataset}: {where}: JSON nested too deeply to read. Fix or remove that line.") \
                     from exc
-            if bad_bytes or _SUSPECT.search(line):
+            suspect = bad_bytes or _SUSPECT.search(line)
+            del raw, line  # the record holds the text now: one copy alive while the caller uses it
+            if suspect:
                 rec = _clean(findings, rec, where, dataset, bad_bytes)
             yield _check_record(rec, where, dataset)
 
