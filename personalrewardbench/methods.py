@@ -45,13 +45,19 @@ class MethodError(RuntimeError):
     """A user-fixable problem with a method (unknown name, bad config, bad output)."""
 
 
+def _cache_root() -> Path:
+    from personalrewardbench.cli_options import cache_root
+
+    return cache_root()
+
+
 @dataclass
 class MethodEnv:
     """Resources the harness hands a method. Never carries labels of test pairs."""
 
     seed: int = 0
     llm: Any = None  # personalrewardbench.llm.base.LLM | None
-    cache_dir: Path = field(default_factory=lambda: Path(".prb-cache"))
+    cache_dir: Path = field(default_factory=lambda: _cache_root())  # $PRB_CACHE_DIR or .prb-cache
     device: str = "cpu"
     show_progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)  # free-form CLI extras (e.g. persona source)

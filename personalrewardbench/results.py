@@ -230,6 +230,7 @@ def prompt_template_hashes(method: Any) -> dict[str, str]:
 
 def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started_at: str) -> dict[str, Any]:
     from personalrewardbench import __version__
+    from personalrewardbench.threads import current_settings
 
     commit, dirty = git_commit()
     return {
@@ -243,6 +244,7 @@ def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started
         "llm_identity": getattr(llm, "identity", None) if llm is not None else None,
         "prompt_template_hashes": prompt_template_hashes(method),
         "seed": seed,
+        "threads": current_settings(),  # CPU threads chosen (--threads / available CPUs) and the OpenMP wait policy
         "started_at": started_at,
         "finished_at": now_utc(),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shlex
 import sys
 import time
@@ -24,6 +25,7 @@ SHORTCUT_METHODS = ("random", "position", "length")
 ENCODER_METHODS = ("embed-logreg", "bt-rm")
 LLM_METHODS = ("default-judge", "memory", "demographics", "synthesizeme")
 PUBLISHED = ("chatbot_arena", "prism")
+OUTPUT_DIR = Path("prb-output")  # the main job's own folder (gitignored): results/ and site/ inside
 CPU_USERS_ON_PUBLISHED = 20
 # Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
 # results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
@@ -58,12 +60,26 @@ class Plan:
     small: bool = True
 
 
+EXAMPLES = """examples:
+  prb run                                     # embedded models; published data when the hub answers, else synthetic
+  prb run --methods length,embed-logreg       # a few methods
+  prb run --dataset ../shared/data/summarize-from-feedback --users 8
+  prb run --backend openai --base-url http://127.0.0.1:8000/v1 --model NAME
+  prb run --threads 1 --out my-run/results    # one CPU thread, results elsewhere
+  prb leaderboard build                       # (separately) rebuild the published site leaderboard/site/
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from personalrewardbench.cli_options import HelpFormatter
+
     p = subparsers.add_parser(
-        "run", help="the main job: benchmark, every available baseline, results, leaderboard",
+        "run", help="the main job: benchmark, every available baseline, results, a local leaderboard",
         description="Build the benchmark (the published one when the hub answers, else the synthetic sample), "
-        "evaluate every baseline the available models allow, write results/ and render leaderboard/site/. "
-        "Rerun the same command to resume.")
+        f"evaluate every baseline the available models allow, and write results and a rendered site into "
+        f"{OUTPUT_DIR}/ (never into tracked files; `prb leaderboard build` rebuilds the published site). "
+        "Rerun the same command to resume: finished results are reused unchanged.",
+        epilog=EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("--dataset", action="append", default=None, metavar="NAME_OR_PATH",
                    help="chatbot_arena, prism, synthetic, or a path (repeatable; default: published, else synthetic)")
     p.add_argument("--methods", default=None,
@@ -74,13 +90,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true",
                    help="use each method's own default settings (default with --backend vllm/openai or --model)")
     p.add_argument("--seed", type=int, default=0, help="seed for queries, sampling, methods, bootstrap (default: 0)")
-    p.add_argument("--out", type=Path, default=Path("results"), help="results root (default: results)")
-    p.add_argument("--site", type=Path, default=Path("leaderboard/site"), help="site folder (default: leaderboard/site)")
+    p.add_argument("--out", type=Path, default=OUTPUT_DIR / "results",
+                   help=f"results root (default: {OUTPUT_DIR}/results)")
+    p.add_argument("--site", type=Path, default=None,
+                   help=f"site folder (default: {OUTPUT_DIR}/site, or site/ next to a custom --out)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default: 1000)")
     p.add_argument("--no-resume", action="store_true", help="start every run afresh instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from personalrewardbench.cli_options import add_threads_argument
     from personalrewardbench.llm import add_llm_arguments
 
+    add_threads_argument(p)
     add_llm_arguments(p)
     p.set_defaults(func=run_main)
 
@@ -134,10 +154,29 @@ def load_benchmarks(specs: list[str] | None, notes: list[str]) -> list[Any]:
     return [sample_benchmark(seed=0)]
 
 
+def check_method_names(methods: list[str]) -> None:
+    """Every name resolves (registered, ``module:Class`` or a folder), else one UserError naming each
+    unknown one with the closest known names, before any work starts."""
+    from personalrewardbench.cli import UserError
+    from personalrewardbench.methods import MethodError, resolve_method
+
+    if not methods:
+        raise UserError("--methods: no method named; give comma-separated names (`prb evaluate --list-methods`)")
+    problems = []
+    for name in methods:
+        try:
+            resolve_method(name)
+        except MethodError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UserError("--methods: " + "; ".join(problems))
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     notes: list[str] = []
     benchmarks = load_benchmarks(args.dataset, notes)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default_methods(args, notes)
+    check_method_names(methods)
     embedded = args.backend == "transformers" and not args.model
     small = embedded and not args.full
     if args.users in (None, "auto"):
@@ -151,6 +190,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
             from personalrewardbench.cli import UserError
 
             raise UserError(f"--users {args.users!r}: give a number of users or 'all'") from None
+    if users is not None:
+        from personalrewardbench.evaluate import users_note
+
+        for b in benchmarks:
+            note = users_note(b, users)
+            if note:
+                notes.append(note)
     if users and embedded and args.users in (None, "auto"):
         notes.append(f"published data with the embedded CPU model: a seeded sample of {users} users per dataset "
                      "(--users all for everyone)")
@@ -200,8 +246,6 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
         method = load_method(name, config)
         env = MethodEnv(seed=args.seed, llm=llm.get() if "llm" in method.capabilities else None,
                         show_progress=not args.quiet)
-        if args.cache_dir:
-            env.cache_dir = Path(args.cache_dir)
         out.run_dir = default_run_dir(args.out, method, bench, env, n_users=plan.users)
         out.results = run_evaluation(method, bench, env, out.run_dir, n_users=plan.users, resume=not args.no_resume,
                                      resamples=args.bootstrap, command=shlex.join(["prb", *sys.argv[1:]]),
@@ -209,9 +253,15 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one failing method must not stop the others
-        out.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
-        if not args.quiet:
-            traceback.print_exc(limit=3, file=sys.stderr)
+        from personalrewardbench.cli import _user_error_types
+
+        user_error = isinstance(exc, _user_error_types())
+        text = (str(exc).strip().splitlines() or [""])[0][:400]
+        out.error = text if user_error else f"unexpected {type(exc).__name__}: {text}"
+        if os.environ.get("PRB_DEBUG", "") not in ("", "0"):
+            traceback.print_exc(file=sys.stderr)
+        elif not user_error:
+            out.error += " (rerun with PRB_DEBUG=1 for the traceback)"
     out.seconds = time.perf_counter() - t
     return out
 
@@ -243,16 +293,30 @@ def summary_table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def artifact_notes(results: dict[str, Any]) -> list[str]:
+    """Lines about a run's per-user outputs: where they are, and the counts of outputs that are not
+    personas when the method reports them (``method_usage.persona_quality``)."""
+    usage = results.get("method_usage") or {}
+    quality = usage.get("persona_quality") if isinstance(usage, dict) else None
+    lines = []
+    if isinstance(quality, dict) and quality:
+        counts = ", ".join(f"{k} {v}" for k, v in quality.items() if not isinstance(v, dict | list))
+        lines.append(f"persona checks: {counts} (method_usage.persona_quality in results.json; "
+                     "the method page lists them)")
+    return lines
+
+
 def run_main(args: argparse.Namespace) -> int:
     from personalrewardbench.leaderboard.build import SiteError, build_site
     from personalrewardbench.leaderboard.commands import print_build_report
 
+    site = args.site or (OUTPUT_DIR / "site" if args.out == OUTPUT_DIR / "results" else Path(args.out).parent / "site")
     plan = make_plan(args)
     for note in plan.notes:
         print(f"prb run: {note}")
     jobs = [(b, m) for b in plan.benchmarks for m in plan.methods]
     print(f"prb run: {len(jobs)} evaluations ({len(plan.methods)} methods x {len(plan.benchmarks)} dataset(s)) "
-          f"-> {args.out}/")
+          f"-> {args.out}/", flush=True)
     llm = _LazyLLM(args)
     outcomes: list[Outcome] = []
     try:
@@ -268,17 +332,21 @@ def run_main(args: argparse.Namespace) -> int:
                        if res.get("status") == "not_applicable"
                        else f"accuracy {_pct((res.get('scores') or {}).get('accuracy')).strip()}%")
                 print(f"  done in {o.seconds:.1f} s: {acc} -> {o.run_dir}")
+                for line in artifact_notes(res):
+                    print(f"  {line}")
     finally:
         llm.close()
     print("\n" + summary_table(outcomes))
+    print(f"\nprb run: rendering the site into {site}/ ...", flush=True)
     try:
-        report = build_site([args.out], args.site)
+        report = build_site([args.out], site)
     except SiteError as exc:
         from personalrewardbench.cli import UserError
 
         raise UserError(str(exc)) from exc
-    print()
     print_build_report(report)
+    print(f"prb run: outputs: results in {args.out}/, site in {site}/ (the published leaderboard/site/ is "
+          "rebuilt only by `prb leaderboard build`)")
     failed = [o for o in outcomes if o.error]
     if failed:
         print(f"prb run: {len(failed)} of {len(outcomes)} evaluations failed: "

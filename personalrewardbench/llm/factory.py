@@ -48,7 +48,11 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
                    help="LLM backend (default: transformers, or $PRB_LLM_BACKEND)")
     g.add_argument("--model", default=None,
                    help="model id, folder or .gguf file (default: the embedded SmolLM2-135M-Instruct)")
-    g.add_argument("--cache-dir", default=None, help="LLM request cache folder (default: .prb-cache/llm)")
+    from personalrewardbench.cli_options import CACHE_DIR_HELP
+
+    g.add_argument("--cache-dir", default=None, metavar="DIR", help=CACHE_DIR_HELP)
+    g.add_argument("--llm-cache-dir", default=None, metavar="DIR",
+                   help="the LLM request cache folder alone (default: DIR/llm of the cache root)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the LLM request cache")
     g.add_argument("--max-model-len", type=int, default=None, help="cap the context length (tokens)")
     g.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm: GPUs per model")
@@ -77,5 +81,5 @@ def llm_from_args(args: argparse.Namespace) -> LLM:
                     dtype=getattr(args, "llm_dtype", None), enforce_eager=getattr(args, "enforce_eager", None))
     elif backend == "openai":
         opts.update(base_url=getattr(args, "base_url", None), api_key=getattr(args, "api_key", None))
-    return make_llm(backend, getattr(args, "model", None), cache_dir=getattr(args, "cache_dir", None),
+    return make_llm(backend, getattr(args, "model", None), cache_dir=getattr(args, "llm_cache_dir", None),
                     use_cache=not getattr(args, "no_cache", False), **opts)
