@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    from personalrewardbench.cli_help import add_help
+
+    add_help(parser)
     return parser
 
 
