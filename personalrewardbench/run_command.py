@@ -154,6 +154,20 @@ def load_benchmarks(specs: list[str] | None, notes: list[str]) -> list[Any]:
     return [sample_benchmark(seed=0)]
 
 
+def needs_llm(name: str) -> bool:
+    """Whether method ``name`` uses the harness's LLM: its submission.toml says ``llm = true``, or
+    (``module:Class``, entry points) its class declares the ``llm`` capability."""
+    from personalrewardbench.methods import MethodError, _resolve_class, resolve_method
+
+    try:
+        info = resolve_method(name)
+        if info.folder is not None:
+            return bool(info.requirements.get("llm"))
+        return "llm" in getattr(_resolve_class(info.entry, None), "capabilities", ())
+    except (MethodError, ImportError):  # reported when the method is built
+        return False
+
+
 def check_method_names(methods: list[str]) -> None:
     """Every name resolves (registered, ``module:Class`` or a folder), else one UserError naming each
     unknown one with the closest known names, before any work starts."""
@@ -220,14 +234,18 @@ class _LazyLLM:
 
     def get(self) -> Any:
         if self.llm is None and self.error is None:
-            from personalrewardbench.llm import llm_from_args
+            from personalrewardbench.cli import _user_error_types
+            from personalrewardbench.llm import LLMError, llm_from_args
 
             try:
                 self.llm = llm_from_args(self.args)
             except Exception as exc:  # noqa: BLE001 - reported per LLM method; the run goes on
-                self.error = f"could not start the LLM: {exc}"
+                known = isinstance(exc, _user_error_types())
+                self.error = f"could not start the LLM: {'' if known else type(exc).__name__ + ': '}{exc}"
         if self.error:
-            raise RuntimeError(self.error)
+            from personalrewardbench.llm import LLMError
+
+            raise LLMError(self.error)
         return self.llm
 
     def close(self) -> None:
@@ -256,8 +274,9 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
         from personalrewardbench.cli import _user_error_types
 
         user_error = isinstance(exc, _user_error_types())
-        text = (str(exc).strip().splitlines() or [""])[0][:400]
+        text = (str(exc).strip().splitlines() or [""])[0]
         out.error = text if user_error else f"unexpected {type(exc).__name__}: {text}"
+        out.error = out.error[:600]
         if os.environ.get("PRB_DEBUG", "") not in ("", "0"):
             traceback.print_exc(file=sys.stderr)
         elif not user_error:
@@ -318,6 +337,13 @@ def run_main(args: argparse.Namespace) -> int:
     print(f"prb run: {len(jobs)} evaluations ({len(plan.methods)} methods x {len(plan.benchmarks)} dataset(s)) "
           f"-> {args.out}/", flush=True)
     llm = _LazyLLM(args)
+    if any(needs_llm(m) for m in plan.methods):  # start it now: a server that is down is one message, not N
+        try:
+            llm.get()
+        except Exception as exc:
+            from personalrewardbench.cli import UserError
+
+            raise UserError(str(exc) + " (no method was run; --methods without LLM judges runs the others)") from None
     outcomes: list[Outcome] = []
     try:
         for i, (bench, name) in enumerate(jobs, start=1):

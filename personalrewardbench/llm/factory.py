@@ -35,7 +35,11 @@ def make_llm(backend: str = "transformers", model: str | None = None, *, cache_d
 
         return VLLMBackend(model, **common, **opts)
     if backend == "openai":
-        from personalrewardbench.llm.openai_backend import OpenAILLM
+        try:
+            from personalrewardbench.llm.openai_backend import OpenAILLM
+        except ModuleNotFoundError as exc:
+            raise LLMError(f"the openai backend needs {exc.name}: `pip install {exc.name}` "
+                           "(or reinstall the package: `pip install -e .`)") from exc
 
         return OpenAILLM(model, **common, **opts)
     raise LLMError(f"unknown LLM backend {backend!r}; choose one of {', '.join(BACKENDS)}")

