@@ -79,7 +79,7 @@ def test_probes_find_the_canary_when_not_sandboxed(setting):
     assert report["network"]["result"].startswith("connected")
 
 
-@pytest.mark.skipif(detect_mode() == "process", reason="this machine allows no namespaces (process mode only)")
+@pytest.mark.skipif(detect_mode() == "process", reason="this machine allows no namespaces (process mode only): run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)")
 def test_sandboxed_adapter_finds_no_labels(setting):
     canary, bench, config = setting
     with SandboxedMethod(SNOOP, config=config, limits=SandboxLimits(memory_mb=2048)) as m:
