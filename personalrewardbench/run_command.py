@@ -27,6 +27,10 @@ LLM_METHODS = ("default-judge", "memory", "demographics", "synthesizeme")
 PUBLISHED = ("chatbot_arena", "prism")
 OUTPUT_DIR = Path("prb-output")  # the main job's own folder (gitignored): results/ and site/ inside
 CPU_USERS_ON_PUBLISHED = 20
+# On the embedded CPU plan, methods that train a network or call the LLM run on a seeded subset of users (nested
+# in the others' sample): the 135M judges score near chance, so more users would only cost time.
+CPU_HEAVY_USERS = 8
+HEAVY_CAPABILITIES = frozenset({"llm", "train-rm"})
 # Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
 # results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
 SMALL_SETTINGS: dict[str, dict[str, Any]] = {
@@ -58,6 +62,11 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     users: int | None = None
     small: bool = True
+    heavy_users: dict[str, int] = field(default_factory=dict)  # method -> users, on the embedded CPU plan
+
+    def users_for(self, method: str) -> int | None:
+        """The seeded number of users ``method`` runs on (None: all)."""
+        return self.heavy_users.get(method, self.users)
 
 
 EXAMPLES = """examples:
@@ -154,6 +163,21 @@ def load_benchmarks(specs: list[str] | None, notes: list[str]) -> list[Any]:
     return [sample_benchmark(seed=0)]
 
 
+def _capabilities(name: str) -> frozenset[str]:
+    from personalrewardbench.methods import MethodError, _resolve_class, resolve_method
+
+    try:
+        info = resolve_method(name)
+        return frozenset(getattr(_resolve_class(info.entry, info.folder), "capabilities", ()))
+    except (MethodError, ImportError):  # reported when the method is built
+        return frozenset()
+
+
+def is_heavy(name: str) -> bool:
+    """Whether ``name`` trains a network or calls the LLM (capabilities ``train-rm`` or ``llm``)."""
+    return bool(_capabilities(name) & HEAVY_CAPABILITIES)
+
+
 def needs_llm(name: str) -> bool:
     """Whether method ``name`` uses the harness's LLM: its submission.toml says ``llm = true``, or
     (``module:Class``, entry points) its class declares the ``llm`` capability."""
@@ -195,15 +219,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
     small = embedded and not args.full
     if args.users in (None, "auto"):
         users = CPU_USERS_ON_PUBLISHED if embedded and any(b.name in PUBLISHED for b in benchmarks) else None
-    elif args.users == "all":
-        users = None
     else:
+        from personalrewardbench.cli_options import users_count
+
         try:
-            users = int(args.users)
-        except ValueError:
+            users = users_count(args.users)
+        except argparse.ArgumentTypeError as exc:
             from personalrewardbench.cli import UserError
 
-            raise UserError(f"--users {args.users!r}: give a number of users or 'all'") from None
+            raise UserError(f"--users: {exc}") from None
     if users is not None:
         from personalrewardbench.evaluate import users_note
 
@@ -223,7 +247,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if small and any(m in SMALL_SETTINGS for m in methods):
         notes.append("small method settings for the embedded CPU model (--full for the methods' defaults): "
                      + "; ".join(f"{m} {cfg}" for m, cfg in SMALL_SETTINGS.items() if m in methods))
-    return Plan(benchmarks=benchmarks, methods=methods, notes=notes, users=users, small=small)
+    heavy: dict[str, int] = {}
+    if small and args.users in (None, "auto"):
+        heavy_names = [m for m in methods if is_heavy(m)]
+        if heavy_names and (users is None or users > CPU_HEAVY_USERS):
+            heavy = {m: CPU_HEAVY_USERS for m in heavy_names}
+            notes.append(f"{', '.join(heavy_names)} (they train a network or call the 135M LLM) run on a seeded "
+                         f"{CPU_HEAVY_USERS} of the users on the embedded CPU model; the others on "
+                         f"{'all users' if users is None else f'{users} users'} (--users all runs every method on "
+                         "everyone)")
+    return Plan(benchmarks=benchmarks, methods=methods, notes=notes, users=users, small=small, heavy_users=heavy)
 
 
 class _LazyLLM:
@@ -264,8 +297,9 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
         method = load_method(name, config)
         env = MethodEnv(seed=args.seed, llm=llm.get() if "llm" in method.capabilities else None,
                         show_progress=not args.quiet)
-        out.run_dir = default_run_dir(args.out, method, bench, env, n_users=plan.users)
-        out.results = run_evaluation(method, bench, env, out.run_dir, n_users=plan.users, resume=not args.no_resume,
+        n_users = plan.users_for(name)
+        out.run_dir = default_run_dir(args.out, method, bench, env, n_users=n_users)
+        out.results = run_evaluation(method, bench, env, out.run_dir, n_users=n_users, resume=not args.no_resume,
                                      resamples=args.bootstrap, command=shlex.join(["prb", *sys.argv[1:]]),
                                      show_progress=not args.quiet)
     except KeyboardInterrupt:

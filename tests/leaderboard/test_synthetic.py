@@ -36,7 +36,7 @@ def test_rows_are_in_the_published_schema(rows: list[dict]) -> None:
     by_user = defaultdict(set)
     for r in rows:
         by_user[r["user_id"]].add(r["split"])
-    assert len(by_user) == 12 and all(s == {"train", "val", "test"} for s in by_user.values())
+    assert len(by_user) == 40 and all(s == {"train", "val", "test"} for s in by_user.values())
 
 
 def test_deterministic_and_labeled_synthetic(rows: list[dict]) -> None:
@@ -48,7 +48,8 @@ def test_deterministic_and_labeled_synthetic(rows: list[dict]) -> None:
     assert bench.manifest.sources[0]["kind"] == "synthetic"
     assert not bench.has_profiles()
     counts = bench.manifest.counts
-    assert counts["users"] == 12 and counts["pairs"] == len(rows)
+    assert counts["users"] == 40 and counts["pairs"] == len(rows)
+    assert sum(p.split == "test" for p in bench.pairs) == 40 * 8
 
 
 def test_planted_preferences_are_balanced() -> None:
