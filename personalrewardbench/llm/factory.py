@@ -76,7 +76,8 @@ def llm_from_args(args: argparse.Namespace) -> LLM:
     """Build the LLM that :func:`add_llm_arguments` options describe."""
     backend = getattr(args, "backend", "transformers")
     opts: dict[str, Any] = {"max_model_len": getattr(args, "max_model_len", None),
-                            "batch_size": getattr(args, "llm_batch_size", None)}
+                            "batch_size": getattr(args, "llm_batch_size", None),
+                            "progress": not getattr(args, "quiet", False)}
     if backend == "transformers":
         opts.update(device=getattr(args, "llm_device", None), dtype=getattr(args, "llm_dtype", None),
                     prefix_cache_mb=getattr(args, "prefix_cache_mb", None))
