@@ -325,8 +325,8 @@ def _pct(x: Any) -> str:
 
 def summary_table(outcomes: list[Outcome]) -> str:
     """Plain-text summary: one line per (dataset, method), best first within a dataset."""
-    head = f"{'dataset':18s} {'method':16s} {'acc %':>6s} {'95% CI':>13s} {'user-mean %':>11s} {'pos.cons %':>10s} " \
-           f"{'seconds':>8s}  status"
+    head = f"{'dataset':18s} {'method':26s} {'users':>5s} {'acc %':>6s} {'95% CI':>13s} {'user-mean %':>11s} " \
+           f"{'pos.cons %':>10s} {'seconds':>8s}  status"
     lines = [head, "-" * len(head)]
 
     def key(o: Outcome) -> tuple:
@@ -340,22 +340,28 @@ def summary_table(outcomes: list[Outcome]) -> str:
         ci_txt = f"[{_pct(ci[0]).strip()}, {_pct(ci[1]).strip()}]" if ci else "n/a"
         status = ("FAILED: " + (o.error or "")) if o.error else (
             "not applicable" if res.get("status") == "not_applicable" else "ok")
-        lines.append(f"{o.dataset[:18]:18s} {o.method[:16]:16s} {_pct(s.get('accuracy')):>6s} {ci_txt:>13s} "
+        n_users = (res.get("dataset") or {}).get("n_users")
+        lines.append(f"{o.dataset[:18]:18s} {o.method[:26]:26s} {n_users if n_users is not None else '':>5} "
+                     f"{_pct(s.get('accuracy')):>6s} {ci_txt:>13s} "
                      f"{_pct(s.get('user_mean_accuracy')):>11s} {_pct(s.get('position_consistency')):>10s} "
                      f"{o.seconds:8.1f}  {status}")
     return "\n".join(lines)
 
 
+NOT_PERSONA_KEYS = ("personas_not_personas", "persona_quality")  # method_usage keys with counts of bad personas
+
+
 def artifact_notes(results: dict[str, Any]) -> list[str]:
-    """Lines about a run's per-user outputs: where they are, and the counts of outputs that are not
-    personas when the method reports them (``method_usage.persona_quality``)."""
+    """Lines about a run's per-user outputs: the counts of outputs that are not personas (empty,
+    echoed labels, repeated text, ...) when the method reports them in ``method_usage``."""
     usage = results.get("method_usage") or {}
-    quality = usage.get("persona_quality") if isinstance(usage, dict) else None
     lines = []
-    if isinstance(quality, dict) and quality:
-        counts = ", ".join(f"{k} {v}" for k, v in quality.items() if not isinstance(v, dict | list))
-        lines.append(f"persona checks: {counts} (method_usage.persona_quality in results.json; "
-                     "the method page lists them)")
+    for key in NOT_PERSONA_KEYS:
+        counts = usage.get(key) if isinstance(usage, dict) else None
+        if isinstance(counts, dict) and counts:
+            text = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if isinstance(v, int | float))
+            lines.append(f"persona checks: {text} (method_usage.{key} in results.json; per user in "
+                         "artifacts.json and on the method page)")
     return lines
 
 
