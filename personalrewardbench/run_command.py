@@ -30,6 +30,9 @@ CPU_USERS_ON_PUBLISHED = 20
 # On the embedded CPU plan, methods that train a network or call the LLM run on a seeded subset of users (nested
 # in the others' sample): the 135M judges score near chance, so more users would only cost time.
 CPU_HEAVY_USERS = 8
+# SynthesizeMe makes several generations per user and per judgment (about 70% of the CPU time of the whole
+# default run with 8 users): it gets fewer, so `prb run` stays within 10 minutes on 2 quiet cores.
+CPU_HEAVY_USERS_BY_METHOD: dict[str, int] = {"synthesizeme-just-personas": 4, "synthesizeme": 4}
 HEAVY_CAPABILITIES = frozenset({"llm", "train-rm"})
 # Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
 # results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
@@ -249,11 +252,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
                      + "; ".join(f"{m} {cfg}" for m, cfg in SMALL_SETTINGS.items() if m in methods))
     heavy: dict[str, int] = {}
     if small and args.users in (None, "auto"):
-        heavy_names = [m for m in methods if is_heavy(m)]
-        if heavy_names and (users is None or users > CPU_HEAVY_USERS):
-            heavy = {m: CPU_HEAVY_USERS for m in heavy_names}
-            notes.append(f"{', '.join(heavy_names)} (they train a network or call the 135M LLM) run on a seeded "
-                         f"{CPU_HEAVY_USERS} of the users on the embedded CPU model; the others on "
+        want = {m: CPU_HEAVY_USERS_BY_METHOD.get(m, CPU_HEAVY_USERS) for m in methods if is_heavy(m)}
+        heavy = {m: n for m, n in want.items() if users is None or users > n}
+        if heavy:
+            by_n: dict[int, list[str]] = {}
+            for m, n in heavy.items():
+                by_n.setdefault(n, []).append(m)
+            parts = [f"{', '.join(ms)} on a seeded {n}" for n, ms in sorted(by_n.items(), reverse=True)]
+            notes.append(f"methods that train a network or call the 135M LLM run on fewer users on the embedded CPU "
+                         f"model: {'; '.join(parts)} of the users (nested samples); the others on "
                          f"{'all users' if users is None else f'{users} users'} (--users all runs every method on "
                          "everyone)")
     return Plan(benchmarks=benchmarks, methods=methods, notes=notes, users=users, small=small, heavy_users=heavy)

@@ -73,15 +73,17 @@ def test_cpu_plan_runs_heavy_methods_on_a_user_subset(monkeypatch) -> None:
 
     bench = sample_benchmark(n_users=12, n_train=(3, 3), n_val=1, n_test=1)
     monkeypatch.setattr(run_command, "load_benchmarks", lambda specs, notes: [bench])
-    args = argparse.Namespace(dataset=None, methods="length,embed-logreg,bt-rm,default-judge", backend="transformers",
-                              model=None, full=False, users=None)
+    args = argparse.Namespace(dataset=None, methods="length,embed-logreg,bt-rm,default-judge,synthesizeme-just-personas",
+                              backend="transformers", model=None, full=False, users=None)
     plan = run_command.make_plan(args)
     assert {m: plan.users_for(m) for m in plan.methods} == {
-        "length": None, "embed-logreg": None, "bt-rm": run_command.CPU_HEAVY_USERS,
-        "default-judge": run_command.CPU_HEAVY_USERS}
-    assert any("bt-rm, default-judge" in n and "--users all" in n for n in plan.notes)
+        "length": None, "embed-logreg": None, "bt-rm": 8, "default-judge": 8, "synthesizeme-just-personas": 4}
+    assert any("bt-rm, default-judge on a seeded 8; synthesizeme-just-personas on a seeded 4 of the users" in n
+               and "--users all" in n for n in plan.notes), plan.notes
     for change in ({"users": "all"}, {"full": True}, {"model": "some/model"}):
         plan = run_command.make_plan(argparse.Namespace(**{**vars(args), **change}))
         assert all(plan.users_for(m) is None for m in plan.methods), change
     plan = run_command.make_plan(argparse.Namespace(**{**vars(args), "users": "30"}))
     assert plan.users_for("bt-rm") == 30 and any("has only 12 users" in n for n in plan.notes)
+    plan = run_command.make_plan(argparse.Namespace(**{**vars(args), "users": "6"}))
+    assert plan.users_for("bt-rm") == 6 and plan.users_for("synthesizeme-just-personas") == 6
