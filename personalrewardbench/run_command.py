@@ -56,6 +56,7 @@ class Outcome:
     results: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
+    reused: bool = False  # a finished run found on disk and returned unchanged
 
 
 @dataclass
@@ -298,7 +299,7 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
     from personalrewardbench.methods import MethodEnv, load_method
 
     out = Outcome(bench.name, name)
-    t = time.perf_counter()
+    t, started = time.perf_counter(), time.time()
     try:
         config = SMALL_SETTINGS.get(name, {}) if plan.small else {}
         method = load_method(name, config)
@@ -323,6 +324,10 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
         elif not user_error:
             out.error += " (rerun with PRB_DEBUG=1 for the traceback)"
     out.seconds = time.perf_counter() - t
+    results_file = out.run_dir / "results.json" if out.run_dir else None
+    if out.results and results_file and results_file.exists() and results_file.stat().st_mtime < started:
+        out.reused = True
+        out.seconds = float((out.results.get("cost") or {}).get("seconds_total") or 0.0)
     return out
 
 
@@ -346,7 +351,7 @@ def summary_table(outcomes: list[Outcome]) -> str:
         ci = s.get("accuracy_ci95")
         ci_txt = f"[{_pct(ci[0]).strip()}, {_pct(ci[1]).strip()}]" if ci else "n/a"
         status = ("FAILED: " + (o.error or "")) if o.error else (
-            "not applicable" if res.get("status") == "not_applicable" else "ok")
+            "not applicable" if res.get("status") == "not_applicable" else "ok") + (" (reused)" if o.reused else "")
         n_users = (res.get("dataset") or {}).get("n_users")
         lines.append(f"{o.dataset[:18]:18s} {o.method[:26]:26s} {n_users if n_users is not None else '':>5} "
                      f"{_pct(s.get('accuracy')):>6s} {ci_txt:>13s} "
@@ -404,7 +409,8 @@ def run_main(args: argparse.Namespace) -> int:
                 acc = ("not applicable: " + str(res.get("not_applicable_reason") or "")
                        if res.get("status") == "not_applicable"
                        else f"accuracy {_pct((res.get('scores') or {}).get('accuracy')).strip()}%")
-                print(f"  done in {o.seconds:.1f} s: {acc} -> {o.run_dir}")
+                how = f"reused (finished earlier in {o.seconds:.1f} s)" if o.reused else f"done in {o.seconds:.1f} s"
+                print(f"  {how}: {acc} -> {o.run_dir}")
                 for line in artifact_notes(res):
                     print(f"  {line}")
     finally:
