@@ -217,38 +217,6 @@ def _method_section(method: Method, info: MethodInfo | None, llm: Any) -> dict[s
     }
 
 
-def finished_results(out_dir: Path, fingerprint: Mapping[str, Any], *, resamples: int,
-                     seed: int) -> dict[str, Any] | None:
-    """The results of a run already finished in ``out_dir`` with this fingerprint and bootstrap, else None.
-
-    Finished means: results.json reads, run.json holds the same fingerprint, the sha256 of every
-    file results.json lists still matches, and (for a scored run) the bootstrap used the same
-    resamples and seed. A rerun then returns these results without touching any file, so a resumed
-    run leaves finished results byte-identical.
-    """
-    from personalrewardbench.results import ResultsError, read_results
-
-    if not (out_dir / RESULTS_FILE).is_file() or not (out_dir / RUN_FILE).is_file():
-        return None
-    try:
-        saved = read_json(out_dir / RUN_FILE)
-        res = read_results(out_dir)
-    except ResultsError:
-        return None
-    same = json.dumps(saved, sort_keys=True, default=str) == json.dumps(dict(fingerprint), sort_keys=True, default=str)
-    if not same or res.get("status") not in ("ok", "not_applicable"):
-        return None
-    recorded = res.get("files") or {}
-    if set(recorded) != {n for n in (PREDICTIONS_FILE, ARTIFACTS_FILE) if (out_dir / n).exists()} \
-            or file_hashes(out_dir) != recorded:
-        return None
-    if res.get("status") == "ok":
-        boot = (res.get("scores") or {}).get("bootstrap") or {}
-        if boot.get("resamples") != resamples or boot.get("seed") != seed:
-            return None
-    return res
-
-
 def _open_run(out_dir: Path, fingerprint: dict[str, Any], resume: bool) -> dict[str, Any]:
     """Prepare ``out_dir``; return saved progress (empty for a fresh run)."""
     run_file = out_dir / RUN_FILE
@@ -305,6 +273,8 @@ def run_evaluation(
     bench = benchmark.subset(selected)
     fingerprint = _run_fingerprint(method, bench, selected, seed, env.llm)
     if resume:
+        from personalrewardbench.results import finished_results
+
         finished = finished_results(out_dir, fingerprint, resamples=resamples, seed=seed)
         if finished is not None:  # reused as is: no refit, no rewrite, no new times
             return finished

@@ -331,55 +331,10 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
     return out
 
 
-def _pct(x: Any) -> str:
-    return f"{100 * x:5.1f}" if isinstance(x, int | float) else "  n/a"
-
-
-def summary_table(outcomes: list[Outcome]) -> str:
-    """Plain-text summary: one line per (dataset, method), best first within a dataset."""
-    head = f"{'dataset':18s} {'method':26s} {'users':>5s} {'acc %':>6s} {'95% CI':>13s} {'user-mean %':>11s} " \
-           f"{'pos.cons %':>10s} {'seconds':>8s}  status"
-    lines = [head, "-" * len(head)]
-
-    def key(o: Outcome) -> tuple:
-        acc = ((o.results or {}).get("scores") or {}).get("accuracy")
-        return (o.dataset, acc is None, -(acc or 0.0), o.method)
-
-    for o in sorted(outcomes, key=key):
-        res = o.results or {}
-        s = res.get("scores") or {}
-        ci = s.get("accuracy_ci95")
-        ci_txt = f"[{_pct(ci[0]).strip()}, {_pct(ci[1]).strip()}]" if ci else "n/a"
-        status = ("FAILED: " + (o.error or "")) if o.error else (
-            "not applicable" if res.get("status") == "not_applicable" else "ok") + (" (reused)" if o.reused else "")
-        n_users = (res.get("dataset") or {}).get("n_users")
-        lines.append(f"{o.dataset[:18]:18s} {o.method[:26]:26s} {n_users if n_users is not None else '':>5} "
-                     f"{_pct(s.get('accuracy')):>6s} {ci_txt:>13s} "
-                     f"{_pct(s.get('user_mean_accuracy')):>11s} {_pct(s.get('position_consistency')):>10s} "
-                     f"{o.seconds:8.1f}  {status}")
-    return "\n".join(lines)
-
-
-NOT_PERSONA_KEYS = ("personas_not_personas", "persona_quality")  # method_usage keys with counts of bad personas
-
-
-def artifact_notes(results: dict[str, Any]) -> list[str]:
-    """Lines about a run's per-user outputs: the counts of outputs that are not personas (empty,
-    echoed labels, repeated text, ...) when the method reports them in ``method_usage``."""
-    usage = results.get("method_usage") or {}
-    lines = []
-    for key in NOT_PERSONA_KEYS:
-        counts = usage.get(key) if isinstance(usage, dict) else None
-        if isinstance(counts, dict) and counts:
-            text = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if isinstance(v, int | float))
-            lines.append(f"persona checks: {text} (method_usage.{key} in results.json; per user in "
-                         "artifacts.json and on the method page)")
-    return lines
-
-
 def run_main(args: argparse.Namespace) -> int:
     from personalrewardbench.leaderboard.build import SiteError, build_site
     from personalrewardbench.leaderboard.commands import print_build_report
+    from personalrewardbench.run_report import artifact_notes, pct, summary_table
 
     site = args.site or (OUTPUT_DIR / "site" if args.out == OUTPUT_DIR / "results" else Path(args.out).parent / "site")
     plan = make_plan(args)
@@ -408,7 +363,7 @@ def run_main(args: argparse.Namespace) -> int:
                 res = o.results or {}
                 acc = ("not applicable: " + str(res.get("not_applicable_reason") or "")
                        if res.get("status") == "not_applicable"
-                       else f"accuracy {_pct((res.get('scores') or {}).get('accuracy')).strip()}%")
+                       else f"accuracy {pct((res.get('scores') or {}).get('accuracy')).strip()}%")
                 how = f"reused (finished earlier in {o.seconds:.1f} s)" if o.reused else f"done in {o.seconds:.1f} s"
                 print(f"  {how}: {acc} -> {o.run_dir}")
                 for line in artifact_notes(res):
