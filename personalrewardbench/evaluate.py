@@ -88,6 +88,15 @@ def select_users(benchmark: Benchmark, *, n_users: int | None = None, shard: tup
     return users
 
 
+def users_note(benchmark: Benchmark, n_users: int | None) -> str | None:
+    """A line saying that ``--users n_users`` asks for more users than ``benchmark`` has (None if not)."""
+    have = len(benchmark.user_ids())
+    if n_users is not None and n_users > have:
+        return (f"--users {n_users}: {benchmark.name} has only {have} users; evaluating all {have} "
+                "(--users all says so explicitly)")
+    return None
+
+
 def user_extra(benchmark: Benchmark, users: Sequence[str]) -> dict[str, dict[str, int]]:
     """n_train / n_val per user (recorded next to per-user accuracies)."""
     out = {u: {"n_train": 0, "n_val": 0} for u in users}
@@ -235,6 +244,12 @@ def run_evaluation(
     selected = select_users(benchmark, n_users=n_users, shard=shard, seed=seed, user_ids=users)
     bench = benchmark.subset(selected)
     fingerprint = _run_fingerprint(method, bench, selected, seed, env.llm)
+    if resume:
+        from personalrewardbench.results import finished_results
+
+        finished = finished_results(out_dir, fingerprint, resamples=resamples, seed=seed)
+        if finished is not None:  # reused as is: no refit, no rewrite, no new times
+            return finished
     progress = _open_run(out_dir, fingerprint, resume)
     info = getattr(method, "method_info", None)
     test_pairs = sorted(bench.pairs_of("test"), key=lambda p: p.pair_id)

@@ -286,6 +286,37 @@ def file_hashes(run_dir: Path) -> dict[str, str]:
     return {name: sha256_file(Path(run_dir) / name) for name in HASHED_FILES if (Path(run_dir) / name).exists()}
 
 
+def finished_results(out_dir: Path, fingerprint: Mapping[str, Any], *, resamples: int,
+                     seed: int) -> dict[str, Any] | None:
+    """The results of a run already finished in ``out_dir`` with this fingerprint and bootstrap, else None.
+
+    Finished means: results.json reads, run.json holds the same fingerprint, the sha256 of every
+    file results.json lists still matches, and (for a scored run) the bootstrap used the same
+    resamples and seed. A rerun then returns these results without touching any file, so a resumed
+    run leaves finished results byte-identical.
+    """
+    if not (out_dir / RESULTS_FILE).is_file() or not (out_dir / RUN_FILE).is_file():
+        return None
+    try:
+        saved = read_json(out_dir / RUN_FILE)
+        res = read_results(out_dir)
+    except ResultsError:
+        return None
+    same = json.dumps(saved, sort_keys=True, default=str) == json.dumps(dict(fingerprint), sort_keys=True,
+                                                                        default=str)
+    if not same or res.get("status") not in ("ok", "not_applicable"):
+        return None
+    recorded = res.get("files") or {}
+    if set(recorded) != {n for n in (PREDICTIONS_FILE, ARTIFACTS_FILE) if (out_dir / n).exists()} \
+            or file_hashes(out_dir) != recorded:
+        return None
+    if res.get("status") == "ok":
+        boot = (res.get("scores") or {}).get("bootstrap") or {}
+        if boot.get("resamples") != resamples or boot.get("seed") != seed:
+            return None
+    return res
+
+
 # ------------------------------------------------------------------ provenance
 
 
@@ -335,6 +366,7 @@ def prompt_template_hashes(method: Any) -> dict[str, str]:
 
 def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started_at: str) -> dict[str, Any]:
     from personalrewardbench import __version__
+    from personalrewardbench.threads import current_settings
 
     commit, dirty = git_commit()
     return {
@@ -348,6 +380,7 @@ def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started
         "llm_identity": getattr(llm, "identity", None) if llm is not None else None,
         "prompt_template_hashes": prompt_template_hashes(method),
         "seed": seed,
+        "threads": current_settings(),  # CPU threads chosen (--threads / available CPUs) and the OpenMP wait policy
         "started_at": started_at,
         "finished_at": now_utc(),
     }

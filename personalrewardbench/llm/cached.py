@@ -243,6 +243,8 @@ class CachedLLM(LLM):
                 batch_keys = order[b:b + self.batch_size]
                 budget = self.fit_budget(reserve)
                 fitted = [fit_chat(norm[todo[k][0]], self.count_tokens, budget) for k in batch_keys]
+                bar.set_postfix_str(f"batch {b // self.batch_size + 1}/{-(-len(order) // self.batch_size)} "
+                                    f"({len(batch_keys)} req) running", refresh=True)  # no 0% that looks stuck
                 with self._compute_lock:
                     outs = compute([f[0] for f in fitted])
                 to_store = []

