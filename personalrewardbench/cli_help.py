@@ -29,6 +29,10 @@ EXAMPLES: dict[tuple[str, ...], str] = {
   prb data validate --dataset path/to/pairs.jsonl
   prb data validate --dataset prism_personalized_0125 --survey prism-alignment/survey.jsonl
 """,
+    ("data", "audit"): """examples:
+  prb data audit --dataset ../shared/data/summarize-from-feedback
+  prb data audit --dataset prism_raw-built --per-user --out prism-audit.json
+""",
     ("data", "export"): """examples:
   prb data export --dataset synthetic --out synthetic-built
   prb data export --dataset tldr-built --out tldr.parquet --format parquet

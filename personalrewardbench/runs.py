@@ -232,6 +232,7 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
         res = read_results(d)
         if res.get("status") != "ok":
             raise ResultsError(f"{d}: status {res.get('status')!r}; only finished runs can be merged")
+        shard = _shard_of(res, d)  # what the folder is comes first: a run that is not a shard is named as such
         seal = check_seal(d)  # the merged run is sealed: never seal what this key did not seal
         if not seal.ok:
             raise ResultsError(f"{d}: {'unsealed' if seal.status == 'unsealed' else 'bad seal'} ({seal.detail}); "
@@ -240,7 +241,7 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
         problems = verify_run(d)
         if problems:
             raise ResultsError(f"{d}: does not verify, refusing to merge: {problems[0]}")
-        loaded.append((_shard_of(res, d), d, res))
+        loaded.append((shard, d, res))
     if not loaded:
         raise ResultsError("nothing to merge; name the shard run folders")
     loaded.sort(key=lambda t: t[0])

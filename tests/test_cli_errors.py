@@ -58,6 +58,7 @@ CASES: list[tuple[str, list[str], str]] = [
     # prb data *
     ("data-stats-unknown-name", ["data", "stats", "--dataset", "no-such-dataset"], "no-such-dataset"),
     ("data-stats-missing-path", ["data", "stats", "--dataset", "{w}/missing/pairs.jsonl"], "missing/pairs.jsonl"),
+    ("data-audit-missing-path", ["data", "audit", "--dataset", "{w}/missing/pairs.jsonl"], "missing/pairs.jsonl"),
     ("data-validate-unknown-records", ["data", "validate", "--dataset", "{w}/unknown-records.jsonl"],
      "unknown-records.jsonl"),
     ("data-validate-broken-line", ["data", "validate", "--dataset", "{w}/broken-line.jsonl"], "line 2"),

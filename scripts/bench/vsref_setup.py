@@ -183,6 +183,7 @@ def summarize_users(input_path: Path, *, n_users: int, n_fit: int, n_test: int, 
     """
     from personalrewardbench.data.common import iter_records, record_files
     from personalrewardbench.data.summarize import pair_from_comparison
+    from personalrewardbench.data.text import Findings
 
     files = [f for f in record_files(input_path) if f.suffix in (".json", ".jsonl")]
     if not files:
@@ -190,7 +191,7 @@ def summarize_users(input_path: Path, *, n_users: int, n_fit: int, n_test: int, 
     counts: Counter[str] = Counter()
     by_user: dict[str, list[Any]] = defaultdict(list)
     for f in files:
-        for where, rec in iter_records(f, dataset="summarize_feedback"):
+        for where, rec in iter_records(f, dataset="summarize_feedback", findings=Findings()):
             got = pair_from_comparison(rec, where, counts)
             if got is not None:
                 by_user[got[0].user_id].append(got[0])

@@ -255,7 +255,13 @@ def test_a_hostile_submission_toml_stops_no_other_submission_in_the_ci_job(scrip
 
 
 def _named_submission(parent: Path, name: str, variant: str | None = None) -> Path:
-    folder = write_template(name, parent)
+    """A submission folder named ``name`` even where `prb submission new` refuses the name (a baseline's):
+    written under a free name, then renamed by hand, as a hostile contributor would."""
+    free = write_template(f"x{name}", parent)
+    folder = free.with_name(name)
+    free.rename(folder)
+    toml = folder / "submission.toml"
+    toml.write_text(toml.read_text().replace(f'name = "x{name}"', f'name = "{name}"', 1))
     if variant:
         with open(folder / "submission.toml", "a") as fh:
             fh.write(f'\n[variants.{variant}]\nconfig = {{}}\n')
