@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from personalrewardbench.llm.base import Chat
+from personalrewardbench.llm.base import Chat, check_deadline, time_left
 
 RECORD_FILE = "served-models.json"
 #: A ``created`` within this many seconds of the local clock is the time of the answer, not of the
@@ -218,8 +218,11 @@ class TokenCounter:
         try:
             if self._client is None:
                 self._client = httpx.Client(headers=self.headers, timeout=self.timeout)
+            check_deadline()
+            left = time_left()  # inside a deadline_scope: no request outlasts it
             r = self._client.post(self.url, json={"model": self.model, "messages": messages,
-                                                  "add_generation_prompt": True})
+                                                  "add_generation_prompt": True},
+                                  **({"timeout": max(0.01, left)} if left is not None else {}))
             if r.status_code != 200:
                 return None
             body = r.json()
