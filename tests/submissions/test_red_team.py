@@ -322,10 +322,12 @@ def test_a_hostile_submission_toml_stops_no_other_submission_in_the_ci_job(scrip
 
 
 def _named_submission(parent: Path, name: str, variant: str | None = None) -> Path:
-    folder = write_template(name, parent)
+    # the template refuses a taken name itself: write a free one, then give the folder the clashing name
+    folder = write_template("free-name", parent).rename(parent / name)
+    text = (folder / "submission.toml").read_text().replace('name = "free-name"', f'name = "{name}"', 1)
     if variant:
-        with open(folder / "submission.toml", "a") as fh:
-            fh.write(f'\n[variants.{variant}]\nconfig = {{}}\n')
+        text += f'\n[variants.{variant}]\nconfig = {{}}\n'
+    (folder / "submission.toml").write_text(text)
     return folder
 
 
