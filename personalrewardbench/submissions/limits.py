@@ -76,6 +76,34 @@ class SandboxLimits:
     extra_read_only: tuple[str, ...] = field(default=())
 
 
+def worker_limits(limits: SandboxLimits, mode: str) -> dict[str, int | None]:
+    """The per-process limits the worker sets on itself before loading the adapter (its ``start`` message).
+
+    ``processes`` (RLIMIT_NPROC) only in bubblewrap mode, where the kernel counts the sandbox user's tasks in
+    its own user namespace: that count includes bubblewrap's init (pid 1 there) but not bubblewrap itself,
+    which the watchdog counts, so one less keeps both on the same total. Elsewhere it would count every
+    process of the harness's user.
+    """
+    return {"memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb,
+            "cpu_s": int(limits.time_s * max(1, os.cpu_count() or 1)) + 60,
+            "processes": max(1, limits.max_processes - 1) if mode == "bwrap" else None,
+            "files": limits.max_files}
+
+
+def enforcement_notes(mode: str, cgroup: str | None, notes: list[str]) -> list[str]:
+    """What the results should say about how memory and processes were limited: ``cgroup`` describes the
+    sandbox's cgroup (None: none holds it); ``notes``: those already made (how bubblewrap was started)."""
+    out = [f"memory: {cgroup} and the process-tree watchdog" if cgroup is not None
+           else "memory: process-tree watchdog only (PSS summed over all processes, plus /tmp and /dev/shm use and "
+                "pipe and socket buffers; the system calls that hold memory outside every process map are refused "
+                "by the seccomp filter: no cgroup here)"]
+    if mode == "bwrap" and os.geteuid() == 0 and not any("as uid 65534" in n for n in notes):
+        # the kernel never applies RLIMIT_NPROC to the processes of host root
+        out.append("processes: RLIMIT_NPROC does not bind a sandbox user that is root on the host; "
+                   + ("cgroup pids.max and " if cgroup is not None else "") + "the watchdog hold the limit")
+    return out
+
+
 def process_table() -> dict[int, int]:
     """pid -> parent pid for every process visible in /proc (processes that vanish mid-scan are skipped)."""
     table: dict[int, int] = {}

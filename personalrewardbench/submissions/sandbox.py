@@ -41,7 +41,7 @@ from personalrewardbench.submissions.checks import (
     check_predictions,
     check_usage,
 )
-from personalrewardbench.submissions.limits import SandboxLimits, Watchdog
+from personalrewardbench.submissions.limits import SandboxLimits, Watchdog, enforcement_notes, worker_limits
 from personalrewardbench.submissions.llm_service import answer_llm
 from personalrewardbench.submissions.protocol import (
     Channel,
@@ -163,25 +163,14 @@ class SandboxedMethod(Method):
         self._deadline_at = t_spawn + self.limits.time_s  # one wall clock for the whole run
         cg = self._cgroup
         in_cgroup = cg is not None and cg.holds(self._proc.pid, wait_s=2.0)
-        self._notes.append(f"memory: {cg.describe} and the process-tree watchdog" if cg is not None and in_cgroup
-                           else "memory: process-tree watchdog only (PSS summed over all processes, plus /tmp and "
-                                "/dev/shm use and pipe and socket buffers; the system calls that hold memory outside "
-                                "every process map are refused by the seccomp filter: no cgroup here)")
-        if self.mode == "bwrap" and os.geteuid() == 0 and not any("as uid 65534" in n for n in self._notes):
-            # the kernel never applies RLIMIT_NPROC to host root's processes
-            self._notes.append("processes: RLIMIT_NPROC does not bind a sandbox user that is root on the host; "
-                               + ("cgroup pids.max and " if in_cgroup else "") + "the watchdog hold the limit")
+        self._notes += enforcement_notes(self.mode, cg.describe if cg is not None and in_cgroup else None,
+                                         self._notes)
         self._watchdog = Watchdog(self._proc.pid, self.limits, self._kill_tree,
                                   tmp_mounts=iso.TMP_MOUNTS if self.mode == "bwrap" else (),
                                   oom_check=cg.oom_killed if cg is not None and in_cgroup else None)
         self._watchdog.deadline = self._deadline_at
         self._watchdog.start()
-        # the kernel's process count in the sandbox's user namespace includes bubblewrap's init (pid 1 there)
-        # but not bubblewrap itself, which the watchdog counts: one less keeps both on the same total
-        limits = {"memory_mb": self.limits.memory_mb, "fsize_mb": self.limits.fsize_mb,
-                  "cpu_s": int(self.limits.time_s * max(1, os.cpu_count() or 1)) + 60,
-                  "processes": max(1, self.limits.max_processes - 1) if self.mode == "bwrap" else None,
-                  "files": self.limits.max_files}
+        limits = worker_limits(self.limits, self.mode)
         self._starting = True
         try:
             return self._call({"op": "start", "folder": folder, "workdir": home, "limits": limits,
