@@ -64,7 +64,7 @@ from typing import Any
 import httpx
 
 from personalrewardbench.data.schema import Message
-from personalrewardbench.llm.base import Chat, Completion, GenerationParams, LLMError
+from personalrewardbench.llm.base import Chat, Completion, DeadlineExceeded, GenerationParams, LLMError, time_left
 from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, as_chat, item_seed
 from personalrewardbench.llm.choices import read_top_tokens
 from personalrewardbench.llm.openai_answers import (
@@ -122,6 +122,16 @@ def _run(coro: Coroutine) -> Any:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside an event loop
         return pool.submit(asyncio.run, coro).result()
+
+
+async def _within(coro: Coroutine, seconds: float | None) -> Any:
+    """``coro``'s result, or :class:`DeadlineExceeded` (its requests cancelled) after ``seconds`` (None: no cap)."""
+    if seconds is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, max(seconds, 0.0))
+    except TimeoutError:
+        raise DeadlineExceeded("the time limit passed while waiting for the server") from None
 
 
 class OpenAILLM(CachedLLM):
@@ -273,7 +283,7 @@ class OpenAILLM(CachedLLM):
 
     def _send(self, kind: str, bodies: list[dict], *, count_refused: bool = True) -> list[_Answer]:
         try:
-            answers = _run(self._gather(bodies)) if bodies else []
+            answers = _run(_within(self._gather(bodies), time_left())) if bodies else []
         except _Unreachable as exc:
             raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries ({exc}); "
                            "finished requests are cached, rerun to resume") from exc

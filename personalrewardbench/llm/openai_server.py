@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from personalrewardbench.llm.base import Chat
+from personalrewardbench.llm.base import Chat, check_deadline, time_left
 from personalrewardbench.llm.openai_answers import count_field
 
 RECORD_FILE = "served-models.json"
@@ -262,8 +262,12 @@ class TokenCounter:
         """The server's count of ``messages`` (a positive whole number), else None (error, junk, too slow)."""
         if self._client is None:
             self._client = httpx.Client(headers=self.headers, timeout=self.timeout, follow_redirects=True)
-        status, body = fetch_json(self._client, "POST", self.url, deadline_s(self.timeout),
-                                  json={"model": self.model, "messages": messages, "add_generation_prompt": True})
+        check_deadline()
+        left = time_left()  # inside a deadline_scope: no request outlasts it
+        wait = deadline_s(self.timeout) if left is None else max(0.01, min(deadline_s(self.timeout), left))
+        status, body = fetch_json(self._client, "POST", self.url, wait,
+                                  json={"model": self.model, "messages": messages, "add_generation_prompt": True},
+                                  **({"timeout": wait} if left is not None else {}))
         if status != 200 or not isinstance(body, dict):
             return None
         limit = count_field(body.get("max_model_len"))

@@ -4,15 +4,20 @@ Limits hold for all the adapter's processes together, not per process:
 
 - memory: the proportional set size (PSS, so pages shared between forks count once) summed
   over every process of the sandbox, plus what it has written to its private /tmp and
-  /dev/shm. Where the harness can create a cgroup v2 with the memory controller, that cgroup
-  enforces the same limit in the kernel (tmpfs pages are charged to it too); the watchdog
-  runs in any case. On a cgroup v1 machine the harness uses the v1 ``memory`` and ``pids``
-  controllers instead where it may (e.g. as root); elsewhere the watchdog enforces the limits
-  alone, and then cannot see memory held outside every process's map (anonymous memory files,
-  System V shared memory).
+  /dev/shm, plus the capacity of the kernel buffers behind its pipes and sockets
+  (:func:`kernel_buffers`). Where the harness can create a cgroup v2 with the memory
+  controller, that cgroup enforces the same limit in the kernel (tmpfs pages are charged to
+  it too); the watchdog runs in any case. On a cgroup v1 machine the harness uses the v1
+  ``memory`` and ``pids`` controllers instead where it may (e.g. as root). Elsewhere the
+  watchdog enforces the limits alone; the other ways of making the kernel hold memory outside
+  every process map (anonymous memory files, System V IPC, keyrings, io_uring, grown pipe or
+  socket buffers, IP and Unix datagram sockets) are refused inside the sandbox by its seccomp
+  filter (:mod:`~personalrewardbench.submissions.syscall_filter`).
 - temporary space: /tmp and /dev/shm are tmpfs mounts of ``tmp_mb`` each (bubblewrap's
   ``--size``), and their use counts against the memory limit.
-- processes: at most ``max_processes`` at once.
+- processes: at most ``max_processes`` at once: the kernel refuses forks beyond it (RLIMIT_NPROC,
+  counted per user namespace since Linux 5.14, set in the sandbox before the adapter runs; a
+  cgroup's pids.max where there is one); the watchdog stops a sandbox it finds over it.
 - wall clock: one deadline for the whole run, from process start to the last answer,
   including the time the harness spends answering the adapter's LLM requests.
 
@@ -30,8 +35,8 @@ from dataclasses import dataclass, field
 
 from personalrewardbench.submissions.cgroups import Cgroup1, Cgroup2
 
-__all__ = ["Cgroup1", "Cgroup2", "SandboxLimits", "Watchdog", "descendants", "process_memory", "process_table",
-           "tmpfs_used"]
+__all__ = ["Cgroup1", "Cgroup2", "SandboxLimits", "Watchdog", "descendants", "kernel_buffers", "process_memory",
+           "process_table", "tmpfs_used"]
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MiB = 1024 * 1024
@@ -46,9 +51,12 @@ class SandboxLimits:
     ``start_s``: the start-up alone (process start, constructing the adapter);
     ``memory_mb``: MiB summed over all the adapter's processes and its temporary files;
     ``tmp_mb``: size of each of its private /tmp and /dev/shm; ``fsize_mb``: largest file
-    it may write (its log included); ``max_processes``: processes at once;
+    it may write (its log included); ``max_processes``: processes at once (the kernel's
+    RLIMIT_NPROC inside the sandbox and a cgroup's pids.max count threads too);
+    ``max_files``: open files per process (RLIMIT_NOFILE);
     ``message_mb``: largest single message it may send the harness;
-    ``llm_slice``: prompts per LLM batch the harness runs before checking the deadline;
+    ``llm_slice``: most prompts the harness runs as one LLM batch (slices shrink near the deadline: see
+    :mod:`~personalrewardbench.submissions.llm_service`);
     ``isolation``: ``"bwrap"`` (bubblewrap; the default and the only isolating mode) or
     ``"none"``, which runs the adapter as a plain child process and is refused unless
     ``trust_code`` is set; ``extra_read_only``: host paths bound read-only (e.g. a model folder).
@@ -60,11 +68,40 @@ class SandboxLimits:
     tmp_mb: int = 1024
     fsize_mb: int = 1024
     max_processes: int = 256
+    max_files: int = 1024
     message_mb: int = 64
     llm_slice: int = 512
     isolation: str = "bwrap"
     trust_code: bool = False
     extra_read_only: tuple[str, ...] = field(default=())
+
+
+def worker_limits(limits: SandboxLimits, mode: str) -> dict[str, int | None]:
+    """The per-process limits the worker sets on itself before loading the adapter (its ``start`` message).
+
+    ``processes`` (RLIMIT_NPROC) only in bubblewrap mode, where the kernel counts the sandbox user's tasks in
+    its own user namespace: that count includes bubblewrap's init (pid 1 there) but not bubblewrap itself,
+    which the watchdog counts, so one less keeps both on the same total. Elsewhere it would count every
+    process of the harness's user.
+    """
+    return {"memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb,
+            "cpu_s": int(limits.time_s * max(1, os.cpu_count() or 1)) + 60,
+            "processes": max(1, limits.max_processes - 1) if mode == "bwrap" else None,
+            "files": limits.max_files}
+
+
+def enforcement_notes(mode: str, cgroup: str | None, notes: list[str]) -> list[str]:
+    """What the results should say about how memory and processes were limited: ``cgroup`` describes the
+    sandbox's cgroup (None: none holds it); ``notes``: those already made (how bubblewrap was started)."""
+    out = [f"memory: {cgroup} and the process-tree watchdog" if cgroup is not None
+           else "memory: process-tree watchdog only (PSS summed over all processes, plus /tmp and /dev/shm use and "
+                "pipe and socket buffers; the system calls that hold memory outside every process map are refused "
+                "by the seccomp filter: no cgroup here)"]
+    if mode == "bwrap" and os.geteuid() == 0 and not any("as uid 65534" in n for n in notes):
+        # the kernel never applies RLIMIT_NPROC to the processes of host root
+        out.append("processes: RLIMIT_NPROC does not bind a sandbox user that is root on the host; "
+                   + ("cgroup pids.max and " if cgroup is not None else "") + "the watchdog hold the limit")
+    return out
 
 
 def process_table() -> dict[int, int]:
@@ -143,6 +180,70 @@ def tmpfs_used(pids: Iterable[int], mounts: Iterable[str]) -> int:
     return 0
 
 
+def socket_bytes() -> int:
+    """What one socket can make the kernel hold: its send buffer at the system default (``net.core.wmem_default``;
+    the sandbox may not grow it) plus one more buffer's worth of slack for the last message queued."""
+    try:
+        with open("/proc/sys/net/core/wmem_default", "rb") as fh:
+            default = int(fh.read())
+    except (OSError, ValueError):
+        default = 0
+    return max(default, 212992) + 65536
+
+
+PIPE_BYTES = 16 * PAGE  # a pipe's default capacity (16 pages); the sandbox may not grow it (F_SETPIPE_SZ)
+SOCKET_BYTES = socket_bytes()
+
+
+def _netns(pid: int | str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def kernel_buffers(pids: Iterable[int], netns: bool = False) -> int:
+    """Bytes the kernel may hold in the pipes and sockets of ``pids``: each distinct pipe at :data:`PIPE_BYTES`
+    and each socket at :data:`SOCKET_BYTES` (capacity, not current use: these buffers are in no process map).
+
+    With ``netns`` (the sandbox has its own network namespace) the Unix and netlink sockets no process holds
+    (connections not yet accepted, sockets in flight in a message) are counted too, from the namespace's own
+    tables (``/proc/<pid>/net/unix``, ``.../netlink``). Pipes in flight are not seen (at most RLIMIT_NOFILE).
+    """
+    pipes: set[str] = set()
+    sockets: set[str] = set()
+    table_pid = None
+    own = _netns("self") if netns else None
+    for pid in pids:
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if target.startswith("pipe:"):
+                pipes.add(target)
+            elif target.startswith("socket:["):
+                sockets.add(target[8:-1])
+        if netns and table_pid is None and _netns(pid) not in (None, own):
+            table_pid = pid
+    if table_pid is not None:
+        for table, column in (("unix", 6), ("netlink", 9)):
+            try:
+                with open(f"/proc/{table_pid}/net/{table}", "rb") as fh:
+                    next(fh, None)  # header
+                    for n, line in enumerate(fh):
+                        fields = line.split()
+                        if len(fields) > column:  # a connection not yet accepted has no inode yet (0)
+                            sockets.add(fields[column].decode() if fields[column] != b"0" else f"{table}-{n}")
+            except OSError:
+                continue
+    return len(pipes) * PIPE_BYTES + len(sockets) * SOCKET_BYTES
+
+
 class Watchdog(threading.Thread):
     """Polls the process tree under ``root_pid``; on a breach calls ``kill()`` once and sets ``reason``.
 
@@ -183,7 +284,7 @@ class Watchdog(threading.Thread):
         if n > self.limits.max_processes:
             self._breach("processes", f"{n} processes (limit {self.limits.max_processes})")
             return
-        mem = sum(process_memory(p) for p in pids)
+        mem = sum(process_memory(p) for p in pids) + kernel_buffers(pids, netns=bool(self._tmp_mounts))
         if self._tmp_mounts:
             mem += tmpfs_used([p for p in pids if p != self.root_pid], self._tmp_mounts)
         self.peak_bytes = max(self.peak_bytes, mem)

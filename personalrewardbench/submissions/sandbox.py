@@ -41,7 +41,7 @@ from personalrewardbench.submissions.checks import (
     check_predictions,
     check_usage,
 )
-from personalrewardbench.submissions.limits import SandboxLimits, Watchdog
+from personalrewardbench.submissions.limits import SandboxLimits, Watchdog, enforcement_notes, worker_limits
 from personalrewardbench.submissions.llm_service import answer_llm
 from personalrewardbench.submissions.protocol import (
     Channel,
@@ -54,6 +54,7 @@ from personalrewardbench.submissions.protocol import (
 from personalrewardbench.submissions.report import read_log_tail
 from personalrewardbench.submissions.snapshot import Snapshot
 from personalrewardbench.submissions.spec import read_submission
+from personalrewardbench.submissions.syscall_filter import SeccompUnavailable, filter_fd
 
 
 class SandboxedMethod(Method):
@@ -90,6 +91,7 @@ class SandboxedMethod(Method):
             raise SandboxError(f"{self.name}: {exc}", "isolation") from None
         self._failure: SandboxError | None = None
         self._llm_seconds = 0.0
+        self._llm_pace: dict[str, float] = {}  # seconds per prompt by kind of LLM request (sizes the slices)
         self._starting = False
         self._notes: list[str] = []
         self._phase_seconds: dict[str, float] = {}
@@ -119,11 +121,17 @@ class SandboxedMethod(Method):
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
         worker = [sys.executable, "-I", "-B", "-m", "personalrewardbench.submissions.worker", str(p2c_r), str(c2p_w)]
+        passed = [p2c_r, c2p_w]
         try:
             if self.mode == "bwrap":
+                try:
+                    passed.append(filter_fd())
+                except SeccompUnavailable as exc:
+                    raise iso.IsolationUnavailable(str(exc)) from None
                 cmd = iso.bwrap_command(self.snapshot.path, tmp_mb=self.limits.tmp_mb,
                                         extra_read_only=self.limits.extra_read_only,
-                                        gpu=self.submission.requirements.gpu, notes=self._notes) + worker
+                                        gpu=self.submission.requirements.gpu, notes=self._notes,
+                                        seccomp_fd=passed[2]) + worker
                 folder, home, env_home = iso.SNAPSHOT_MOUNT, "/tmp/work", "/tmp/work"
             else:
                 os.makedirs(workdir, mode=0o700)
@@ -131,7 +139,7 @@ class SandboxedMethod(Method):
                        "--fds", f"{p2c_r},{c2p_w}", "--", *worker]
                 folder, home, env_home = str(self.snapshot.path), workdir, workdir
         except iso.IsolationUnavailable as exc:
-            for fd in (p2c_r, p2c_w, c2p_r, c2p_w):
+            for fd in (*passed, p2c_w, c2p_r):
                 os.close(fd)
             raise SandboxError(f"{self.name}: {exc}", "isolation") from None
         self._cgroup = Cgroup2.create(self.limits) or Cgroup1.create(self.limits)
@@ -142,30 +150,27 @@ class SandboxedMethod(Method):
             try:
                 self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                               cwd="/" if self.mode == "bwrap" else workdir,
-                                              env=iso.scrubbed_env(env_home), pass_fds=(p2c_r, c2p_w),
+                                              env=iso.scrubbed_env(env_home), pass_fds=tuple(passed),
                                               start_new_session=True)
             except OSError as exc:
                 raise SandboxError(f"{self.name}: cannot start the sandbox ({exc}). Fix: {iso.REFUSAL_FIX}",
                                    "isolation") from None
             finally:
-                os.close(p2c_r)
-                os.close(c2p_w)
+                for fd in passed:
+                    os.close(fd)
         self._chan = Channel(c2p_r, p2c_w, max_bytes=self.limits.message_mb * 1024 * 1024)
         self._t0 = t_spawn
         self._deadline_at = t_spawn + self.limits.time_s  # one wall clock for the whole run
         cg = self._cgroup
         in_cgroup = cg is not None and cg.holds(self._proc.pid, wait_s=2.0)
-        self._notes.append(f"memory: {cg.describe} and the process-tree watchdog" if cg is not None and in_cgroup
-                           else "memory: process-tree watchdog only (PSS summed over all processes, plus /tmp and "
-                                "/dev/shm use; memory outside every process map, e.g. memfd or System V segments, "
-                                "is not seen: no cgroup here)")
+        self._notes += enforcement_notes(self.mode, cg.describe if cg is not None and in_cgroup else None,
+                                         self._notes)
         self._watchdog = Watchdog(self._proc.pid, self.limits, self._kill_tree,
                                   tmp_mounts=iso.TMP_MOUNTS if self.mode == "bwrap" else (),
                                   oom_check=cg.oom_killed if cg is not None and in_cgroup else None)
         self._watchdog.deadline = self._deadline_at
         self._watchdog.start()
-        limits = {"memory_mb": self.limits.memory_mb, "fsize_mb": self.limits.fsize_mb,
-                  "cpu_s": int(self.limits.time_s * max(1, os.cpu_count() or 1)) + 60}
+        limits = worker_limits(self.limits, self.mode)
         self._starting = True
         try:
             return self._call({"op": "start", "folder": folder, "workdir": home, "limits": limits,
@@ -287,7 +292,10 @@ class SandboxedMethod(Method):
             tb = str(reply.get("traceback") or "").rstrip()[-6000:]
             tb = "\n  traceback (most recent call last, adapter side):\n" + "\n".join(
                 "    " + ln[:500] for ln in tb.splitlines()[-20:]) if tb else ""
-            raise self._fail(f"the adapter raised {str(reply.get('error'))[:2000]}{tb}", "crash-exception", phase)
+            error = str(reply.get("error"))[:2000]
+            if self.mode == "bwrap" and "[Errno 1] Operation not permitted" in error:
+                error += f" ({iso.SECCOMP_HINT})"
+            raise self._fail(f"the adapter raised {error}{tb}", "crash-exception", phase)
         raise self._fail(f"the adapter process broke the protocol (unexpected message {str(reply)[:200]})",
                          "protocol", phase)
 
@@ -295,8 +303,8 @@ class SandboxedMethod(Method):
         t0 = time.monotonic()
         llm = getattr(getattr(self, "env", None), "llm", None)
         try:
-            result = answer_llm(llm, msg.get("fn"), msg.get("args"), deadline=self._deadline_at,
-                                slice_size=self.limits.llm_slice)
+            result = answer_llm(llm, msg.get("fn"), msg.get("args"), deadline=self._deadline(),
+                                slice_size=self.limits.llm_slice, pace=self._llm_pace)
             reply: dict[str, Any] = {"ok": True, "result": result}
         except TimeoutError:
             raise ChannelTimeout("deadline passed while answering LLM requests") from None

@@ -42,11 +42,18 @@ def _set_limits(limits: dict[str, Any]) -> list[str]:
         "RLIMIT_CPU": limits.get("cpu_s") and int(limits["cpu_s"]),
         "RLIMIT_FSIZE": limits.get("fsize_mb") and int(limits["fsize_mb"]) * 1024 * 1024,
         "RLIMIT_CORE": 0,
+        # tasks (processes and threads) of the sandbox user in its own user namespace (Linux >= 5.14 counts
+        # per user namespace), and open files per process (each pipe or socket is charged its buffer size)
+        "RLIMIT_NPROC": limits.get("processes") and int(limits["processes"]),
+        "RLIMIT_NOFILE": limits.get("files") and int(limits["files"]),
     }
     for name, value in wanted.items():
         if value is None or value is False or not hasattr(resource, name):
             continue
         try:
+            hard = resource.getrlimit(getattr(resource, name))[1]
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
             resource.setrlimit(getattr(resource, name), (value, value))
         except (ValueError, OSError) as exc:
             notes.append(f"{name} not enforced here ({exc})")

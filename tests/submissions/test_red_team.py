@@ -77,14 +77,31 @@ def _ci(script, tmp_path: Path, folders: list[Path], dataset: str | None = None)
 # ---- 1. limits: memory the process-tree watchdog cannot see, a fork burst between two polls -------------
 
 
+def _held(o) -> bool:
+    """The hidden memory never escaped the limit: stopped at it, or the call that makes it refused in the sandbox."""
+    return o.status == "failed" and (o.kind == "memory" or (
+        o.kind == "crash-exception" and "[Errno 1] Operation not permitted" in o.error
+        and "the sandbox refuses them: memfd_create, System V shared memory" in o.error))
+
+
 @needs_bwrap
-@pytest.mark.parametrize("variant", ["memfd", "sysv-shm"])
+@pytest.mark.parametrize("variant", ["memfd", "sysv-shm", "socket-hoard", "socket-backlog"])
 def test_memory_held_outside_every_process_map_counts_against_the_limit(tmp_path, variant):
     # 300 MiB in anonymous memory files (memfd_create) or System V segments, under a 200 MiB limit: neither is
-    # in any process's PSS nor on the sandbox's /tmp or /dev/shm, so a watchdog summing those sees ~20 MiB
+    # in any process's PSS nor on the sandbox's /tmp or /dev/shm, so a watchdog summing those sees ~20 MiB.
+    # Socket queues (socket pairs filled both ways; connections never accepted whose clients closed) are kernel
+    # memory too: ~1,000 sockets hold over 200 MiB
     o = _score(variant, tmp_path / "out", SandboxLimits(time_s=60, memory_mb=200))
     held = _report(o) if o.status == "ok" else {}
-    assert o.status == "failed" and o.kind == "memory", f"{variant}: {o.status} {held} {o.error}"
+    assert _held(o), f"{variant}: {o.status} {held} {o.error}"
+
+
+@needs_bwrap
+def test_every_other_way_to_make_the_kernel_hold_memory_is_refused(tmp_path):
+    o = _score("kernel-hoard", tmp_path / "out", SandboxLimits(time_s=60, memory_mb=1024))
+    assert o.status == "ok", o.error
+    report = _report(o)
+    assert report and set(report.values()) == {"refused"}, report
 
 
 @needs_bwrap
@@ -107,10 +124,16 @@ from tests.conftest import make_tiny_benchmark
 def score(v, **limits):
     return score_submission(sys.argv[1], make_tiny_benchmark(), tempfile.mkdtemp(), names=[f"red-team-{v}"],
                             limits=SandboxLimits(time_s=60, **limits), resamples=20, show_progress=False)[0]
-out = {v: score(v, memory_mb=200).kind for v in ("memfd", "sysv-shm")}
+def held(o):
+    return o.status == "failed" and (o.kind == "memory" or (o.kind == "crash-exception"
+                                     and "[Errno 1] Operation not permitted" in o.error))
+out = {f"{v} held": held(score(v, memory_mb=200)) for v in ("memfd", "sysv-shm", "socket-hoard", "socket-backlog")}
 fork = score("fork-burst", memory_mb=2048, max_processes=32)
 seen = re.search(r"(\\d+) processes \\(limit", fork.error or "")
 out["fork-burst held"] = fork.status == "ok" or (fork.kind == "processes" and int(seen.group(1)) <= 32)
+hoard = score("kernel-hoard", memory_mb=1024)
+out["kernel-hoard"] = sorted(set(json.loads(json.loads((hoard.run_dir / "artifacts.json").read_text())["report"])
+                                 .values())) if hoard.status == "ok" else hoard.error
 print(json.dumps(out))
 """
 
@@ -128,8 +151,9 @@ def test_hidden_memory_and_the_process_limit_hold_under_a_non_root_harness_too()
                "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(work), timeout=120)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"memfd": "memory", "sysv-shm": "memory",
-                                                                    "fork-burst held": True}
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
+            "memfd held": True, "sysv-shm held": True, "socket-hoard held": True, "socket-backlog held": True,
+            "fork-burst held": True, "kernel-hoard": ["refused"]}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -174,6 +198,49 @@ def test_one_large_llm_request_stays_within_the_time_limit():
     # one generate request of 400 prompts (0.02 s each: 8 s), under a 2 s limit
     elapsed, err = _run_llm_attack("llm-batch", ScriptedLLM(generate_fn=slow, identity="batch"), time_s=2)
     assert elapsed < 2 + 3, f"a 2 s limit ran {elapsed:.1f} s ({err})"
+
+
+def test_slices_shrink_to_fit_the_time_left_when_the_backend_cannot_stop_inside_a_batch():
+    from personalrewardbench.llm.scripted import ScriptedLLM
+    from personalrewardbench.submissions.llm_service import answer_llm
+
+    def slow(chat, params):
+        time.sleep(0.01)
+        return "ok"
+
+    # one backend batch for the whole slice (as vLLM's offline engine runs it): only the slice size bounds it
+    llm = ScriptedLLM(generate_fn=slow, batch_size=100_000)
+    chats = [[{"role": "user", "content": f"prompt {i}"}] for i in range(2000)]  # 20 s of work
+    pace: dict = {}
+    t = time.monotonic()
+    with pytest.raises(TimeoutError):
+        answer_llm(llm, "generate", {"chats": chats}, deadline=t + 1.0, slice_size=512, pace=pace)
+    elapsed = time.monotonic() - t
+    assert elapsed < 1.0 + 0.25, f"a 1 s deadline ran {elapsed:.2f} s (one 512-prompt slice is 5 s)"
+    assert 0.005 < pace["generate:default"] < 0.1  # the measured pace (10 ms per prompt, plus overhead)
+    done = llm.usage.calls
+    assert done > 40  # it did use the time: far more than the first probe
+
+
+@needs_bwrap
+def test_one_large_llm_request_stays_within_the_time_limit_on_the_transformers_backend():
+    import torch
+
+    from personalrewardbench import Message
+    from personalrewardbench.llm import GenerationParams, make_llm
+
+    llm = make_llm("transformers", use_cache=False, progress=False)  # the embedded SmolLM2 (CPU)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a CPU shared with other jobs, one multi-threaded forward pass can stall for seconds
+    try:
+        llm.generate([[Message("user", "Hi.")]], GenerationParams(max_tokens=2))  # warm (first forward pass)
+        # 400 prompts of up to 256 new tokens each: minutes of decoding on a CPU, under a 3 s limit
+        elapsed, err = _run_llm_attack("llm-batch", llm, time_s=3)
+    finally:
+        torch.set_num_threads(threads)
+        llm.close()
+    assert err is not None and err.kind == "timeout", err
+    assert elapsed < 3 + 3, f"a 3 s limit ran {elapsed:.1f} s ({err})"
 
 
 # ---- 3. the protocol: a message within the size cap must not cost the harness gigabytes -------------------
@@ -255,16 +322,12 @@ def test_a_hostile_submission_toml_stops_no_other_submission_in_the_ci_job(scrip
 
 
 def _named_submission(parent: Path, name: str, variant: str | None = None) -> Path:
-    """A submission folder named ``name`` even where `prb submission new` refuses the name (a baseline's):
-    written under a free name, then renamed by hand, as a hostile contributor would."""
-    free = write_template(f"x{name}", parent)
-    folder = free.with_name(name)
-    free.rename(folder)
-    toml = folder / "submission.toml"
-    toml.write_text(toml.read_text().replace(f'name = "x{name}"', f'name = "{name}"', 1))
+    # the template refuses a taken name itself: write a free one, then give the folder the clashing name
+    folder = write_template("free-name", parent).rename(parent / name)
+    text = (folder / "submission.toml").read_text().replace('name = "free-name"', f'name = "{name}"', 1)
     if variant:
-        with open(folder / "submission.toml", "a") as fh:
-            fh.write(f'\n[variants.{variant}]\nconfig = {{}}\n')
+        text += f'\n[variants.{variant}]\nconfig = {{}}\n'
+    (folder / "submission.toml").write_text(text)
     return folder
 
 
