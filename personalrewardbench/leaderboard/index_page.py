@@ -152,7 +152,7 @@ def index_html(board: Board, figures: Mapping[str, Mapping[str, str]], hrefs: Ma
         parts += [group_section(g, figures.get(g.group_id, {}), hrefs, repo_url, level=3) for g in board.subsets]
         parts.append("</section>")
     if board.overall:
-        parts.append(overall_section(board.overall, board.groups))
+        parts.append(overall_section(board.overall, board.overall_groups))
     parts.append(published_section(board.reported, board))
     parts.append(rules_section())
     parts.append(excluded_section(skipped))
