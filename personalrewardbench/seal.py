@@ -152,6 +152,7 @@ def load_key(*, create: bool = True) -> SealKey:
     for a key file that is a link, readable by others, owned by someone else, or placed
     inside a results or submission folder; and, with ``create=False``, when no key file exists.
     """
+    required = key_required()  # checked first: a misspelt value is an error whatever else is set
     env = os.environ.get(KEY_ENV)
     if env is not None:
         if not env.strip():
@@ -161,7 +162,7 @@ def load_key(*, create: bool = True) -> SealKey:
             raise SealError(f"{KEY_ENV} is shorter than {MIN_KEY_CHARS} characters; use a random secret, e.g. "
                             "python -c 'import secrets; print(secrets.token_hex(32))'")
         return SealKey(env.strip().encode(), f"${KEY_ENV}")
-    if key_required():
+    if required:
         raise SealError(f"{REQUIRE_ENV} is set, so the seal key must come from {KEY_ENV}, which is not set; pass "
                         "the secret (in GitHub Actions: env PRB_SEAL_KEY: ${{ secrets.PRB_SEAL_KEY }}, with the "
                         "repository secret PRB_SEAL_KEY defined)")

@@ -240,28 +240,32 @@ def build_board(runs: Sequence[RunResult]) -> Board:
 
 VERSION_RULE = ("when a benchmark has ranked tables for several versions (content hashes), only its current version "
                 "counts: the version the harness loads by that name today (chatbot_arena, prism, synthetic-sample), "
-                "else the version with the most recently finished run; older versions keep their own tables")
+                "else the version still found where its runs recorded it was loaded from, else the version with "
+                "the most rows; dates are never used; older versions keep their own tables")
+
+
+def _currency(g: Group) -> int:
+    """2: found by name (what the harness loads for the name now); 1: found where the runs recorded loading it
+    (the path, or the input files it was built from, still hold this version); 0: only in the build cache."""
+    hows = [r.run.how_verified for r in g.rows]
+    if any(h.startswith("by name (") for h in hows):
+        return 2
+    return int(any(h.startswith(("from the recorded path", "rebuilt from the recorded input")) for h in hows))
 
 
 def current_versions(groups: Sequence[Group]) -> list[Group]:
     """One ranked table per benchmark name, in the order of ``groups`` (see :data:`VERSION_RULE`).
 
-    A run found "by name" was verified against the benchmark the harness loads for that name now
-    (:class:`~personalrewardbench.benchmark_lookup.BenchmarkFinder`); otherwise the table whose latest
-    ``provenance.finished_at`` (written by the harness, covered by the seal) is newest wins, then the
-    table with more rows, then the smaller content hash (so the choice never depends on file order).
+    How each run's benchmark was found (:class:`~personalrewardbench.benchmark_lookup.BenchmarkFinder`)
+    says which version a name or a path holds today; among equals the table with more rows, then the
+    smaller content hash wins, so the choice depends neither on dates nor on file order.
     """
     by_name: dict[str, list[Group]] = {}
     for g in groups:
         by_name.setdefault(g.dataset, []).append(g)
-
-    def key(g: Group) -> tuple[bool, str, int]:
-        by_name_now = any(r.run.how_verified.startswith("by name (") for r in g.rows)
-        latest = max((str(r.run.provenance.get("finished_at") or "") for r in g.rows), default="")
-        return (by_name_now, latest, len(g.rows))
-
     # max() keeps the first of equal keys: sorting by content hash first makes the choice independent of file order
-    chosen = {id(max(sorted(gs, key=lambda g: g.content_hash), key=key)) for gs in by_name.values()}
+    chosen = {id(max(sorted(gs, key=lambda g: g.content_hash), key=lambda g: (_currency(g), len(g.rows))))
+              for gs in by_name.values()}
     return [g for g in groups if id(g) in chosen]
 
 

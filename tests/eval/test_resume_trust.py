@@ -102,9 +102,9 @@ def test_a_crash_between_writing_a_chunk_and_checkpointing_it_redoes_that_chunk(
 
 def test_a_crash_while_the_finished_log_is_sorted_loses_nothing(tmp_path: Path, monkeypatch) -> None:
     """The sorted log's checkpoint is saved before the file is replaced: dying at either moment resumes cleanly."""
+    real_replace = os.replace
     for die_before_replace in (True, False):
         run = tmp_path / f"run-{die_before_replace}"
-        real_replace = os.replace
 
         def dying_replace(src, dst, *a, _before=die_before_replace, **kw):  # noqa: ANN001
             if Path(dst).name == "predictions.jsonl":
