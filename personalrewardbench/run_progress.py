@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,8 +191,9 @@ def trusted_resume(out_dir: Path, key: SealKey, binding: str) -> Resume:
     cannot be deleted or truncated.
     """
     pred = out_dir / PREDICTIONS_FILE
-    pred_sha = _file_sha(pred)
-    size = os.lstat(pred).st_size if pred_sha not in (None, "!") else 0
+    st = os.lstat(pred) if os.path.lexists(pred) else None
+    regular = st is not None and stat.S_ISREG(st.st_mode)  # a link, FIFO or device is never read
+    size = st.st_size if regular else 0
     raw, why = _read_record(out_dir, key, binding)
     fields = _parse(raw) if raw is not None else None
     if raw is not None and fields is None:
@@ -208,7 +210,7 @@ def trusted_resume(out_dir: Path, key: SealKey, binding: str) -> Resume:
                     f"{f' ({lines} prediction lines)' if lines else ''} and starting the run afresh")
         return Resume(discarded=lines, note=note)
     totals, chunks, sorted_cp = fields
-    if pred_sha == "!":
+    if st is not None and not regular:
         os.unlink(pred)
     kept, kept_chunks, h = _check_log(pred, size, chunks, sorted_cp) if size else (0, [], hashlib.sha256())
     discarded = _count_lines(pred, kept) if size > kept else 0

@@ -177,3 +177,17 @@ def test_progress_never_holds_the_query_secret(tmp_path: Path) -> None:
     body = (run / "predictions.jsonl").read_bytes()
     assert record["log"]["sorted"] == [len(body), hashlib.sha256(body).hexdigest()]
     assert len(read_predictions(run)) == N_QUERIES
+
+
+def test_a_linked_prediction_log_is_never_read_or_written_through(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _crashed_run(run, ok_calls=2)
+    outside = tmp_path / "outside.jsonl"
+    outside.write_bytes((run / "predictions.jsonl").read_bytes())
+    (run / "predictions.jsonl").unlink()
+    (run / "predictions.jsonl").symlink_to(outside)
+    before = outside.read_bytes()
+    again = CrashAfter()
+    _run(again, run, chunk_size=10)
+    assert again.predicted == N_QUERIES and outside.read_bytes() == before
+    assert not (run / "predictions.jsonl").is_symlink() and check_seal(run).ok

@@ -105,3 +105,16 @@ def test_the_seal_covers_the_query_secret(tmp_path: Path, capsys) -> None:
     seal["seal_version"] = 1  # a folder sealed before the query secret was covered
     (run / "seal.json").write_text(json.dumps(seal))
     assert "older harness" in check_seal(run).detail
+
+
+def test_scoring_a_submission_without_a_usable_key_fails_before_the_sandbox_starts(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    from personalrewardbench.submissions.scoring import score_submission
+    from personalrewardbench.submissions.template import write_template
+
+    folder = write_template("keyless", tmp_path / "submissions")
+    monkeypatch.setenv("PRB_REQUIRE_SEAL_KEY", "1")
+    outcomes = score_submission(folder, BENCH, tmp_path / "out", show_progress=False)
+    assert [(o.status, o.kind) for o in outcomes] == [("failed", "config")]
+    assert "no usable seal key" in outcomes[0].error and "PRB_REQUIRE_SEAL_KEY" in outcomes[0].error
+    assert not (tmp_path / "out").exists()
