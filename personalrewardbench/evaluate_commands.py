@@ -208,10 +208,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{out['a']} vs {out['b']} on {out['dataset']}: {out['n_pairs']} shared pairs, {out['n_users']} users")
     print(f"  accuracy {_fmt(out['accuracy_a'])} vs {_fmt(out['accuracy_b'])}; "
           f"difference {100 * out['difference']:+.1f} points")
-    def ci(c: list[float] | None) -> str:  # None: fewer than 2 pairs/users, or --bootstrap 0
-        return f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}]" if c else "none (too few units or no resamples)"
+    kinds = {"bootstrap-basic": "paired bootstrap", "wilson": "Wilson score", "clopper-pearson": "exact",
+             "identical": "the same run"}
 
-    print(f"  95% CI (paired bootstrap over pairs) {ci(out['ci95'])}; over users {ci(out['ci95_users'])}")
+    def ci(name: str) -> str:  # None: fewer than 2 pairs/users
+        c, kind = out[name], out["ci_kind"][name]
+        if not c:
+            return f"none ({out['ci_detail'][name].get('reason', 'too few units')})"
+        return f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}] ({kinds.get(kind, kind)})"
+
+    print(f"  95% CI over pairs {ci('ci95')}; over users {ci('ci95_users')}")
     print(f"  p = {out['p_value']:.4g} ({out['p_value_test']}; {out['wins_a']} pairs favour {out['a']}, "
           f"{out['wins_b']} favour {out['b']})")
     if out["n_only_a"] or out["n_only_b"]:

@@ -135,6 +135,11 @@ def prediction_line(record: Mapping[str, Any]) -> str:
     return json.dumps({k: record[k] for k in ("query_id", "pair_id", "user_id", "order", "p")}, ensure_ascii=False)
 
 
+def prediction_bytes(records: Iterable[Mapping[str, Any]]) -> bytes:
+    """The bytes predictions.jsonl holds for ``records``: one :func:`prediction_line` each, UTF-8."""
+    return "".join(prediction_line(r) + "\n" for r in records).encode("utf-8")
+
+
 class PredictionLog:
     """Append-only, crash-safe ``predictions.jsonl``."""
 
@@ -188,14 +193,15 @@ class PredictionLog:
             fh.seek(size - 1)
             return fh.read(1) != b"\n"
 
-    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        text = "".join(prediction_line(r) + "\n" for r in records)
-        if not text:
-            return
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+    def append(self, records: Iterable[Mapping[str, Any]]) -> bytes:
+        """Append ``records`` (flushed and fsynced); returns the bytes written."""
+        data = prediction_bytes(records)
+        if data:
+            with self.path.open("ab") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        return data
 
     def rewrite(self, records: Iterable[Mapping[str, Any]]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")

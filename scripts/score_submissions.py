@@ -185,6 +185,9 @@ def score_all(args: argparse.Namespace, folders: list[Path], notes: list[str], o
         valid.append(sub)
     if not valid:
         return
+    from personalrewardbench.seal import load_key
+
+    load_key()  # no usable seal key ($PRB_SEAL_KEY empty, or required and unset): stop before anything runs
     llm = None
     try:
         if any(s.requirements.llm for s in valid):

@@ -44,7 +44,7 @@ from personalrewardbench.leaderboard.collect import (
     walk_results,
 )
 from personalrewardbench.results import RESULTS_FILE, ResultsError, read_bytes_limited, read_json, read_predictions
-from personalrewardbench.seal import SealError, SealKey, check_seal, load_key
+from personalrewardbench.seal import NoSealKey, SealKey, check_seal, load_key
 from personalrewardbench.submissions.spec import NAME_RE
 
 SUBMISSIONS = "submissions"
@@ -132,9 +132,9 @@ class RunGate:
         self.key = key
         self.key_problem = ""
         if key is None:
-            try:
+            try:  # a misconfigured key ($PRB_SEAL_KEY empty, required but unset, ...) stops the build
                 self.key = load_key(create=False)
-            except SealError as exc:
+            except NoSealKey as exc:  # no key here: every run is excluded with this reason
                 self.key_problem = str(exc)
         self._declared: dict[Path, frozenset[str] | str] = {}
 

@@ -61,6 +61,7 @@ SKIPPED_ANYWHERE = ("__pycache__", ".git")
 MAX_FILES = 20_000
 MAX_TOML_BYTES = 1 << 20
 MAX_CONFIG_DEPTH = 16  # the pipe protocol refuses nesting deeper than 64 levels in what the adapter echoes back
+MAX_DEPTH = 32  # folders below the submission folder; code and assets need a handful
 
 
 class SubmissionError(MethodError):
@@ -327,16 +328,22 @@ def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
 
     Never follows a symbolic link: each one (and anything not a regular file or folder,
     e.g. a FIFO or device) is a problem naming the path. ``results/`` at the top and
-    ``__pycache__``/``.git`` anywhere are skipped: they are not part of the method.
+    ``__pycache__``/``.git`` anywhere are skipped: they are not part of the method. The walk
+    is iterative and stops at :data:`MAX_DEPTH` nested folders (a problem naming the folder),
+    so no tree, however deep, exhausts the stack or the path length.
     """
     root = Path(folder)
     files: list[str] = []
     problems: list[str] = []
     if root.is_symlink():
         return [], [f"{root}: the submission folder is a symbolic link; symlinks are never followed"]
-    stack = [""]
+    stack: list[tuple[str, int]] = [("", 0)]
     while stack:
-        rel = stack.pop()
+        rel, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            problems.append(f"{root / rel}: nested more than {MAX_DEPTH} folders deep; keep the submission's "
+                            "folders shallow (its contents were not read)")
+            continue
         try:
             entries = sorted(os.scandir(root / rel) if rel else os.scandir(root), key=lambda e: e.name)
         except OSError as exc:
@@ -350,7 +357,7 @@ def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
                 problems.append(f"{root / sub}: is a symbolic link; commit the file itself (symlinks are never "
                                 "followed)")
             elif entry.is_dir(follow_symlinks=False):
-                stack.append(sub)
+                stack.append((sub, depth + 1))
             elif entry.is_file(follow_symlinks=False):
                 files.append(sub)
             else:

@@ -118,17 +118,15 @@ def test_compare_with_one_user_gives_no_user_interval_and_never_crashes(capsys, 
         run_evaluation(load_method("length" if name == "a" else "position"), BENCH, MethodEnv(), tmp_path / name,
                        show_progress=False, resamples=50)
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--bootstrap", "0"]) == 0
-    assert "none" in capsys.readouterr().out
+    assert "Wilson score" in capsys.readouterr().out  # no resamples: the score interval, never a crash
 
 
 def test_compare_interval_is_never_zero_width_when_every_pair_agrees() -> None:
     """Six pairs, each judged right twice by a and wrong twice by b: the paired bootstrap over pairs is the
     single point [+1, +1] (every resample is +1), claiming a beats b by exactly 100 points.
 
-    NOT FIXED on this branch (fails). The accuracy intervals already follow a rule for this (exact
-    interval at 0%/100%); the difference should follow it too, e.g. run
-    ``intervals.choose_interval`` on (difference + 1) / 2 and map back: here Clopper-Pearson for 6 of 6,
-    [0.6587, 1], gives [+0.317, +1]."""
+    Fixed: the difference follows the accuracy rule on (difference + 1) / 2, mapped back: here
+    Clopper-Pearson for 6 of 6, [0.6587, 1], gives [+0.317, +1]."""
     from scipy.stats import binomtest
 
     a = [r for i in range(6) for r in both(f"p{i}", f"u{i % 3}", 0.9, 0.1)]
@@ -146,8 +144,8 @@ def test_accuracy_interval_covers_the_truth_about_95_percent_with_ten_pairs() ->
     95% of runs; the basic bootstrap near the upper boundary did in about 83% (measured: 0.827 over 300
     runs here; 0.847 for 30 pairs at accuracy 0.95), i.e. it claims more certainty than the data hold.
 
-    NOT FIXED on this branch (fails): see the report (never narrower than the Wilson interval over the
-    effective units while fewer than ~50 units, or a BCa/studentized bootstrap)."""
+    Fixed: below 50 effective units (or with fewer than 10 units away from the most common result) the
+    interval is the Wilson score interval over the effective units (scripts/bench/bench_interval_coverage.py)."""
     rng = np.random.default_rng(2024)
     truth, runs, covered = 0.85, 300, 0
     for _ in range(runs):

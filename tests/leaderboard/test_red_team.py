@@ -185,8 +185,8 @@ def test_resume_does_not_seal_predictions_edited_in_the_run_folder(standard_resu
     """Edit a finished run's predictions (ids kept), drop results.json and seal.json, and let a key holder
     'resume' it: the harness computes figures from the edited lines and seals a 100% run.
 
-    NOT FIXED on this branch (fails): see the red-team report (progress.json should carry a MAC, under the
-    seal key, of the prediction log the harness wrote; resume keeps only a prefix that matches it)."""
+    Fixed: progress.json carries a MAC, under the seal key, of checkpoints of the prediction log the harness
+    wrote; resume keeps only the prefix that matches (here none) and predicts the rest again."""
     run = tmp_path / "run"
     common = {"show_progress": False, "dataset_spec": str(standard_results[1]), "resamples": 200}
     honest = run_evaluation(load_method("length"), mini_benchmark(), MethodEnv(seed=0), run, **common)
