@@ -13,16 +13,24 @@ from pathlib import Path
 SKIP_DIRS = frozenset({"results", "__pycache__", ".venv", "venv", ".git", "node_modules", ".ipynb_checkpoints"})
 
 
-def python_syntax_problems(folder: str | Path) -> list[str]:
+def python_syntax_problems(folder: str | Path, files: list[str] | None = None) -> list[str]:
     """One line per Python file under ``folder`` that does not compile: ``FILE, line N: MESSAGE; fix ...``.
 
-    Uses the built-in ``compile`` (no code runs, nothing is written). Files that are not UTF-8
-    are reported too (Python source must be UTF-8 unless it declares another encoding).
+    ``files``: the folder's regular files as relative POSIX paths (what
+    :func:`personalrewardbench.submissions.spec.list_folder` returns); by default that listing is
+    made here. It never follows a symbolic link and stops at a bounded depth, so no tree exhausts
+    the stack. Uses the built-in ``compile`` (no code runs, nothing is written). Files that are not
+    UTF-8 are reported too (Python source must be UTF-8 unless it declares another encoding).
     """
     root = Path(folder)
+    if files is None:
+        from personalrewardbench.submissions.spec import list_folder
+
+        files, _ = list_folder(root)
     problems: list[str] = []
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
+    for name in sorted(f for f in files if f.endswith(".py")):
+        path = root / name
+        rel = Path(name)
         if any(part in SKIP_DIRS for part in rel.parts[:-1]):
             continue
         try:

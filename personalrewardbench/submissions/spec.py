@@ -370,8 +370,10 @@ def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
 
 def folder_problems(sub: Submission) -> list[str]:
     """Problems with the folder around a parsed submission.toml (README, entry module, folder name,
-    symbolic links or special files anywhere in it)."""
-    problems: list[str] = list_folder(sub.folder)[1]
+    symbolic links or special files anywhere in it, Python files that do not compile)."""
+    files, problems = list_folder(sub.folder)
+    if not problems:  # a tree list_folder refuses (links, absurd depth) is already a named problem
+        problems += python_syntax_problems(sub.folder, files)
     folder = sub.folder.resolve()
     if folder.parent.name in ("submissions", "baselines") and folder.name != sub.name:
         problems.append(f"folder name {folder.name!r} differs from [submission].name {sub.name!r}; "
@@ -410,7 +412,7 @@ def name_clashes(sub: Submission) -> list[str]:
 def validate_folder(folder: str | Path) -> Submission:
     """Check a method folder completely; raise SubmissionError listing every problem."""
     sub = read_submission(folder)
-    problems = folder_problems(sub) + python_syntax_problems(sub.folder)
+    problems = folder_problems(sub)
     if problems:
         _raise(sub.folder / SUBMISSION_FILE, problems)
     return sub
