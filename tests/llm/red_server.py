@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FOREVER_S = 8.0  # how long "hang" and "trickle" go on before the server thread gives up
+FOREVER_S = 30.0  # how long "hang" and "trickle" go on before the server thread gives up (stopped at exit)
 
 
 @dataclass
