@@ -91,17 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prepare_environment()  # before torch/OpenMP load: thread count from the usable CPUs, idle threads sleep
     debug = os.environ.get("PRB_DEBUG", "") not in ("", "0")
-    cache_env = os.environ.get("PRB_CACHE_DIR")
+    saved_env = {k: os.environ.get(k) for k in ("PRB_CACHE_DIR", "HF_HUB_DISABLE_PROGRESS_BARS",
+                                                 "TRANSFORMERS_VERBOSITY")}
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        from personalrewardbench.cli_options import apply_cache_dir
+        from personalrewardbench.cli_options import apply_cache_dir, check_folder_options
         from personalrewardbench.threads import configure_threads
 
+        check_folder_options(args)
         apply_cache_dir(args)
+        if getattr(args, "quiet", False):
+            from personalrewardbench.cli_options import quiet_libraries
+
+            quiet_libraries()
         try:
             configure_threads(getattr(args, "threads", None))
         except ValueError as exc:
@@ -120,11 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(_unexpected(exc), file=sys.stderr)
         return 2 if isinstance(exc, OSError | MemoryError) else 1
-    finally:  # --cache-dir sets $PRB_CACHE_DIR for this command only (main() may be called in-process)
-        if cache_env is None:
-            os.environ.pop("PRB_CACHE_DIR", None)
-        else:
-            os.environ["PRB_CACHE_DIR"] = cache_env
+    finally:  # --cache-dir and --quiet set these for this command only (main() may be called in-process)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,6 +53,66 @@ def users_count(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"give a number of users (at least 1) or 'all', not {text!r}") from None
 
 
+def bootstrap_count(text: str) -> int:
+    """argparse type for ``--bootstrap``: a whole number >= 0 (0: no bootstrap; the Wilson score
+    interval, or the exact Clopper-Pearson one at 0% or 100%, instead)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of resamples, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more resamples, got {n} (0 turns the bootstrap off: "
+                                         "Wilson score intervals instead)")
+    return n
+
+
+BOOTSTRAP_HELP = ("bootstrap resamples for the 95%% CIs (default: 1000; 0: no bootstrap, the Wilson score "
+                  "interval instead)")
+# Options that always name a folder prb creates or writes into (besides each verb's own folder_options).
+CACHE_FOLDER_OPTIONS = ("cache_dir", "data_cache_dir", "llm_cache_dir")
+
+
+def check_folder_options(args: argparse.Namespace) -> None:
+    """UserError naming the option when a folder option (``args.folder_options`` and the cache
+    folders) is a file or lies under one, before any work starts (else the first write deep inside
+    fails with "Not a directory: .../some-file")."""
+    from personalrewardbench.cli import UserError
+
+    for dest in (*getattr(args, "folder_options", ()), *CACHE_FOLDER_OPTIONS):
+        value = getattr(args, dest, None)
+        if not value:
+            continue
+        option, path = "--" + dest.replace("_", "-"), Path(value).expanduser()
+        for q in (path, *path.parents):
+            if not q.exists():
+                continue
+            if q.is_dir():
+                break
+            if q == path:
+                raise UserError(f"{option} {value}: is a file, not a folder; pass a folder path (it is created if "
+                                "missing) or move the file away")
+            raise UserError(f"{option} {value}: {q} is a file, so the folder cannot be created under it; pass "
+                            "another path")
+
+
+def quiet_libraries() -> None:
+    """``--quiet``: also silence the progress bars of the libraries prb drives (transformers' "Loading
+    weights", huggingface_hub downloads, datasets): through ``HF_HUB_DISABLE_PROGRESS_BARS`` for
+    libraries imported later, and their own switches for those already imported."""
+    import importlib
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for module, fn in (("huggingface_hub.utils", "disable_progress_bars"),
+                       ("transformers.utils.logging", "disable_progress_bar"),
+                       ("datasets.utils.logging", "disable_progress_bar")):
+        if module.split(".")[0] in sys.modules or module.startswith("huggingface_hub"):
+            try:
+                getattr(importlib.import_module(module), fn)()
+            except Exception:  # noqa: BLE001 - a library without the switch keeps its bars
+                pass
+
+
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help=THREADS_HELP)
 

@@ -17,17 +17,40 @@ def _command_line() -> str:
 
 
 def _parse_config(text: str | None) -> dict[str, Any]:
+    """``--config``: a JSON object given inline (``'{"alpha": 2.0}'``) or the path of a ``.json`` file
+    holding one. MethodError naming the file (or the inline text) and the fix when the file is missing,
+    unreadable or not a JSON object."""
     if not text:
         return {}
-    path = Path(text)
-    raw = path.read_text(encoding="utf-8") if not text.lstrip().startswith("{") and path.is_file() else text
+    inline = text.lstrip().startswith(("{", "["))
+    path = Path(text).expanduser()
+    where = "--config" if inline else f"--config {text}"
+    if inline:
+        raw = text
+    elif path.is_file():
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MethodError(f"--config {text}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
+                              "pass a readable UTF-8 .json file or an inline object like '{\"alpha\": 2.0}'") from None
+    elif path.exists():
+        raise MethodError(f"--config {text}: not a file; pass a .json file or an inline object like "
+                          "'{\"alpha\": 2.0}'")
+    elif text.strip().endswith(".json") or "/" in text or "\\" in text:
+        raise MethodError(f"--config {text}: file not found; check the path, or pass the settings inline as a "
+                          "JSON object like '{\"alpha\": 2.0}'")
+    else:
+        raw = text
     try:
         cfg = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise MethodError(f"--config: not valid JSON ({exc.msg} at column {exc.colno}); "
-                          "pass an object like '{\"variant\": \"cot\"}' or a .json file") from None
+        at = f"line {exc.lineno}, column {exc.colno}" if not inline and path.is_file() else f"column {exc.colno}"
+        raise MethodError(f"{where}: not valid JSON ({exc.msg} at {at}); write a JSON object like "
+                          "'{\"alpha\": 2.0}' (keys in double quotes)"
+                          + ("" if inline or path.is_file() else ", or the path of an existing .json file")) from None
     if not isinstance(cfg, dict):
-        raise MethodError("--config: must be a JSON object of constructor arguments")
+        raise MethodError(f"{where}: must be a JSON object of constructor arguments, like '{{\"alpha\": 2.0}}', "
+                          f"not a {type(cfg).__name__}")
     return cfg
 
 
@@ -133,7 +156,8 @@ def verify_folders(paths: list[str], *, dataset: str | None = None, predictions_
     out = out or sys.stdout
     runs = find_runs(paths)
     if not runs:
-        raise MethodError(f"no results.json found under {', '.join(paths)}")
+        raise MethodError(f"no results.json found under {', '.join(paths)}; name a run folder (holding results.json) "
+                          "or a folder of runs, e.g. prb-output/results (`prb run`) or results (`prb evaluate`)")
     finder = BenchmarkFinder()
     key, key_problem = None, ""
     if not ignore_seal:
@@ -175,8 +199,26 @@ def verify_folders(paths: list[str], *, dataset: str | None = None, predictions_
     return failed
 
 
+# Where runs are written by default: `prb evaluate` (and merge) into results/, `prb run` into prb-output/results/.
+DEFAULT_RESULTS = ("results", "prb-output/results")
+
+
+def default_verify_paths() -> list[str]:
+    """The default results roots that exist in the working directory; MethodError saying where runs
+    are written and how to name one when none does."""
+    paths = [p for p in DEFAULT_RESULTS if Path(p).is_dir()]
+    if not paths:
+        raise MethodError(f"nothing to verify in {Path.cwd()}: neither results/ (written by `prb evaluate`) nor "
+                          "prb-output/results/ (written by `prb run`) is here; run `prb verify` from the folder where "
+                          "the runs were made, or name a results folder or run folder: prb verify PATH")
+    return paths
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    failed = verify_folders(args.paths or ["results"], dataset=args.dataset, predictions_only=args.predictions_only,
+    paths = args.paths or default_verify_paths()
+    if not args.paths:
+        print(f"prb verify: checking {' and '.join(p + '/' for p in paths)}", file=sys.stderr)
+    failed = verify_folders(paths, dataset=args.dataset, predictions_only=args.predictions_only,
                             ignore_seal=args.ignore_seal)
     return 1 if failed else 0
 
@@ -234,7 +276,7 @@ EVALUATE_EXAMPLES = """examples:
   prb evaluate --method my_pkg.methods:MyMethod --dataset prism --shard 0/4 --threads 2
 """
 VERIFY_EXAMPLES = """examples:
-  prb verify                                   # every run under results/
+  prb verify                                   # every run under results/ and prb-output/results/
   prb verify prb-output/results submissions/*/results
   prb verify results/mydata/length/s0-1a2b3c4d --dataset path/to/mydata
   prb verify results/ --predictions-only        # without loading the benchmark
@@ -250,8 +292,8 @@ COMPARE_EXAMPLES = """examples:
 
 
 def register(subparsers: Any) -> None:
+    from personalrewardbench.cli_options import BOOTSTRAP_HELP, add_threads_argument, bootstrap_count, users_count
     from personalrewardbench.cli_options import HelpFormatter as raw
-    from personalrewardbench.cli_options import add_threads_argument, users_count
     p = subparsers.add_parser("evaluate", help="fit a method and score it on a benchmark", formatter_class=raw,
                               description="Fit a method on each user's train/val pairs, judge every test pair in "
                                           "both orders, score, and write results/<dataset>/<method>/<run-id>/ "
@@ -271,7 +313,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip queries already predicted in the run folder (default: on)")
     p.add_argument("--chunk-size", type=int, default=256, help="queries per predict() call (default: 256)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default: 1000)")
+    p.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--list-methods", action="store_true", help="list registered methods and exit")
     try:
@@ -281,14 +323,15 @@ def register(subparsers: Any) -> None:
     else:
         add_llm_arguments(p)
     add_threads_argument(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, folder_options=("out", "run_dir"))
 
     v = subparsers.add_parser("verify", help="recompute every figure of results folders and check their hashes",
                               formatter_class=raw, epilog=VERIFY_EXAMPLES,
                               description="Recompute every figure of each results.json from its predictions.jsonl "
                                           "(and the benchmark: coverage, n_train/n_val), check the sha256 of its "
                                           "files, and print ok/FAIL per run. Exit status 1 on any mismatch.")
-    v.add_argument("paths", nargs="*", help="results folders or roots (default: results)")
+    v.add_argument("paths", nargs="*", help="results folders or roots (default: results/ and prb-output/results/, "
+                                            "those that exist)")
     v.add_argument("--dataset", default=None,
                    help="benchmark to verify against (default: found from results.json: by name, by the recorded "
                         "local path, or in the build cache by content hash)")
@@ -306,7 +349,7 @@ def register(subparsers: Any) -> None:
                                           "does not matter.")
     m.add_argument("shards", nargs="+", help="the shard run folders")
     m.add_argument("--out", default=None, help="merged run folder (default: next to the first shard, '-merged')")
-    m.set_defaults(func=cmd_merge)
+    m.set_defaults(func=cmd_merge, folder_options=("out",))
 
     c = subparsers.add_parser("compare", help="paired comparison of two runs on the same pairs", formatter_class=raw,
                               epilog=COMPARE_EXAMPLES,
@@ -316,7 +359,7 @@ def register(subparsers: Any) -> None:
                                           "benchmark version.")
     c.add_argument("a", help="first run folder")
     c.add_argument("b", help="second run folder")
-    c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    c.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
     c.set_defaults(func=cmd_compare)

@@ -278,9 +278,16 @@ def resolve_method(spec: str) -> MethodInfo:
 
 
 def config_keys(cls: type) -> list[str] | None:
-    """The constructor arguments a method class accepts (None: it takes ``**kwargs``)."""
+    """The constructor arguments a method class accepts (None: it takes ``**kwargs`` and names no
+    ``settings_class`` dataclass whose fields are its settings)."""
+    import dataclasses
+
     params = [p for n, p in inspect.signature(cls).parameters.items() if n != "self"]
     if any(p.kind is p.VAR_KEYWORD for p in params):
+        settings = getattr(cls, "settings_class", None)
+        if settings is not None and dataclasses.is_dataclass(settings):
+            return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)] \
+                + [f.name for f in dataclasses.fields(settings)]
         return None
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
@@ -302,6 +309,9 @@ def check_config(name: str, cls: type, kwargs: Mapping[str, Any]) -> None:
     except TypeError as exc:
         raise MethodError(f"method {name}: bad config {dict(kwargs)!r} for {cls.__name__}: {exc}; "
                           f"valid keys: {', '.join(valid or [])}") from exc
+    from personalrewardbench.config_values import check_config_values
+
+    check_config_values(name, cls, kwargs)
 
 
 def load_method(spec: str | MethodInfo, config: Mapping[str, Any] | None = None) -> Method:
@@ -309,14 +319,32 @@ def load_method(spec: str | MethodInfo, config: Mapping[str, Any] | None = None)
 
     ``config`` is merged over the registered config and passed to the constructor.
     The instance gets ``name`` (the full registered name, variant included) and
-    ``method_info`` (a :class:`MethodInfo`).
+    ``method_info`` (a :class:`MethodInfo`). Raises MethodError for an unknown method or config key,
+    a config value that does not match the constructor's type hints
+    (:mod:`personalrewardbench.config_values`), and any ValueError/TypeError the constructor raises
+    ("bad setting for method X: ...").
     """
     info = spec if isinstance(spec, MethodInfo) else resolve_method(spec)
     cls = _resolve_class(info.entry, info.folder)
     kwargs = {**info.config, **(config or {})}
     check_config(info.name, cls, kwargs)
-    method = cls(**kwargs)
+    try:
+        method = cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # a value the type hints allow but the constructor refuses
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise MethodError(f"bad setting for method {info.name}: {text} (config {_show_config(kwargs)}); fix the "
+                          "value in --config or in the config of its submission.toml") from exc
     if ":" not in info.name:
         method.name = info.name  # type: ignore[misc] - instance name carries the variant
     method.method_info = info  # type: ignore[attr-defined]
     return method
+
+
+def _show_config(kwargs: Mapping[str, Any]) -> str:
+    import json
+
+    try:
+        text = json.dumps(dict(kwargs), sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(dict(kwargs))
+    return text if len(text) <= 200 else text[:197] + "..."

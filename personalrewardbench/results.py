@@ -283,8 +283,12 @@ def find_runs(paths: Sequence[Path | str]) -> list[Path]:
             out.add(p)
         elif p.is_dir():
             out.update(walk_run_dirs(p))
+        elif p.exists():
+            raise ResultsError(f"{p}: is a file, not a results folder; pass a run folder (holding {RESULTS_FILE}) "
+                               "or a folder of runs, e.g. prb-output/results")
         else:
-            raise ResultsError(f"{p}: no such results folder")
+            raise ResultsError(f"{p}: no such results folder; pass a run folder (holding {RESULTS_FILE}) or a "
+                               "folder of runs, e.g. prb-output/results")
     return sorted(out)
 
 

@@ -35,21 +35,31 @@ CPU_HEAVY_USERS = 8
 CPU_HEAVY_USERS_BY_METHOD: dict[str, int] = {"synthesizeme-just-personas": 4, "synthesizeme": 4}
 HEAVY_CAPABILITIES = frozenset({"llm", "train-rm"})
 # Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
-# results.json config, so the leaderboard shows exactly what ran). `--full` drops them.
-# The LLM judges' reply caps here are far below the reference's 8,192 tokens (their defaults); the
-# persona writer uses the built-in instruction (the reference's Theta, ~20k tokens, does not fit 8k).
+# results.json config, so the leaderboard shows exactly what ran). `--full` drops them. The persona
+# writer uses the built-in instruction (the reference's Theta, ~20k tokens, does not fit 8k).
 SMALL_SETTINGS: dict[str, dict[str, Any]] = {
     "synthesizeme-just-personas": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2, "persona_source": "verified",
                                    "max_judge_tokens": 48, "max_persona_tokens": 96, "persona_program": "builtin"},
-    "default-judge": {"max_reasoning_tokens": 48},
-    "memory": {"max_history": 2, "max_reasoning_tokens": 48},
-    "demographics": {"max_reasoning_tokens": 48},
+    "memory-direct": {"max_history": 2},
     "bt-rm": {"epochs": 1, "max_length": 192},
 }
-# On the embedded CPU model the full SynthesizeMe (two demo searches over every user's validation
-# pairs) takes far longer than the main job's budget; its just-personas ablation (bootstrap verified
-# reasoning -> persona -> persona-conditioned judge) runs instead, under its own name.
-SMALL_SUBSTITUTES: dict[str, str] = {"synthesizeme": "synthesizeme-just-personas"}
+# What runs instead of a default method on the embedded CPU model (--full, a named model or an explicit
+# --methods NAME runs the method itself), and why. The reference's chain-of-thought judges (replies up
+# to 8,192 tokens, answer parsed from the text) do not fit the CPU budget: with SmolLM2-135M and a
+# 48-token reply cap most of their judgments ended unreadable (failed), so their direct variants
+# (choice log-probabilities of "First"/"Second", never unreadable) run under their own names. The full
+# SynthesizeMe (two demo searches over every user's validation pairs) takes far longer than the main
+# job's budget; its just-personas ablation (bootstrap verified reasoning -> persona ->
+# persona-conditioned judge) runs instead.
+_DIRECT_WHY = ("its direct log-prob variant (P(first) from the choice log-probabilities; the chain-of-thought "
+               "judge's long replies do not fit the CPU budget, and cut short most of its answers cannot be read)")
+SMALL_SUBSTITUTES: dict[str, tuple[str, str]] = {
+    "default-judge": ("default-judge-direct", _DIRECT_WHY),
+    "memory": ("memory-direct", _DIRECT_WHY),
+    "demographics": ("demographics-direct", _DIRECT_WHY),
+    "synthesizeme": ("synthesizeme-just-personas", "its just-personas ablation (the full method searches demos "
+                     "for far longer)"),
+}
 
 
 @dataclass
@@ -89,7 +99,7 @@ EXAMPLES = """examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from personalrewardbench.cli_options import HelpFormatter
+    from personalrewardbench.cli_options import BOOTSTRAP_HELP, HelpFormatter, bootstrap_count
 
     p = subparsers.add_parser(
         "run", help="the main job: benchmark, every available baseline, results, a local leaderboard",
@@ -112,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"results root (default: {OUTPUT_DIR}/results)")
     p.add_argument("--site", type=Path, default=None,
                    help=f"site folder (default: {OUTPUT_DIR}/site, or site/ next to a custom --out)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default: 1000)")
+    p.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     p.add_argument("--no-resume", action="store_true", help="start every run afresh instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     from personalrewardbench.cli_options import add_threads_argument
@@ -120,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     add_threads_argument(p)
     add_llm_arguments(p)
-    p.set_defaults(func=run_main)
+    p.set_defaults(func=run_main, folder_options=("out", "site"))
 
 
 def _installed(module: str) -> bool:
@@ -208,7 +218,8 @@ def check_method_names(methods: list[str]) -> None:
     from personalrewardbench.methods import MethodError, resolve_method
 
     if not methods:
-        raise UserError("--methods: no method named; give comma-separated names (`prb evaluate --list-methods`)")
+        raise UserError("--methods: no method named; give comma-separated names, e.g. --methods length,embed-logreg "
+                        "(`prb evaluate --list-methods` lists them), or leave --methods out to run every baseline")
     problems = []
     for name in methods:
         try:
@@ -221,9 +232,10 @@ def check_method_names(methods: list[str]) -> None:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     notes: list[str] = []
+    methods = ([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None
+               else default_methods(args, notes))
+    check_method_names(methods)  # before the benchmarks load: a typo is named at once
     benchmarks = load_benchmarks(args.dataset, notes)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default_methods(args, notes)
-    check_method_names(methods)
     embedded = args.backend == "transformers" and not args.model
     small = embedded and not args.full
     if args.users in (None, "auto"):
@@ -247,12 +259,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if users and embedded and args.users in (None, "auto"):
         notes.append(f"published data with the embedded CPU model: a seeded sample of {users} users per dataset "
                      "(--users all for everyone)")
-    if small and not args.methods:
-        for full, light in SMALL_SUBSTITUTES.items():
+    if small and args.methods is None:
+        for full, (light, why) in SMALL_SUBSTITUTES.items():
             if full in methods:
                 methods = [light if m == full else m for m in methods]
-                notes.append(f"{full}: its {light} ablation runs on the embedded CPU model (the full method "
-                             f"searches demos for far longer; --full or --methods {full} runs it)")
+                notes.append(f"{full}: {light} runs instead on the embedded CPU model: {why}; --full or "
+                             f"--methods {full} runs {full} itself")
+    elif small:
+        for full in (m for m in methods if m in SMALL_SUBSTITUTES):
+            notes.append(f"{full} runs as named, with its own defaults (the CPU plan runs {SMALL_SUBSTITUTES[full][0]} "
+                         "instead): on the embedded 135M CPU model it is slow, and its long generated answers often "
+                         "cannot be read (failed judgments, scored wrong)")
     if small and any(m in SMALL_SETTINGS for m in methods):
         notes.append("small method settings for the embedded CPU model (--full for the methods' defaults): "
                      + "; ".join(f"{m} {cfg}" for m, cfg in SMALL_SETTINGS.items() if m in methods))
@@ -343,7 +360,7 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
 def run_main(args: argparse.Namespace) -> int:
     from personalrewardbench.leaderboard.build import SiteError, build_site
     from personalrewardbench.leaderboard.commands import print_build_report
-    from personalrewardbench.run_report import artifact_notes, pct, summary_table
+    from personalrewardbench.run_report import outcome_lines, summary_table
 
     site = args.site or (OUTPUT_DIR / "site" if args.out == OUTPUT_DIR / "results" else Path(args.out).parent / "site")
     plan = make_plan(args)
@@ -369,15 +386,7 @@ def run_main(args: argparse.Namespace) -> int:
             if o.error:
                 print(f"prb run: {name} on {bench.name} FAILED ({o.error}); continuing", file=sys.stderr)
             else:
-                res = o.results or {}
-                acc = ("not applicable: " + str(res.get("not_applicable_reason") or "")
-                       if res.get("status") == "not_applicable"
-                       else f"accuracy {pct((res.get('scores') or {}).get('accuracy')).strip()}%")
-                how = f"reused (finished earlier in {o.seconds:.1f} s)" if o.reused else f"done in {o.seconds:.1f} s"
-                print(f"  {how}: {acc} -> {o.run_dir}")
-                if o.llm_note:
-                    print(f"  warning: {o.llm_note}")
-                for line in artifact_notes(res):
+                for line in outcome_lines(o):
                     print(f"  {line}")
     finally:
         llm.close()

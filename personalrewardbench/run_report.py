@@ -10,11 +10,45 @@ def pct(x: Any) -> str:
     return f"{100 * x:5.1f}" if isinstance(x, int | float) else "  n/a"
 
 
+def _judgments(scores: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    def num(key: str) -> int | None:
+        v = scores.get(key)
+        return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    return num("n_judgments"), num("n_ties"), num("n_failed")
+
+
+def outcome_lines(o: Any) -> list[str]:
+    """The lines `prb run` prints under a finished evaluation: how it ended (accuracy, judgments, ties,
+    failed judgments, where it was written), the same ``DEGRADED`` reasons `prb evaluate` prints
+    (:func:`personalrewardbench.degradation.degradation_flags`), LLM warnings and persona checks."""
+    from personalrewardbench.degradation import degradation_flags
+
+    res = o.results or {}
+    how = f"reused (finished earlier in {o.seconds:.1f} s)" if o.reused else f"done in {o.seconds:.1f} s"
+    if res.get("status") == "not_applicable":
+        lines = [f"{how}: not applicable: {res.get('not_applicable_reason') or ''} -> {o.run_dir}"]
+    else:
+        s = res.get("scores") or {}
+        n, ties, failed = _judgments(s)
+        counts = f" ({n} judgments: {ties} ties, {failed} failed)" if n is not None else ""
+        lines = [f"{how}: accuracy {pct(s.get('accuracy')).strip()}%{counts} -> {o.run_dir}"]
+    lines += [f"DEGRADED: {flag}" for flag in degradation_flags(res)]
+    if getattr(o, "llm_note", None):
+        lines.append(f"warning: {o.llm_note}")
+    return lines + artifact_notes(res)
+
+
 def summary_table(outcomes: list[Any]) -> str:
-    """Plain-text summary: one line per (dataset, method), best first within a dataset."""
-    head = f"{'dataset':18s} {'method':26s} {'users':>5s} {'acc %':>6s} {'95% CI':>13s} {'user-mean %':>11s} " \
-           f"{'pos.cons %':>10s} {'seconds':>8s}  status"
+    """Plain-text summary: one line per (dataset, method), best first within a dataset, with the
+    judgments that tied or failed (both scored wrong), then one ``DEGRADED`` line per reason a run is
+    marked degraded (as `prb evaluate` prints and the board marks it)."""
+    from personalrewardbench.degradation import degradation_flags
+
+    head = f"{'dataset':18s} {'method':26s} {'users':>5s} {'acc %':>6s} {'95% CI pairs':>13s} " \
+           f"{'user-mean %':>11s} {'pos.cons %':>10s} {'ties':>5s} {'failed':>6s} {'seconds':>8s}  status"
     lines = [head, "-" * len(head)]
+    notes: list[str] = []
 
     def key(o: Any) -> tuple:
         acc = ((o.results or {}).get("scores") or {}).get("accuracy")
@@ -25,15 +59,25 @@ def summary_table(outcomes: list[Any]) -> str:
         s = res.get("scores") or {}
         ci = s.get("accuracy_ci95")
         ci_txt = f"[{pct(ci[0]).strip()}, {pct(ci[1]).strip()}]" if ci else "n/a"
+        flags = [] if o.error else degradation_flags(res)
         status = ("FAILED: " + (o.error or "")) if o.error else (
-            "not applicable" if res.get("status") == "not_applicable" else "ok") + (" (reused)" if o.reused else "")
+            "not applicable" if res.get("status") == "not_applicable" else "DEGRADED" if flags else "ok") \
+            + (" (reused)" if o.reused else "")
         if getattr(o, "llm_note", None) and not o.error:
             status += f" ({o.llm_note})"
+        notes += [f"DEGRADED {o.method} on {o.dataset}: {flag}" for flag in flags]
         n_users = (res.get("dataset") or {}).get("n_users")
+        _, ties, failed = _judgments(s)
         lines.append(f"{o.dataset[:18]:18s} {o.method[:26]:26s} {n_users if n_users is not None else '':>5} "
                      f"{pct(s.get('accuracy')):>6s} {ci_txt:>13s} "
                      f"{pct(s.get('user_mean_accuracy')):>11s} {pct(s.get('position_consistency')):>10s} "
+                     f"{'' if ties is None else ties:>5} {'' if failed is None else failed:>6} "
                      f"{o.seconds:8.1f}  {status}")
+    if notes:
+        lines += ["", *notes]
+    lines += ["", "95% CI pairs: the 95% interval over test pairs (both judgments of a pair resampled together; "
+                  "the interval over users is in results.json and on the method page); ties and failed judgments "
+                  "count as wrong"]
     return "\n".join(lines)
 
 

@@ -320,11 +320,35 @@ def _sum_costs(costs: Sequence[Mapping[str, Any]], n_judgments: int) -> dict[str
 
 
 def compare_runs(a: Path | str, b: Path | str, *, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Paired comparison of two runs on the judgments they share (same benchmark version required)."""
-    ra, rb = read_results(a), read_results(b)
+    """Paired comparison of two runs on the judgments they share (same benchmark version required).
+
+    ResultsError when a path is not a run folder (naming the run folders found under it), when a
+    run is not applicable (it has no predictions), or when the benchmark versions differ."""
+    ra, rb = _scored_run(a), _scored_run(b)
     ha, hb = ra["dataset"]["content_hash"], rb["dataset"]["content_hash"]
     if ha != hb:
         raise ResultsError(f"{a} and {b} were scored on different benchmark versions ({ha[:12]}... vs {hb[:12]}...); "
                            "paired comparison needs the same pairs")
     out = paired_comparison(read_predictions(Path(a)), read_predictions(Path(b)), resamples=resamples, seed=seed)
     return {"a": ra["method"]["name"], "b": rb["method"]["name"], "dataset": ra["dataset"]["name"], **out}
+
+
+def _scored_run(path: Path | str) -> dict[str, Any]:
+    """results.json of the run folder ``path``, which must hold predictions (see :func:`compare_runs`)."""
+    from personalrewardbench.results import RESULTS_FILE, find_runs
+
+    p = Path(path)
+    if p.is_dir() and not (p / RESULTS_FILE).exists():
+        runs = find_runs([p])
+        if runs:
+            shown = ", ".join(str(r) for r in runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else "")
+            raise ResultsError(f"{p} is not a run folder (it has no {RESULTS_FILE}); the run folders under it are "
+                               f"{shown}: pass one of them")
+        raise ResultsError(f"{p}: no {RESULTS_FILE} here or below; pass a run folder "
+                           "(<results>/<dataset>/<method>/<run-id>)")
+    res = read_results(p)
+    if res.get("status") == "not_applicable":
+        raise ResultsError(f"{p}: the run of {res.get('method', {}).get('name')} is not applicable "
+                           f"({res.get('not_applicable_reason') or 'no reason recorded'}) and has no predictions to "
+                           "compare; compare two runs that were scored")
+    return res

@@ -144,6 +144,9 @@ def key_required() -> bool:
     raise SealError(f"{REQUIRE_ENV}={value[:20]!r}: set it to 1 (the key must come from {KEY_ENV}) or leave it unset")
 
 
+CACHE_HINT = ".prb-cache/seal.key"
+
+
 def load_key(*, create: bool = True) -> SealKey:
     """The seal key: ``$PRB_SEAL_KEY`` if set, else the key file (created when ``create``).
 
@@ -170,8 +173,9 @@ def load_key(*, create: bool = True) -> SealKey:
     _check_location(path)
     if not path.exists() and not path.is_symlink():
         if not create:
-            raise NoSealKey(f"no seal key: {path} does not exist and {KEY_ENV} is not set; runs sealed elsewhere "
-                            f"cannot be checked here (set {KEY_ENV} or PRB_CACHE_DIR to the key that sealed them)")
+            raise NoSealKey(f"no seal key: {path} does not exist and {KEY_ENV} is not set (only runs create a key); "
+                            f"run this from the folder where the runs were made (its {CACHE_HINT}), or set "
+                            f"PRB_CACHE_DIR or {KEY_ENV} to the key that sealed them")
         path.parent.mkdir(parents=True, exist_ok=True)
         _create_key_file(path)
     return SealKey(_read_key_file(path), str(path))
@@ -274,7 +278,9 @@ def check_seal(run_dir: Path | str, key: SealKey | None = None) -> SealCheck:
         return SealCheck("bad", f"cannot check the seal: {exc}", seal["key_id"])
     if not hmac.compare_digest(seal["key_id"], key.key_id):
         return SealCheck("bad", f"sealed with another key (key id {seal['key_id'][:16]}), not the key used here "
-                                f"(key id {key.key_id}, from {key.source})", seal["key_id"])
+                                f"(key id {key.key_id}, from {key.source}); run this from the folder where the run "
+                                f"was made (its {CACHE_HINT}), or set PRB_CACHE_DIR or {KEY_ENV} to the key that "
+                                "sealed it", seal["key_id"])
     want = _covered_files(run_dir)
     if sorted(files) != want:
         gone = sorted(set(files) - set(want))

@@ -31,8 +31,13 @@ class EmbedLogReg(Method):
                  personalize: bool = True, C_grid: Sequence[float] = (0.1, 1.0, 10.0),
                  lam_grid: Sequence[float] = (1.0, 4.0, 16.0, 64.0), context_chars: int = 2000,
                  embed_batch_size: int = 64) -> None:
-        if not C_grid or not lam_grid or any(float(c) <= 0 for c in [*C_grid, *lam_grid]):
-            raise MethodError("embed-logreg: C_grid and lam_grid must be non-empty lists of positive numbers")
+        for key, grid in (("C_grid", C_grid), ("lam_grid", lam_grid)):
+            if not grid or any(float(c) <= 0 for c in grid):
+                raise MethodError(f"embed-logreg: config {key} = {list(grid)!r} must be a non-empty list of positive "
+                                  "numbers, e.g. [0.1, 1.0, 10.0]")
+        if int(context_chars) < 1 or int(embed_batch_size) < 1:
+            raise MethodError(f"embed-logreg: config context_chars ({context_chars!r}) and embed_batch_size "
+                              f"({embed_batch_size!r}) must be >= 1")
         self.embedding_model, self.use_context, self.use_length = embedding_model, use_context, use_length
         self.personalize, self.context_chars, self.embed_batch_size = personalize, int(context_chars), embed_batch_size
         self.C_grid, self.lam_grid = [float(c) for c in C_grid], [float(x) for x in lam_grid]

@@ -25,6 +25,7 @@ from .stats import PhaseBars, RunStats
 class SynthesizeMe(Method):
     name = "synthesizeme"
     capabilities = frozenset({"llm", "pairwise", "personalized", "artifacts"})
+    settings_class = Settings  # the config keys and their types (checked by the harness before __init__)
 
     def __init__(self, **config: Any) -> None:
         known = {f.name for f in fields(Settings)}

@@ -64,6 +64,12 @@ class Settings:
             raise bad("num_candidates", "must be >= 0")
         if not 0 < self.train_val_ratio < 1:
             raise bad("train_val_ratio", "must be between 0 and 1")
+        if not 0 <= self.stop_at_score <= 100:
+            raise bad("stop_at_score", "must be a percentage between 0 and 100")
+        if self.temperature < 0:
+            raise bad("temperature", "must be >= 0")
+        if self.context_margin < 0:
+            raise bad("context_margin", "must be >= 0")
         if self.max_tries < 1:
             raise bad("max_tries", "must be >= 1")
         if self.retry_temperature is not None and self.retry_temperature < 0:

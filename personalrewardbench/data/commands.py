@@ -96,7 +96,7 @@ def register(subparsers: Any) -> None:
     _add_cache_args(b)
     b.add_argument("--no-cache", action="store_true", help="rebuild even if a cached build matches")
     b.add_argument("--progress", action="store_true", help="show a progress bar while reading records")
-    b.set_defaults(func=cmd_build)
+    b.set_defaults(func=cmd_build, folder_options=("out",))
 
     s = sub.add_parser("stats", help="users and pairs per split", description="Print users and pairs per split "
                                                                              "and per dataset.")
@@ -264,6 +264,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from personalrewardbench.data.export import write_published_rows
     from personalrewardbench.data.store import save_benchmark
 
+    if args.format == "built":
+        from personalrewardbench.cli_options import check_folder_options
+
+        check_folder_options(argparse.Namespace(folder_options=("out",), out=args.out))
     bench = _load(args)
     if args.format == "built":
         save_benchmark(bench, args.out)

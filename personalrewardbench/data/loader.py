@@ -34,6 +34,12 @@ def sniff_source(path: Path) -> str:
     if path.is_dir() and (path / "conversations.jsonl").is_file():
         return "prism_raw"
     rec = first_record(path)
+    if rec is None and path.is_dir():
+        from personalrewardbench.data.records import TABULAR, unsupported_format
+
+        tabular = sorted(p for p in path.iterdir() if p.suffix.lower() in TABULAR)
+        if tabular:
+            raise DataError(unsupported_format(tabular[0], str(path)))
     if rec is None:
         raise DataError(f"{path}: no records found (expected a built folder with manifest.json, "
                         "jsonl/parquet files, or a hub-repo copy with data/*.parquet).")
@@ -71,7 +77,16 @@ def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
     if s in RAW_SOURCES and not path.exists():
         return build_benchmark(s, survey=survey, cache_dir=cache_dir)
     if not path.exists():
-        raise DataError(f"unknown dataset {s!r}: not one of {list(KNOWN_NAMES)} and no such file or folder. "
+        import difflib
+
+        close = difflib.get_close_matches(s.lower(), KNOWN_NAMES, n=3, cutoff=0.6)
+        names = ", ".join(KNOWN_NAMES)
+        if close:
+            raise DataError(f"unknown dataset {s!r}; did you mean: {', '.join(close)}? (dataset names: {names}; "
+                            "or a path to local files)")
+        if "/" in s or os.sep in s or path.suffix:
+            raise DataError(f"{s}: no such file or folder; check the path (or pass a dataset name: {names})")
+        raise DataError(f"unknown dataset {s!r}: not one of {names} and no such file or folder. "
                         "Pass a dataset name or a path to local files.")
     kind = sniff_source(path)
     if kind == "built":

@@ -38,6 +38,20 @@ _MAGIC = {b"\x1f\x8b": ("gzip-compressed", "gunzip it"), b"PK\x03\x04": ("a zip 
 _SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|\\u0000|\x00")
 
 
+TABULAR = {".csv": "CSV", ".tsv": "TSV", ".xlsx": "Excel", ".xls": "Excel", ".ods": "OpenDocument spreadsheet"}
+
+
+def unsupported_format(path: Path, dataset: str) -> str:
+    """The message for a record file whose suffix is not one prb reads (.jsonl, .json, .parquet)."""
+    kind = TABULAR.get(path.suffix.lower(), f"a {path.suffix} file")
+    fix = ("convert it, e.g. with pandas: pd.read_csv(path).to_json('pairs.jsonl', orient='records', lines=True) "
+           "(context, chosen and rejected must be JSON values, not strings of them)"
+           if path.suffix.lower() in TABULAR else "if it holds JSON records, give it the .jsonl or .json suffix")
+    return (f"{dataset}: {path}: {kind} is not a supported format; records are read from .jsonl (one JSON object "
+            f"per line), .json (an array of objects) or .parquet files in the published schema (user_id, context, "
+            f"chosen, rejected, split); {fix}")
+
+
 def record_files(path: Path) -> list[Path]:
     """The record files a path stands for: itself, or a folder's data/*.parquet (hub-repo copy)
     or its *.jsonl/*.json/*.parquet files, sorted."""
@@ -137,6 +151,8 @@ def iter_records(path: Path, *, dataset: str, findings: Findings) -> Iterator[tu
         yield from _parquet_records(path, dataset, findings)
         return
     head = _start(path, dataset)
+    if path.suffix and path.suffix.lower() not in RECORD_SUFFIXES:
+        raise DataError(unsupported_format(path, dataset))
     if path.suffix == ".json" and head.lstrip()[:1] == b"[":
         yield from _json_array_records(path, dataset, findings)
         return

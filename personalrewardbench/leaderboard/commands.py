@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--no-plots", action="store_true", help="leave out the figures (quick preview of the tables)")
     b.add_argument("--repo-url", default=os.environ.get("PRB_REPO_URL"),
                    help="https URL of the repository, for links to submission folders (default: $PRB_REPO_URL)")
-    b.set_defaults(func=build_command)
+    b.set_defaults(func=build_command, folder_options=("out",))
     lb.set_defaults(func=lambda args: (lb.print_help(), 2)[1])
 
 
@@ -53,7 +53,10 @@ def build_command(args: argparse.Namespace) -> int:
 def print_build_report(report) -> None:  # noqa: ANN001 - BuildReport, imported lazily
     for s in report.skipped:
         print(f"excluded {s.path}: {s.reason}", file=sys.stderr)
-    n_ds = len({r.dataset for r in report.runs})
-    print(f"leaderboard: {len(report.runs)} rows over {n_ds} dataset(s); {len(report.skipped)} results folder(s) "
-          "excluded" + (" (listed above and on the page)" if report.skipped else ""))
+    runs = [r for r in report.runs if r.tier != "reported"]
+    published = len(report.runs) - len(runs)
+    n_ds = len({r.dataset for r in runs})
+    print(f"leaderboard: {len(runs)} run{'' if len(runs) == 1 else 's'} over {n_ds} dataset(s) + {published} "
+          f"published number{'' if published == 1 else 's'} quoted from papers; {len(report.skipped)} results "
+          "folder(s) excluded" + (" (listed above and on the page)" if report.skipped else ""))
     print(f"site: {report.index.resolve().as_uri()}")

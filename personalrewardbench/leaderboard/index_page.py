@@ -107,8 +107,11 @@ def rules_section() -> str:
 
 
 def excluded_section(skipped: Sequence[Skipped]) -> str:
+    """The excluded results folders, with reasons; always present (the rules link to it), saying
+    so when nothing was excluded."""
     if not skipped:
-        return ""
+        return ('<section id="excluded"><h2>Excluded results (0)</h2><p class="meta">None: every results folder '
+                "found verified and is shown.</p></section>")
     items = "".join(f"<li><code>{esc(s.path)}</code>: {esc(s.reason)}</li>" for s in skipped)
     return (f'<section id="excluded"><h2>Excluded results ({len(skipped)})</h2><p class="meta">Results folders found '
             "but not shown, each with the reason.</p>"

@@ -40,9 +40,11 @@ class RewardModelMethod(Method):
                      persona_method: str = "synthesizeme", persona_method_config: dict[str, Any] | None = None,
                      missing_persona: str = "error", trust_remote_code: bool = False) -> None:
         if missing_persona not in ("error", "empty"):
-            raise MethodError(f"missing_persona must be 'error' or 'empty', not {missing_persona!r}")
-        if int(max_length) < 16 or int(score_batch_size) < 1:
-            raise MethodError("max_length must be >= 16 and score_batch_size >= 1")
+            raise MethodError(f"{self.name}: config missing_persona must be 'error' or 'empty', not {missing_persona!r}")
+        if int(max_length) < 16:
+            raise MethodError(f"{self.name}: config max_length = {max_length!r} is too small; it must be >= 16 tokens")
+        if int(score_batch_size) < 1:
+            raise MethodError(f"{self.name}: config score_batch_size = {score_batch_size!r} must be >= 1")
         self.model, self.max_length, self.score_batch_size, self.bf16 = model, int(max_length), int(score_batch_size), bf16
         self.use_persona, self.persona_source, self.persona_method = use_persona, persona_source, persona_method
         self.persona_method_config, self.missing_persona = persona_method_config, missing_persona

@@ -61,22 +61,53 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_baselines(names: list[str]) -> None:
+    """Every ``--baseline`` names a baseline of this repository (``baselines/``: trusted code, run
+    in-process), else one SubmissionError naming each bad name with the closest baselines; before
+    anything is scored."""
+    import difflib
+
+    from personalrewardbench.methods import MethodError, _registry, resolve_method
+
+    baselines = sorted(n for n, info in _registry()[0].items() if info.tier == "reproduced")
+    problems = []
+    for name in names:
+        try:
+            info = resolve_method(name)
+        except MethodError:
+            info = None
+        if info is None or info.tier != "reproduced":
+            close = difflib.get_close_matches(name, baselines, n=3, cutoff=0.5)
+            hint = f"did you mean: {', '.join(close)}?" if close else f"the baselines are {', '.join(baselines)}"
+            what = (f"unknown baseline {name!r}" if info is None else f"{name!r} is not a baseline of this "
+                    "repository (only baselines/ methods run in-process, outside the sandbox)")
+            problems.append(f"{what}; {hint}")
+    if problems:
+        raise SubmissionError("--baseline: " + "; ".join(problems) + " (nothing was scored)")
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from personalrewardbench.data import load_benchmark
-    from personalrewardbench.submissions.report import markdown_summary
+    from personalrewardbench.run_command import needs_llm
+    from personalrewardbench.submissions.report import console_summary
     from personalrewardbench.submissions.scoring import compare_with_baselines, run_baselines, score_submission
 
     sub = validate_folder(args.path)
+    check_baselines(args.baseline)
+    benchmarks = [load_benchmark(spec) for spec in args.dataset]  # a bad --dataset is named before any scoring
+    from personalrewardbench.evaluate import users_note
+
+    for note in filter(None, (users_note(b, args.users) for b in benchmarks)):
+        print(f"prb submission score: {note}", file=sys.stderr)
     llm = None
-    if sub.requirements.llm:
+    if sub.requirements.llm or any(needs_llm(b) for b in args.baseline):
         from personalrewardbench.llm import llm_from_args
 
         llm = llm_from_args(args)
-    outcomes = []
+    outcomes, baseline_dirs = [], []
+    out_root = Path(args.out) if args.out else DEFAULT_OUT
     try:
-        for spec in args.dataset:
-            benchmark = load_benchmark(spec)
-            out_root = Path(args.out) if args.out else DEFAULT_OUT
+        for benchmark in benchmarks:
             res = score_submission(sub.folder, benchmark, out_root, names=args.method or None,
                                    limits=limits_from_args(args), llm=llm, seed=args.seed, n_users=args.users,
                                    resamples=args.bootstrap, show_progress=not args.quiet,
@@ -84,17 +115,23 @@ def cmd_score(args: argparse.Namespace) -> int:
             if args.baseline:
                 base = run_baselines(args.baseline, benchmark, args.baseline_results, llm=llm, seed=args.seed,
                                      n_users=args.users, resamples=args.bootstrap, show_progress=not args.quiet)
+                baseline_dirs += [(name, benchmark.name, path) for name, path in sorted(base.items())]
                 for o in res:
                     compare_with_baselines(o, base, resamples=args.bootstrap, seed=args.seed)
             outcomes += res
     finally:
         if llm is not None:
             llm.close()
-    print(markdown_summary(outcomes, title=f"{sub.name}: sandboxed scores", max_chars=None))
+    text = console_summary(outcomes, title=f"{sub.name}: sandboxed scores")
+    if baseline_dirs:
+        text += "Baseline runs (in-process):\n" + "".join(f"  {n} on {d}: {p}\n" for n, d, p in baseline_dirs)
+    print(text, end="")
     return 1 if any(o.status in ("failed", "skipped") for o in outcomes) else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from personalrewardbench.cli_options import BOOTSTRAP_HELP, bootstrap_count, users_count
+
     p = subparsers.add_parser("submission", help="validate, create or score a method submission folder")
     sub = p.add_subparsers(dest="submission_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -116,9 +153,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="benchmark: chatbot_arena, prism, synthetic or a path; repeatable (default: synthetic)")
     s.add_argument("--method", action="append", default=[],
                    help="method name to score (the base name or a variant's full name; default: all)")
-    s.add_argument("--users", type=int, default=None, help="score only this many users (seeded selection)")
+    s.add_argument("--users", type=users_count, default=None, metavar="N|all",
+                   help="score a seeded sample of N users, or all of them (default: all)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    s.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     s.add_argument("--out", default=None, help=f"results root, outside the submission folder (default: {DEFAULT_OUT})")
     s.add_argument("--baseline", action="append", default=[],
                    help="also run this baseline (trusted, in-process) and report the paired difference; repeatable")
@@ -131,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_llm_arguments(s)
     except ImportError:  # pragma: no cover - LLM package incomplete
         pass
-    s.set_defaults(func=_score_with_default_dataset)
+    s.set_defaults(func=_score_with_default_dataset, folder_options=("out", "baseline_results"))
 
 
 def _score_with_default_dataset(args: argparse.Namespace) -> int:

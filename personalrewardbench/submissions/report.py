@@ -146,3 +146,50 @@ def _summary(outcomes: Sequence[Any], title: str, notes: Sequence[str], error_ch
         lines += ["", f"Sandbox: {md_cell(sandbox.get('mode'))} mode ({md_cell('; '.join(sandbox.get('enforced', [])))})"
                       f"; limits {md_cell(lim.get('time_s'))} s, {md_cell(lim.get('memory_mb'))} MiB."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _plain(text: Any, limit: int = 300) -> str:
+    """``text`` on one line for a terminal: control characters (escape sequences included) removed."""
+    return _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ")[:limit]
+
+
+def console_summary(outcomes: Sequence[Any], *, title: str = "Submission scores") -> str:
+    """The same report as :func:`markdown_summary`, as plain text for a terminal: no Markdown or HTML
+    escapes (control characters and escape sequences are still removed from everything an adapter
+    can influence), failure reports in full, and where each run's results were written."""
+    lines = [_plain(title), ""]
+    if not outcomes:
+        return "\n".join([*lines, "No submissions were scored.", ""])
+    rows = [("method", "dataset", "status", "accuracy [95% CI pairs]", "users", "judgments")]
+    for o in outcomes:
+        s = (o.results or {}).get("scores") or {}
+        ci = s.get("accuracy_ci95") or [None, None]
+        acc = f"{_pct(s.get('accuracy'))} [{_pct(ci[0])}, {_pct(ci[1])}]" if s else "-"
+        rows.append((_plain(o.method, 60), _plain(o.dataset, 40), "FAILED" if o.status == "failed" else
+                     _plain(o.status, 20), acc, _plain(s.get("n_users", "-"), 10), _plain(s.get("n_judgments", "-"), 10)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for o in outcomes:
+        if o.comparisons:
+            lines += ["", f"{_plain(o.method, 60)} vs baselines on {_plain(o.dataset, 40)} (same pairs; difference "
+                          "= submission minus baseline, in points):"]
+            for c in o.comparisons:
+                ci, cu = c.get("ci95") or [None, None], c.get("ci95_users") or [None, None]
+                p = c.get("p_value")
+                lines.append(f"  {_plain(c['b'], 60)}: {_pct(c['accuracy_a'])} vs {_pct(c['accuracy_b'])}, difference "
+                             f"{_pp(c['difference'])} [95% CI pairs {_pp(ci[0])}, {_pp(ci[1])}; users {_pp(cu[0])}, "
+                             f"{_pp(cu[1])}], p = {'n/a' if not isinstance(p, int | float) else f'{p:.3g}'} "
+                             f"(sign test), {_plain(c.get('n_judgments'), 12)} judgments")
+    failures = [o for o in outcomes if o.status in ("failed", "skipped")]
+    if failures:
+        lines += ["", "Problems:"]
+        for o in failures:
+            kind = f" ({_plain(o.kind, 40)})" if o.kind else ""
+            body = _CONTROL.sub("", str(o.error or "").replace("\r\n", "\n").replace("\r", "\n")).strip("\n")
+            lines += ["", f"{_plain(o.method, 60)} on {_plain(o.dataset, 40)}: {_plain(o.status, 20)}{kind}",
+                      *("  " + ln for ln in body[-MAX_ERROR_CHARS:].splitlines())]
+    written = [o for o in outcomes if o.run_dir is not None]
+    if written:
+        lines += ["", "Results written to:"] + [f"  {_plain(o.method, 60)} on {_plain(o.dataset, 40)}: {o.run_dir}"
+                                                for o in written]
+    return "\n".join(lines).rstrip() + "\n"

@@ -290,8 +290,7 @@ class SandboxedMethod(Method):
                              "the limit with --memory-limit", "memory", phase)
         if reply.get("ok") is False:
             tb = str(reply.get("traceback") or "").rstrip()[-6000:]
-            tb = "\n  traceback (most recent call last, adapter side):\n" + "\n".join(
-                "    " + ln[:500] for ln in tb.splitlines()[-20:]) if tb else ""
+            tb = "\n" + "\n".join("    " + ln[:500] for ln in tb.splitlines()[-20:]) if tb else ""
             error = str(reply.get("error"))[:2000]
             if self.mode == "bwrap" and "[Errno 1] Operation not permitted" in error:
                 error += f" ({iso.SECCOMP_HINT})"

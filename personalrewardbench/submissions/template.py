@@ -9,6 +9,7 @@ can score it at once and then replace its logic.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from personalrewardbench.submissions.spec import NAME_RE, SubmissionError, validate_folder
@@ -101,7 +102,7 @@ responses, from their train/val pairs, shrunk toward the population rate.)
 ## Run it
 
     prb submission validate submissions/{name}
-    prb submission score submissions/{name} --data synthetic
+    prb submission score submissions/{name} --dataset synthetic
 
 CI scores the submission in a sandbox (a read-only copy of this folder, no network, no
 benchmark files, only histories and label-free queries); results are written outside this folder.
@@ -118,14 +119,38 @@ def write_template(name: str, parent: str | Path = "submissions", *, force: bool
         suggestion = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "my-method"
         raise SubmissionError(f"name {name!r} must be lowercase letters, digits and '-', e.g. {suggestion!r}")
     folder = Path(parent) / name
+    if folder.exists() and not folder.is_dir():
+        raise SubmissionError(f"{folder} exists and is not a folder; pick another name or another --dir")
     if folder.exists() and any(folder.iterdir()) and not force:
         raise SubmissionError(f"{folder} already exists and is not empty; pick another name or pass --force")
-    folder.mkdir(parents=True, exist_ok=True)
+    taken = _taken(name, folder)
+    if taken:
+        raise SubmissionError(f"method name {taken[0][0]!r} (of the template {name!r}) is already taken by "
+                              f"{taken[0][1]}; pick another name (nothing was written)")
+    created = None if folder.exists() else folder  # the outermost folder this call creates
+    while created is not None and created.parent != created and not created.parent.exists():
+        created = created.parent
     cls = class_name_for(name)
     if cls[0].isdigit():
         cls = "M" + cls
-    (folder / "submission.toml").write_text(TOML.format(name=name, cls=cls), encoding="utf-8")
-    (folder / "adapter.py").write_text(ADAPTER.format(name=name, cls=cls), encoding="utf-8")
-    (folder / "README.md").write_text(README.format(name=name), encoding="utf-8")
-    validate_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "submission.toml").write_text(TOML.format(name=name, cls=cls), encoding="utf-8")
+        (folder / "adapter.py").write_text(ADAPTER.format(name=name, cls=cls), encoding="utf-8")
+        (folder / "README.md").write_text(README.format(name=name), encoding="utf-8")
+        validate_folder(folder)
+    except BaseException:
+        if created is not None:  # a refused template leaves nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder
+
+
+def _taken(name: str, folder: Path) -> list[tuple[str, str]]:
+    """(method name, owner folder) for each name the template would declare (``name`` and its
+    ``-strong`` variant) that another method folder already registers."""
+    from personalrewardbench.methods import method_folders
+
+    target = folder.resolve()
+    return [(n, f"{other.parent.name}/{other.name}") for n, other in sorted(method_folders().items())
+            if n in (name, f"{name}-strong") and other.resolve() != target]

@@ -142,12 +142,33 @@ def _plain(value: Any) -> Any:
     return f if math.isfinite(f) else str(f)
 
 
+def adapter_traceback(exc: BaseException, folder: str | None, limit: int = 12) -> str:
+    """The traceback of ``exc`` as the submission's author needs it: only the frames of files in the
+    submission folder ``folder`` (the last ``limit``), then the exception line. The harness's own
+    frames (this worker, the method registry) are left out; with no adapter frame (e.g. a config key
+    the harness refused) only the exception line remains."""
+    def inside(filename: str) -> bool:
+        if not folder:
+            return False
+        try:
+            return os.path.commonpath([os.path.realpath(filename), os.path.realpath(folder)]) \
+                == os.path.realpath(folder)
+        except ValueError:
+            return False
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if inside(f.filename)][-limit:]
+    head = ["Traceback (most recent call last, adapter frames only):\n", *traceback.format_list(frames)] \
+        if frames else []
+    return "".join(head + traceback.format_exception_only(type(exc), exc))
+
+
 class Worker:
     def __init__(self, chan: Channel) -> None:
         self.chan = chan
         self.method: Any = None
         self.lock = threading.Lock()
         self.part_bytes = 16 * 1024 * 1024
+        self.folder: str | None = None  # the submission's snapshot folder (its frames are the adapter's)
 
     def call_harness(self, fn: str, args: dict[str, Any]) -> Any:
         from personalrewardbench.llm.base import LLMError
@@ -167,6 +188,7 @@ class Worker:
         notes = _set_limits(msg.get("limits") or {})
         from personalrewardbench.methods import load_method
 
+        self.folder = str(msg["folder"])
         self.method = load_method(msg["folder"], config=msg.get("config") or {})
         try:
             config = self.method.get_config()
@@ -223,7 +245,7 @@ class Worker:
             except MemoryError:
                 reply = {"ok": False, "kind": "memory", "error": "MemoryError", "traceback": ""}
             except BaseException as exc:  # noqa: BLE001 - report anything the adapter raises
-                tb = traceback.format_exc(limit=-12)
+                tb = adapter_traceback(exc, self.folder)
                 reply = {"ok": False, "kind": "crash", "error": f"{type(exc).__name__}: {exc}"[:2000],
                          "traceback": tb[-6000:]}
             self.chan.send({"id": rid, **reply})
