@@ -45,8 +45,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     from personalrewardbench import __version__
+    from personalrewardbench.cli_help import PrbParser
 
-    parser = argparse.ArgumentParser(
+    parser = PrbParser(
         prog="prb",
         description="PersonalRewardBench: build benchmarks, evaluate methods, render the leaderboard.",
     )

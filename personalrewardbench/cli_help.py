@@ -8,6 +8,8 @@ epilog from :data:`EXAMPLES`, so every ``prb ... --help`` shows both.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import NoReturn
 
 EXAMPLES: dict[tuple[str, ...], str] = {
     ("data",): """examples:
@@ -93,3 +95,55 @@ def add_help(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Non
         if child.formatter_class is argparse.HelpFormatter:
             child.formatter_class = HelpFormatter
         add_help(child, here)
+
+
+class PrbParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are short: the verb's one-line usage, the error (with the
+    closest choice for a misspelt one) and where the full help is, not argparse's usage block of
+    every option. Unrecognized arguments are reported by the verb they were given to."""
+
+    def short_usage(self) -> str:
+        """``usage: prb VERB [options] POSITIONALS``: one line, whatever the number of options."""
+        positionals = []
+        for action in self._actions:
+            if action.option_strings:
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                positionals.append("{" + ",".join(action.choices) + "} ...")
+            else:
+                name = action.metavar or action.dest
+                positionals.append(f"[{name} ...]" if action.nargs in ("*", "?") else
+                                   f"{name} [{name} ...]" if action.nargs == "+" else str(name))
+        return " ".join(["usage:", self.prog, "[options]", *positionals])
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        import difflib
+        import re
+        import sys
+
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:
+            choices = re.findall(r"'([^']*)'", bad.group(2))
+            close = difflib.get_close_matches(bad.group(1), choices, n=3, cutoff=0.5)
+            if close:
+                message += f"; did you mean: {', '.join(close)}?"
+        sys.stderr.write(f"{self.short_usage()}\n{self.prog}: error: {message}\nsee `{self.prog} --help` for "
+                         "every option and examples\n")
+        sys.exit(2)
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._chosen(ns).error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
+    def _chosen(self, ns: argparse.Namespace) -> PrbParser:
+        """The deepest sub-command parser ``ns`` was parsed with (self when none)."""
+        parser: argparse.ArgumentParser = self
+        while True:
+            action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+            name = getattr(ns, action.dest, None) if action is not None and action.dest != argparse.SUPPRESS else None
+            if action is None or name not in action.choices:
+                return parser if isinstance(parser, PrbParser) else self
+            parser = action.choices[name]

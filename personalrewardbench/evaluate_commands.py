@@ -294,6 +294,7 @@ COMPARE_EXAMPLES = """examples:
 def register(subparsers: Any) -> None:
     from personalrewardbench.cli_options import BOOTSTRAP_HELP, add_threads_argument, bootstrap_count, users_count
     from personalrewardbench.cli_options import HelpFormatter as raw
+    from personalrewardbench.data.commands import DATASET_HELP
     p = subparsers.add_parser("evaluate", help="fit a method and score it on a benchmark", formatter_class=raw,
                               description="Fit a method on each user's train/val pairs, judge every test pair in "
                                           "both orders, score, and write results/<dataset>/<method>/<run-id>/ "
@@ -301,7 +302,7 @@ def register(subparsers: Any) -> None:
                                           "command resumes; a finished run is reused unchanged.",
                               epilog=EVALUATE_EXAMPLES)
     p.add_argument("--method", help="registered name, module:Class, or a folder with submission.toml")
-    p.add_argument("--dataset", help="chatbot_arena, prism, synthetic, or a path to a benchmark")
+    p.add_argument("--dataset", metavar="NAME_OR_PATH", help=DATASET_HELP)
     p.add_argument("--revision", default=None, help="dataset revision on the hub (default: the pinned one)")
     p.add_argument("--users", type=users_count, default=None, metavar="N|all",
                    help="evaluate a seeded sample of N users, or all of them (default: all)")

@@ -100,6 +100,7 @@ EXAMPLES = """examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from personalrewardbench.cli_options import BOOTSTRAP_HELP, HelpFormatter, bootstrap_count
+    from personalrewardbench.data.commands import DATASET_HELP
 
     p = subparsers.add_parser(
         "run", help="the main job: benchmark, every available baseline, results, a local leaderboard",
@@ -109,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Rerun the same command to resume: finished results are reused unchanged.",
         epilog=EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("--dataset", action="append", default=None, metavar="NAME_OR_PATH",
-                   help="chatbot_arena, prism, synthetic, or a path (repeatable; default: published, else synthetic)")
+                   help=DATASET_HELP + " (repeatable; default: chatbot_arena and prism when the hub answers, else "
+                   "synthetic)")
     p.add_argument("--methods", default=None,
                    help="comma-separated method names (default: every baseline the available models allow)")
     p.add_argument("--users", default=None,

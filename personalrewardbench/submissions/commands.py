@@ -131,6 +131,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from personalrewardbench.cli_options import BOOTSTRAP_HELP, bootstrap_count, users_count
+    from personalrewardbench.data.commands import DATASET_HELP
 
     p = subparsers.add_parser("submission", help="validate, create or score a method submission folder")
     sub = p.add_subparsers(dest="submission_command", metavar="SUBCOMMAND")
@@ -149,8 +150,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("score", help="score a submission in the sandbox (only histories and label-free queries "
                                      "reach it)")
     s.add_argument("path", metavar="PATH", help="submission folder")
-    s.add_argument("--dataset", action="append", default=None,
-                   help="benchmark: chatbot_arena, prism, synthetic or a path; repeatable (default: synthetic)")
+    s.add_argument("--dataset", action="append", default=None, metavar="NAME_OR_PATH",
+                   help=DATASET_HELP + " (repeatable; default: synthetic)")
     s.add_argument("--method", action="append", default=[],
                    help="method name to score (the base name or a variant's full name; default: all)")
     s.add_argument("--users", type=users_count, default=None, metavar="N|all",

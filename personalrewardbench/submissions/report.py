@@ -148,9 +148,17 @@ def _summary(outcomes: Sequence[Any], title: str, notes: Sequence[str], error_ch
     return "\n".join(lines).rstrip() + "\n"
 
 
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def _terminal_safe(text: Any) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves, titles) or control characters."""
+    return _CONTROL.sub("", _ANSI.sub("", str(text)))
+
+
 def _plain(text: Any, limit: int = 300) -> str:
-    """``text`` on one line for a terminal: control characters (escape sequences included) removed."""
-    return _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ")[:limit]
+    """``text`` on one line for a terminal: escape sequences and control characters removed."""
+    return _terminal_safe(str(text).replace("\r", " ").replace("\n", " "))[:limit]
 
 
 def console_summary(outcomes: Sequence[Any], *, title: str = "Submission scores") -> str:
@@ -185,7 +193,7 @@ def console_summary(outcomes: Sequence[Any], *, title: str = "Submission scores"
         lines += ["", "Problems:"]
         for o in failures:
             kind = f" ({_plain(o.kind, 40)})" if o.kind else ""
-            body = _CONTROL.sub("", str(o.error or "").replace("\r\n", "\n").replace("\r", "\n")).strip("\n")
+            body = _terminal_safe(str(o.error or "").replace("\r\n", "\n").replace("\r", "\n")).strip("\n")
             lines += ["", f"{_plain(o.method, 60)} on {_plain(o.dataset, 40)}: {_plain(o.status, 20)}{kind}",
                       *("  " + ln for ln in body[-MAX_ERROR_CHARS:].splitlines())]
     written = [o for o in outcomes if o.run_dir is not None]

@@ -4,6 +4,7 @@ tampering with one prediction line or one figure makes `prb verify` fail; a fail
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -48,10 +49,15 @@ def test_example_submission_scores_in_the_sandbox(scored):
     assert res["method"]["config"] == {"prior_weight": 8.0, "scale": 20.0, "with_context": False}
     assert res["method_usage"]["sandbox"]["mode"] == "bwrap"
     assert res["scores"]["n_judgments"] == 18
-    # the Markdown report: the score and the paired difference with the baseline on the same pairs
-    assert "| <code>embed-direction</code> | tiny | ok |" in report
-    assert "### <code>embed-direction</code> vs baselines on tiny (same pairs)" in report
-    assert "| <code>length</code> |" in report
+    # the console report, plain text: the score, the paired difference with the baseline on the same pairs,
+    # where the runs were written, and no Markdown/HTML escapes
+    assert re.search(r"^embed-direction +tiny +ok +", report, re.M), report
+    assert "embed-direction vs baselines on tiny (same pairs;" in report
+    assert re.search(r"^  length: .* difference [+-]\d+\.\d \[95% CI pairs", report, re.M), report
+    tmp = scored[4]
+    assert f"embed-direction on tiny: {runs[0]}" in report
+    assert f"length on tiny: {tmp / 'base' / 'tiny' / 'length'}/" in report
+    assert "&#" not in report and "<code>" not in report and "|" not in report
 
 
 def _verify(run: Path, bench_dir: Path, capsys) -> tuple[int, str]:
@@ -97,7 +103,7 @@ def test_failing_adapter_gets_a_report_and_no_score(tmp_path, capsys):
               "--out", str(tmp_path / "results"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 1
-    assert "| <code>misbehaving-nan</code> | tiny | **FAILED** |" in out and "nan (not finite)" in out
+    assert re.search(r"^misbehaving-nan +tiny +FAILED", out, re.M) and "nan (not finite)" in out
     assert not list((tmp_path / "results").rglob("*.json*"))
 
 
@@ -107,6 +113,9 @@ def test_failure_after_some_chunks_leaves_no_partial_run(tmp_path):
                                  chunk_size=4, resamples=50, show_progress=False)
     assert outcome.failed and outcome.kind == "crash-exception"
     assert "RuntimeError: second chunk went wrong" in outcome.error
+    # the adapter's traceback: its own frames and the exception line, none of the harness's
+    assert 'adapter.py", line' in outcome.error and "in predict" in outcome.error, outcome.error
+    assert "worker.py" not in outcome.error and "methods.py" not in outcome.error, outcome.error
     assert not list((tmp_path / "results").rglob("*.json*"))  # the first chunk's predictions are gone too
 
 

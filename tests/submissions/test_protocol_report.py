@@ -74,3 +74,27 @@ def test_report_renders_adapter_text_as_data():
                         error="```\n## Passed\n| a | b |\n|---|---|\n| 1 | 2 |", kind="crash")
     html = markdown_it.MarkdownIt("commonmark").enable("table").render(markdown_summary([evil], title="t"))
     assert html.count("<h2>") == 1 and html.count("<tr>") == 2 and "<h2>Passed" not in html
+
+
+def test_console_report_is_plain_readable_text(tmp_path):
+    """The terminal report: no Markdown or HTML escapes, the adapter's text as written (parentheses,
+    backticks) minus control characters and escape sequences, and where each run was written."""
+    from pathlib import Path
+
+    from personalrewardbench.submissions.report import console_summary
+
+    ok = ScoreOutcome(method="mine", dataset="tiny", status="ok", run_dir=Path("out/tiny/mine/s0-abc"),
+                      results={"scores": {"accuracy": 0.75, "accuracy_ci95": [0.5, 0.9], "n_users": 3,
+                                          "n_judgments": 48}})
+    bad = ScoreOutcome(method="mine-v", dataset="tiny", status="failed", kind="crash-exception",
+                       error="the adapter raised ValueError: f(x) needs `x` > 0 (got -1);\x1b[31m red\x1b[0m\n"
+                             '    File "/submission/adapter.py", line 3, in fit')
+    text = console_summary([ok, bad], title="mine: sandboxed scores")
+    assert "&#" not in text and "<code>" not in text and "**" not in text
+    assert "f(x) needs `x` > 0 (got -1); red" in text and "\x1b" not in text and "[31m" not in text
+    assert '      File "/submission/adapter.py", line 3, in fit' in text
+    rows = text.splitlines()
+    assert rows[2].split() == ["method", "dataset", "status", "accuracy", "[95%", "CI", "pairs]", "users", "judgments"]
+    assert rows[3].split() == ["mine", "tiny", "ok", "75.0%", "[50.0%,", "90.0%]", "3", "48"]
+    assert rows[4].split()[:3] == ["mine-v", "tiny", "FAILED"]
+    assert "Results written to:\n  mine on tiny: out/tiny/mine/s0-abc" in text
