@@ -225,8 +225,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from personalrewardbench.results import read_results
-    from personalrewardbench.runs import merge_runs
+    from personalrewardbench.runs import check_run_folder, merge_runs
 
+    for shard in args.shards:
+        check_run_folder(shard)
     out = Path(args.out) if args.out else None
     if out is None:
         import hashlib

@@ -21,45 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from personalrewardbench.cpu_plan import (
+    CPU_HEAVY_USERS,
+    CPU_HEAVY_USERS_BY_METHOD,
+    CPU_USERS_ON_PUBLISHED,
+    HEAVY_CAPABILITIES,
+    SMALL_SETTINGS,
+    SMALL_SUBSTITUTES,
+)
+
 SHORTCUT_METHODS = ("random", "position", "length", "leak-probe")
 ENCODER_METHODS = ("embed-logreg", "bt-rm")
 LLM_METHODS = ("default-judge", "memory", "demographics", "synthesizeme")
 PUBLISHED = ("chatbot_arena", "prism")
 OUTPUT_DIR = Path("prb-output")  # the main job's own folder (gitignored): results/ and site/ inside
-CPU_USERS_ON_PUBLISHED = 20
-# On the embedded CPU plan, methods that train a network or call the LLM run on a seeded subset of users (nested
-# in the others' sample): the 135M judges score near chance, so more users would only cost time.
-CPU_HEAVY_USERS = 8
-# SynthesizeMe makes several generations per user and per judgment (about 70% of the CPU time of the whole
-# default run with 8 users): it gets fewer, so `prb run` stays within 10 minutes on 2 quiet cores.
-CPU_HEAVY_USERS_BY_METHOD: dict[str, int] = {"synthesizeme-just-personas": 4, "synthesizeme": 4}
-HEAVY_CAPABILITIES = frozenset({"llm", "train-rm"})
-# Settings that keep the embedded 135M model on 2 CPU cores within minutes (recorded in each
-# results.json config, so the leaderboard shows exactly what ran). `--full` drops them. The persona
-# writer uses the built-in instruction (the reference's Theta, ~20k tokens, does not fit 8k).
-SMALL_SETTINGS: dict[str, dict[str, Any]] = {
-    "synthesizeme-just-personas": {"max_bootstrapped_demos": 2, "max_labeled_demos": 2, "persona_source": "verified",
-                                   "max_judge_tokens": 48, "max_persona_tokens": 96, "persona_program": "builtin"},
-    "memory-direct": {"max_history": 2},
-    "bt-rm": {"epochs": 1, "max_length": 192},
-}
-# What runs instead of a default method on the embedded CPU model (--full, a named model or an explicit
-# --methods NAME runs the method itself), and why. The reference's chain-of-thought judges (replies up
-# to 8,192 tokens, answer parsed from the text) do not fit the CPU budget: with SmolLM2-135M and a
-# 48-token reply cap most of their judgments ended unreadable (failed), so their direct variants
-# (choice log-probabilities of "First"/"Second", never unreadable) run under their own names. The full
-# SynthesizeMe (two demo searches over every user's validation pairs) takes far longer than the main
-# job's budget; its just-personas ablation (bootstrap verified reasoning -> persona ->
-# persona-conditioned judge) runs instead.
-_DIRECT_WHY = ("its direct log-prob variant (P(first) from the choice log-probabilities; the chain-of-thought "
-               "judge's long replies do not fit the CPU budget, and cut short most of its answers cannot be read)")
-SMALL_SUBSTITUTES: dict[str, tuple[str, str]] = {
-    "default-judge": ("default-judge-direct", _DIRECT_WHY),
-    "memory": ("memory-direct", _DIRECT_WHY),
-    "demographics": ("demographics-direct", _DIRECT_WHY),
-    "synthesizeme": ("synthesizeme-just-personas", "its just-personas ablation (the full method searches demos "
-                     "for far longer)"),
-}
 
 
 @dataclass

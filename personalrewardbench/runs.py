@@ -333,8 +333,9 @@ def compare_runs(a: Path | str, b: Path | str, *, resamples: int = 1000, seed: i
     return {"a": ra["method"]["name"], "b": rb["method"]["name"], "dataset": ra["dataset"]["name"], **out}
 
 
-def _scored_run(path: Path | str) -> dict[str, Any]:
-    """results.json of the run folder ``path``, which must hold predictions (see :func:`compare_runs`)."""
+def check_run_folder(path: Path | str) -> Path:
+    """``path`` as a run folder (one holding results.json); ResultsError otherwise, naming the run folders
+    found below it (a method or dataset folder given instead of one of its runs) or saying what to pass."""
     from personalrewardbench.results import RESULTS_FILE, find_runs
 
     p = Path(path)
@@ -346,6 +347,14 @@ def _scored_run(path: Path | str) -> dict[str, Any]:
                                f"{shown}: pass one of them")
         raise ResultsError(f"{p}: no {RESULTS_FILE} here or below; pass a run folder "
                            "(<results>/<dataset>/<method>/<run-id>)")
+    if p.exists() and not p.is_dir() and p.name != RESULTS_FILE:
+        raise ResultsError(f"{p}: is a file, not a run folder; pass a run folder (<results>/<dataset>/<method>/<run-id>)")
+    return p
+
+
+def _scored_run(path: Path | str) -> dict[str, Any]:
+    """results.json of the run folder ``path``, which must hold predictions (see :func:`compare_runs`)."""
+    p = check_run_folder(path)
     res = read_results(p)
     if res.get("status") == "not_applicable":
         raise ResultsError(f"{p}: the run of {res.get('method', {}).get('name')} is not applicable "

@@ -144,9 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(ROOT / "results" / "submissions"),
                    help="results root for the submissions' runs (never inside a submission folder)")
     p.add_argument("--baseline-results", default=str(ROOT / "results"), help="results root for baseline runs")
-    p.add_argument("--users", type=int, default=None, help="score only this many users (seeded selection)")
+    from personalrewardbench.cli_options import BOOTSTRAP_HELP, bootstrap_count, users_count
+
+    p.add_argument("--users", type=users_count, default=None, metavar="N|all",
+                   help="score a seeded sample of N users, or all of them (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     p.add_argument("--summary", default=None, help="also write the Markdown report to this file")
     p.add_argument("--list-changed", action="store_true", help="only print the changed submission folders")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

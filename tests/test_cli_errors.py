@@ -133,6 +133,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "the run folders under it are {w}/res/synthetic-sample/length/s0-abc"),
     ("merge-not-shards", ["merge", "{w}/run-a", "{w}/run-a"], "not a shard"),
     ("merge-missing-folder", ["merge", "{w}/no-such-run"], "no-such-run"),
+    ("merge-dataset-folder", ["merge", "{w}/res/synthetic-sample"],
+     "the run folders under it are {w}/res/synthetic-sample/length/s0-abc"),
     ("compare-missing-folder", ["compare", "{w}/run-a", "{w}/no-such-run"], "no-such-run"),
     ("compare-different-benchmarks", ["compare", "{w}/run-a", "{w}/run-b"], "different benchmark versions"),
     # prb run

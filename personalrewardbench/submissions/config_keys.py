@@ -85,3 +85,11 @@ def config_key_problems(module_file: Path, class_name: str,
             problems.append(f"{table}: {where} requires {', '.join(missing)} (no default); set "
                             f"{'it' if len(missing) == 1 else 'them'} in the config or give the parameter a default")
     return problems
+
+
+def submission_config_problems(sub: Any, module_file: Path) -> list[str]:
+    """:func:`config_key_problems` for a parsed submission (:class:`~.spec.Submission`): its
+    ``[method].config`` and each ``[variants.<suffix>].config`` merged over it."""
+    configs = {"[method].config": (sub.config, sub.config)} | {
+        f"[variants.{k}].config": (v.config, {**sub.config, **v.config}) for k, v in sub.variants.items()}
+    return config_key_problems(module_file, sub.entry_class, configs)

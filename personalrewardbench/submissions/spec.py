@@ -393,11 +393,9 @@ def folder_problems(sub: Submission) -> list[str]:
             problems.append(f"[method].entry {sub.entry!r}: no 'class {sub.entry_class}' in "
                             f"{mod_file.relative_to(folder)}; fix the class name in entry")
         else:
-            from personalrewardbench.submissions.config_keys import config_key_problems
+            from personalrewardbench.submissions.config_keys import submission_config_problems
 
-            configs = {"[method].config": (sub.config, sub.config)} | {
-                f"[variants.{k}].config": (v.config, {**sub.config, **v.config}) for k, v in sub.variants.items()}
-            problems += config_key_problems(mod_file, sub.entry_class, configs)
+            problems += submission_config_problems(sub, mod_file)
     return problems
 
 

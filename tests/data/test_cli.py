@@ -54,7 +54,10 @@ def test_build_prism_raw_and_published_copy(tmp_path, capsys):
 def test_errors_are_one_line(tmp_path, capsys):
     assert main(["data", "stats", "--dataset", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("prb: error: unknown dataset") and "\n" not in err
+    assert err.startswith(f"prb: error: {tmp_path / 'missing'}: no such file or folder") and "\n" not in err
+    assert main(["data", "stats", "--dataset", "prims"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("prb: error: unknown dataset 'prims'; did you mean: prism") and "\n" not in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"user_id": "u", "context": [], "chosen": "a", "rejected": "b"}\n')
     assert main(["data", "validate", "--dataset", str(bad)]) == 2

@@ -316,7 +316,7 @@ def test_prompts_fit_a_small_context_by_dropping_whole_demos():
 
 
 def test_bad_settings_are_one_clear_error():
-    with pytest.raises(MethodError, match="unknown setting"):
+    with pytest.raises(MethodError, match="unknown config key 'num_candidate' \\(did you mean 'num_candidates'\\?\\)"):
         load_method("synthesizeme", {"num_candidate": 3})
     with pytest.raises(MethodError, match="enable at least one"):
         load_method("synthesizeme", {"use_persona": False, "use_demos": False})
