@@ -70,6 +70,7 @@ from personalrewardbench.llm.truncate import fit_chat
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 TOP_LOGPROBS = 20
 DEFAULT_CONCURRENCY = 8  # requests in flight per batch
+BATCH_WAVES = 8  # default batch size: this many times the concurrency
 
 
 class _Unreachable(Exception):
@@ -114,8 +115,11 @@ class OpenAILLM(CachedLLM):
         self.base_url = url.rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.concurrency, self.max_retries, self.backoff_s = max(1, int(concurrency)), int(max_retries), backoff_s
+        if batch_size is None:  # a batch waits for its slowest request: keep several waves in each
+            self.batch_size = BATCH_WAVES * self.concurrency
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._no_logprobs = False
+        self._reply_limit: int | None = None  # the most reply tokens a server said it allows
         info = self._models()
         if model is None:
             if not info:
@@ -139,6 +143,12 @@ class OpenAILLM(CachedLLM):
     @property
     def context_length(self) -> int:
         return self._context_length
+
+    def batch_order_key(self, rendered: str) -> str:
+        """Requests go out in the order of their prompt text, so those that share a prefix (the same
+        instruction and worked examples) are sent together and the server's prefix cache serves
+        the shared part while it still holds it."""
+        return rendered
 
     def count_tokens(self, chat: Chat) -> int:
         """Prompt tokens of ``chat``: the server's ``/tokenize``, a local tokenizer, or an estimate (``tokens.source``)."""
@@ -169,15 +179,25 @@ class OpenAILLM(CachedLLM):
             return []
 
     async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> _Answer:
-        """POST /chat/completions with retries of transient errors; the request's :class:`_Answer`."""
+        """POST /chat/completions with retries of transient errors; the request's :class:`_Answer`.
+
+        A reply still being written when the read timeout ends is asked again with twice the read
+        timeout (a server aborts the request when the client goes, so the same timeout would only
+        repeat the work and time out again).
+        """
         last = ""
         r: httpx.Response | None = None
+        timeout, read_timeouts = self.timeout, 0
         for attempt in range(self.max_retries + 1):
             async with sem:
                 try:
-                    r = await client.post("/chat/completions", json=body)
+                    r = await client.post("/chat/completions", json=body, timeout=timeout)
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     r, last = None, type(exc).__name__
+                    if isinstance(exc, httpx.ReadTimeout) and timeout.read is not None:
+                        read_timeouts += 1
+                        timeout = httpx.Timeout(self.timeout.read * 2 ** read_timeouts,
+                                                connect=self.timeout.connect)
             if r is not None:
                 if r.status_code < 400:
                     try:
@@ -220,30 +240,69 @@ class OpenAILLM(CachedLLM):
         self._account(kind, {"retries": sum(a.retries for a in answers), "refused_requests": refused})
         return answers
 
-    def _exchange(self, kind: str, chats: Sequence[Chat], body: Callable[[Chat], dict],
-                  reserve: int) -> tuple[list[_Answer], list[bool]]:
-        """Send one request per chat; a context-length refusal is refitted and sent once more.
+    def _exchange(self, kind: str, chats: Sequence[Chat], body: Callable[..., dict],
+                  reserve: int, cap: int | None = None) -> tuple[list[_Answer], list[bool]]:
+        """Send one request per chat; a context-length refusal is answered and sent once more.
 
+        ``body(chat, prompt_tokens=None)`` builds a request (``prompt_tokens``: the server's count of
+        the prompt, when a refusal gave it). A refusal of the reply cap (``cap``: the asked
+        ``max_tokens``) is sent again with the cap lowered to what the stated limit leaves; any other
+        context refusal is sent again with the prompt fitted to the stated limit. Requests whose
+        ``max_tokens`` went out below ``cap`` are counted in ``usage.clamped_max_tokens``.
         Returns each chat's final answer and whether its prompt was cut after a refusal.
         """
-        answers = self._send(kind, [body(c) for c in chats])
+        bodies = [body(c) for c in chats]
+        clamped = {i for i, b in enumerate(bodies) if cap is not None and b.get("max_tokens", cap) < cap}
+        answers = self._send(kind, bodies)
         refit = [False] * len(chats)
         again = [i for i, a in enumerate(answers) if a.refusal is not None]
-        if not again:
-            return answers, refit
-        fitted = {i: self._refit(chats[i], answers[i].refusal, reserve) for i in again}  # type: ignore[arg-type]
-        retry = [i for i in again if fitted[i] is not None]
-        self._account(kind, {"retries": len(retry)})
-        again_answers = self._send(kind, [body(fitted[i]) for i in retry], count_refused=False)  # type: ignore[arg-type]
-        for i, a in zip(retry, again_answers, strict=True):
-            answers[i], refit[i] = a, True
+        if again:
+            resend: dict[int, dict] = {}
+            for i in again:
+                refusal: ContextRefusal = answers[i].refusal  # type: ignore[assignment]
+                self._learn_limits(refusal)
+                if refusal.reply_cap and cap is not None:
+                    b = body(chats[i], prompt_tokens=refusal.prompt_tokens)
+                    sent = int(bodies[i].get("max_tokens", cap))
+                    if b["max_tokens"] >= sent:  # nothing learned from the words: halve the cap
+                        b["max_tokens"] = max(1, sent // 2)
+                    resend[i] = b
+                else:
+                    fitted = self._refit(chats[i], refusal, reserve)
+                    if fitted is not None:
+                        resend[i], refit[i] = body(fitted), True
+            order = list(resend)
+            clamped |= {i for i in order if cap is not None and resend[i].get("max_tokens", cap) < cap}
+            self._account(kind, {"retries": len(order)})
+            for i, a in zip(order, self._send(kind, [resend[i] for i in order], count_refused=False), strict=True):
+                answers[i] = a
+        if clamped:
+            self._account(kind, {"clamped_max_tokens": len(clamped)})
         return answers, refit
+
+    def _learn_limits(self, refusal: ContextRefusal) -> None:
+        """Keep the smaller context limit (and reply limit) a refusal stated, for later requests."""
+        if refusal.limit:
+            self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
+        if refusal.reply_limit:
+            self._reply_limit = min(refusal.reply_limit, self._reply_limit or refusal.reply_limit)
+
+    def reply_room(self, chat: Chat, max_tokens: int, prompt_tokens: int | None = None) -> int:
+        """The ``max_tokens`` sent for ``chat``: ``max_tokens``, but at most what the context leaves.
+
+        The context is ``context_length`` or a smaller limit a refusal stated; the prompt counts
+        ``prompt_tokens`` (the server's own count) when given, else :meth:`count_tokens`; a reply
+        limit a server stated caps it too. At least 1 (a prompt that fills the context is refused
+        and fitted).
+        """
+        limit = min(self.context_length, self._fit_limit or self.context_length)
+        n = self.count_tokens(chat) if prompt_tokens is None else int(prompt_tokens)
+        room = min(int(max_tokens), limit - n, self._reply_limit or max_tokens)
+        return max(1, room)
 
     def _refit(self, chat: Chat, refusal: ContextRefusal, reserve: int) -> Chat | None:
         """``chat`` fitted to the limit a refusal stated; None when it cannot be cut further."""
         sent = self.count_tokens(chat)
-        if refusal.limit:
-            self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
         limit = refusal.limit or int(0.75 * min(self.context_length, self._fit_limit or self.context_length))
         if refusal.prompt_tokens:  # calibrate our count on the server's own count of this prompt
             scale = 1.05 * refusal.prompt_tokens / max(1, sent)
@@ -258,16 +317,14 @@ class OpenAILLM(CachedLLM):
 
     # ---- backend hooks ----------------------------------------------------
     def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]:
-        limit = min(self.context_length, self._fit_limit or self.context_length)
-
-        def body(c: Chat) -> dict:
-            room = max(1, min(params.max_tokens, limit - self.count_tokens(c)))
-            return self._body(c, max_tokens=room, temperature=params.temperature, top_p=params.top_p,
+        def body(c: Chat, prompt_tokens: int | None = None) -> dict:
+            return self._body(c, max_tokens=self.reply_room(c, params.max_tokens, prompt_tokens),
+                              temperature=params.temperature, top_p=params.top_p,
                               seed=item_seed(params.seed, self.render(c)),
                               **({"stop": list(params.stop)} if params.stop else {}))
 
         t0 = time.perf_counter()
-        answers, refit = self._exchange("generate", chats, body, params.max_tokens)
+        answers, refit = self._exchange("generate", chats, body, params.max_tokens, cap=params.max_tokens)
         latency = (time.perf_counter() - t0) / max(1, len(chats))
         out = []
         for chat, a, cut in zip(chats, answers, refit, strict=True):
@@ -291,7 +348,8 @@ class OpenAILLM(CachedLLM):
         ask = list(range(len(chats))) if not self._no_logprobs else list(range(min(1, len(chats))))
         answers, refit = self._exchange(
             "choice", [chats[i] for i in ask],
-            lambda c: self._body(c, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS),
+            lambda c, prompt_tokens=None: self._body(c, max_tokens=1, temperature=0.0, logprobs=True,
+                                                     top_logprobs=TOP_LOGPROBS),
             self.choice_reserve_tokens)
         with_lp = without_lp = 0
         for i, a, cut in zip(ask, answers, refit, strict=True):
