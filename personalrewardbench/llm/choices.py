@@ -10,13 +10,19 @@ probability is counted twice). (A choice that is itself a prefix of another,
 like ``A`` and ``AB``, also counts the other's continuations; avoid such sets.) The log-probability of a choice is then the logsumexp over its
 variants of each variant's full-sequence log-probability; with disjoint,
 prefix-free variants the choice probabilities sum to at most 1.
+
+Reading a server's answers: :func:`answer_top_logprobs` (the listed alternatives of an OpenAI
+chat answer's first token) and :func:`first_named_choice` (the choice a free-text answer names
+first, for a greedy fallback).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 def surface_variants(choice: str) -> list[str]:
@@ -144,3 +150,31 @@ def read_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) ->
         bound = unlisted_bound(seen.values())
         got = {c: (bound if c in missing else v) for c, v in got.items()}
     return TopMatch(got, missing)
+
+def answer_top_logprobs(answer: dict | None) -> list[tuple[str, Any]] | None:
+    """An OpenAI chat answer's first token's listed alternatives (and the token itself) as ``[(text, logprob)]``.
+
+    None when the answer carries no log-probabilities (``logprobs: null``, no content, or an
+    empty list): the server gave none for this request.
+    """
+    try:
+        first = answer["choices"][0]["logprobs"]["content"][0]  # type: ignore[index]
+    except (TypeError, KeyError, IndexError):
+        return None
+    if not isinstance(first, dict):
+        return None
+    items = [t for t in (first.get("top_logprobs") or []) if isinstance(t, dict)]
+    if "token" in first and first.get("logprob") is not None:
+        items.append(first)
+    out = [(str(t.get("token", "")), t.get("logprob")) for t in items if t.get("logprob") is not None]
+    return out or None
+
+
+def first_named_choice(text: str, choices: Sequence[str]) -> str | None:
+    """The choice whose name appears first in ``text`` (whole word, any case)."""
+    best: tuple[int, int, str] | None = None
+    for c in choices:
+        m = re.search(rf"(?<![\w]){re.escape(c.strip())}(?![\w])", text, flags=re.IGNORECASE)
+        if m and (best is None or (m.start(), -len(c)) < best[:2]):
+            best = (m.start(), -len(c), c)
+    return best[2] if best else None

@@ -3,8 +3,19 @@
 Works with ``vllm serve``, llama.cpp's server and hosted APIs. The base URL and
 key come from the options or from ``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
 Requests of a batch run concurrently (at most ``concurrency`` in flight, default
-8); 429, 5xx, timeouts and dropped connections are retried with exponential
-backoff (honouring ``Retry-After``), each retry counted in ``usage.retries``.
+``DEFAULT_CONCURRENCY``, measured with ``scripts/bench/bench_openai_concurrency.py``;
+a batch is ``BATCH_WAVES`` times that many requests, since each batch waits for its
+slowest request). Requests go out in the order of their prompt text, so those that
+share a prefix are sent together and the server's prefix cache serves the shared part
+(vLLM shares it even between requests scheduled in the same step, so sending one
+request of a prefix first gains nothing there). 429, 5xx, timeouts and dropped
+connections are retried with exponential backoff (honouring ``Retry-After``), each
+retry counted in ``usage.retries``; a reply still being written when the read timeout
+(default 600 s) ends is asked again with twice the timeout.
+
+The reply cap sent is ``max_tokens`` but at most what the context leaves after the
+prompt (``reply_room``; counted in ``usage.clamped_max_tokens``), so a server started
+with ``--max-model-len 8192`` takes the reference SynthesizeMe's 8,192-token caps.
 
 Every request has its own outcome; nothing one request meets is taken as a fact
 about the server:
@@ -18,8 +29,11 @@ about the server:
   refusal (HTTP 400 "maximum context length is N tokens", llama.cpp's
   ``exceed_context_size_error``) is sent once more with the prompt fitted to the
   stated limit (scaled by the server's own count of the prompt, when it gives one),
-  marked truncated; a second refusal fails the request. Later prompts are fitted to
-  the stated limit before they are sent.
+  marked truncated; a second refusal fails the request. A refusal of the reply cap
+  alone (a context smaller than ``/v1/models`` said: "max_tokens=N cannot be greater
+  than max_model_len=M", "... in the completion", an output-token limit) is sent once
+  more with the cap lowered to what the stated limit leaves, the prompt untouched.
+  Later prompts and caps are fitted to the stated limits before they are sent.
 - The identity (part of every cache key) names the base URL and what ``/v1/models``
   reports (see :mod:`personalrewardbench.llm.openai_server`); a run warns when a
   served name now points at something else.
@@ -47,7 +61,6 @@ import concurrent.futures
 import math
 import os
 import random
-import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -57,7 +70,7 @@ import httpx
 
 from personalrewardbench.llm.base import Chat, Completion, GenerationParams, LLMError
 from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, as_chat, item_seed
-from personalrewardbench.llm.choices import read_top_tokens
+from personalrewardbench.llm.choices import answer_top_logprobs, first_named_choice, read_top_tokens
 from personalrewardbench.llm.openai_server import (
     ContextRefusal,
     TokenCounter,
@@ -104,7 +117,7 @@ class OpenAILLM(CachedLLM):
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None, api_key: str | None = None,
                  cache_dir: str | None = None, use_cache: bool = True, batch_size: int | None = None,
-                 concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 120.0, connect_timeout: float = 5.0,
+                 concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 600.0, connect_timeout: float = 5.0,
                  max_retries: int = 5, backoff_s: float = 0.5, max_model_len: int | None = None,
                  revision: str | None = None, progress: bool = True) -> None:
         super().__init__(cache_dir=cache_dir, use_cache=use_cache, batch_size=batch_size, progress=progress)
@@ -357,7 +370,7 @@ class OpenAILLM(CachedLLM):
             if a.body is None:
                 out[i] = ChoiceScore({}, self.count_tokens(chats[i]), failed=True, truncated=cut)
                 continue
-            top = _top_logprobs(a.body)
+            top = answer_top_logprobs(a.body)
             if top is None:
                 without_lp += 1
                 continue
@@ -379,32 +392,3 @@ class OpenAILLM(CachedLLM):
                 out[i] = ChoiceScore(scores, g.prompt_tokens, failed=named is None, fallback=True,
                                      truncated=cut_at[i] or g.prompt_truncated)
         return [o for o in out if o is not None]
-
-
-def _top_logprobs(answer: dict | None) -> list[tuple[str, Any]] | None:
-    """The first answer token's listed alternatives (and the token itself) as ``[(text, logprob)]``.
-
-    None when the answer carries no log-probabilities (``logprobs: null``, no content, or an
-    empty list): the server gave none for this request.
-    """
-    try:
-        first = answer["choices"][0]["logprobs"]["content"][0]  # type: ignore[index]
-    except (TypeError, KeyError, IndexError):
-        return None
-    if not isinstance(first, dict):
-        return None
-    items = [t for t in (first.get("top_logprobs") or []) if isinstance(t, dict)]
-    if "token" in first and first.get("logprob") is not None:
-        items.append(first)
-    out = [(str(t.get("token", "")), t.get("logprob")) for t in items if t.get("logprob") is not None]
-    return out or None
-
-
-def first_named_choice(text: str, choices: Sequence[str]) -> str | None:
-    """The choice whose name appears first in ``text`` (whole word, any case)."""
-    best: tuple[int, int, str] | None = None
-    for c in choices:
-        m = re.search(rf"(?<![\w]){re.escape(c.strip())}(?![\w])", text, flags=re.IGNORECASE)
-        if m and (best is None or (m.start(), -len(c)) < best[:2]):
-            best = (m.start(), -len(c), c)
-    return best[2] if best else None

@@ -87,9 +87,24 @@ def run_reference(args: argparse.Namespace, out: Path, url: str, model: str, ben
     return {"rc": rc, "start": t0, "end": t1}
 
 
+def short_program(args: argparse.Namespace, out: Path) -> Path:
+    """The reference's persona program shortened as the reference side runs it, written by the reference venv."""
+    py = ensure_ref_venv(args.ref_venv, out / "ref-venv-setup.log")
+    path = out / "persona_program_short.json"
+    proc = subprocess.run([str(py), str(HERE / "vsref_reference_side.py"), "--program-only", str(path),
+                           "--persona-program", args.persona_program, "--persona-examples", str(args.persona_examples)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SetupError(f"writing the shortened persona program failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return path
+
+
 def run_ours(args: argparse.Namespace, out: Path, url: str, model: str) -> dict[str, Any]:
-    config = {"num_candidates": args.candidates, "max_judge_tokens": args.max_tokens,
-              "max_persona_tokens": args.max_tokens, **json.loads(args.ours_config or "{}")}
+    config: dict[str, Any] = {"num_candidates": args.candidates, "max_judge_tokens": args.max_tokens,
+                              "max_persona_tokens": args.max_tokens}
+    if args.ours_program == "same":
+        config["persona_program"] = str(short_program(args, out))
+    config.update(json.loads(args.ours_config or "{}"))
     prb = Path(sys.executable).with_name("prb")
     head = [str(prb)] if prb.exists() else [sys.executable, "-m", "personalrewardbench.cli"]
     cmd = [*head, "evaluate", "--method", "synthesizeme", "--dataset", str(out / "users.jsonl"), "--backend", "openai",
@@ -311,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-workers-bootstrap", type=int, default=24, help="reference num_workers_bootstrap (24)")
     ap.add_argument("--persona-program", default="llama70b", help="the package's persona program file (llama70b)")
     ap.add_argument("--persona-examples", type=int, default=1, help="worked examples kept in it (default 1)")
+    ap.add_argument("--ours-program", choices=("same", "default"), default="same",
+                    help="ours' persona program: the reference side's shortened file (same, default) or ours' "
+                         "default (the package's full program, worked examples dropped to fit the context)")
     ap.add_argument("--ours-config", default=None, help="JSON merged into ours' method config")
     args = ap.parse_args(argv)
     try:
