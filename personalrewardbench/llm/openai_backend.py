@@ -82,7 +82,7 @@ from personalrewardbench.llm.truncate import fit_chat
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 TOP_LOGPROBS = 20
-DEFAULT_CONCURRENCY = 8  # requests in flight per batch
+DEFAULT_CONCURRENCY = 32  # requests in flight; measured: scripts/bench/bench_openai_concurrency.py
 BATCH_WAVES = 8  # default batch size: this many times the concurrency
 
 
