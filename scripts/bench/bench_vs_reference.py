@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vsref_phases import KnownPair, classify, format_phase_table, phase_table  # noqa: E402
+from vsref_phases import PHASES, KnownPair, classify, format_phase_table, phase_table  # noqa: E402
 from vsref_proxy import CountingProxy, read_log, totals  # noqa: E402
 from vsref_setup import (  # noqa: E402
     REPO,
@@ -206,6 +206,25 @@ def main_table(summ: dict[str, dict[str, Any]], counts: dict[str, dict[str, int]
     return "\n".join(lines)
 
 
+COMMON_FIGURES = (("seconds in flight", "busy_seconds"), ("requests", "requests"),
+                  ("prompt tokens", "prompt_tokens"), ("completion tokens", "completion_tokens"))
+
+
+def common_phase_table(phases: dict[str, dict[str, dict[str, float]]], n_users: int) -> str | None:
+    """Both sides over the phases every user reached on both sides, per user: a like-for-like figure
+    when the reference's fits end early (its persona writer raising), else the whole fit."""
+    common = [p for p in PHASES if p not in ("predict", "other")
+              and all(phases.get(p, {}).get(s, {}).get("users", 0) == n_users for s in SIDES)]
+    if not common or not n_users:
+        return None
+    lines = [f"Phases every user reached on both sides ({', '.join(common)}), per user ({n_users} users):",
+             f"{'':<34}{'reference':>14}{'ours':>14}{'ref/ours':>10}"]
+    for label, key in COMMON_FIGURES:
+        r, o = (sum(phases[p][s].get(key, 0) for p in common) / n_users for s in SIDES)
+        lines.append(f"{label + ' per user':<34}{r:>14,.1f}{o:>14,.1f}{_ratio(r, o):>10}")
+    return "\n".join(lines)
+
+
 def known_pairs(bench: Any) -> list[KnownPair]:
     return [KnownPair(p.pair_id, p.user_id, p.split, p.chosen.strip(), p.rejected.strip()) for p in bench.pairs]
 
@@ -240,6 +259,9 @@ def report(out: Path) -> dict[str, Any]:
             print(f"{side}: user {uid} fit raised {err}")
         if s.get("exit"):
             print(f"{side}: {s['exit']}")
+    common = common_phase_table(phases, len(bench.user_ids()))
+    if common:
+        print("\n" + common)
     print("\nPer phase (phase read from each request: the pair it judges and its split, the persona writer):")
     print(format_phase_table(phases, SIDES))
     full = {"meta": meta, "summary": summ, "requests": counts, "phases": phases}
