@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -59,23 +60,71 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    from personalrewardbench.cli_help import add_help
+
+    add_help(parser)
     return parser
 
 
+def _unexpected(exc: BaseException) -> str:
+    """One line for an error no check caught: what happened, and how to see more."""
+    if isinstance(exc, OSError) and exc.filename:  # a file the user named or a folder prb writes
+        what = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+        return f"prb: error: {what}; check the path and its permissions (PRB_DEBUG=1 shows the traceback)"
+    if isinstance(exc, MemoryError):
+        return ("prb: error: out of memory; use fewer users (--users N), a smaller --llm-batch-size or "
+                "--max-model-len, or a machine with more memory")
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return (f"prb: error: unexpected {type(exc).__name__}{': ' + text if text else ''}\n"
+            "prb: this is a bug or an input prb does not check yet; rerun with PRB_DEBUG=1 for the traceback "
+            "and report it with the command you ran")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Run one `prb` command; returns its exit status.
+
+    0 success; 1 a command's own failure (a method failed, a verification mismatch, an
+    unexpected error); 2 a user error (one ``prb: error:`` line naming the thing and the fix);
+    130 interrupted. ``PRB_DEBUG=1`` re-raises unexpected errors with their traceback.
+    """
+    from personalrewardbench.threads import prepare_environment
+
+    prepare_environment()  # before torch/OpenMP load: thread count from the usable CPUs, idle threads sleep
+    debug = os.environ.get("PRB_DEBUG", "") not in ("", "0")
+    cache_env = os.environ.get("PRB_CACHE_DIR")
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        from personalrewardbench.cli_options import apply_cache_dir
+        from personalrewardbench.threads import configure_threads
+
+        apply_cache_dir(args)
+        try:
+            configure_threads(getattr(args, "threads", None))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         return int(args.func(args) or 0)
     except _user_error_types() as exc:
+        if debug:
+            raise
         print(f"prb: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prb: interrupted; finished work is cached, rerun the same command to resume.", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line, never a traceback
+        if debug:
+            raise
+        print(_unexpected(exc), file=sys.stderr)
+        return 2 if isinstance(exc, OSError | MemoryError) else 1
+    finally:  # --cache-dir sets $PRB_CACHE_DIR for this command only (main() may be called in-process)
+        if cache_env is None:
+            os.environ.pop("PRB_CACHE_DIR", None)
+        else:
+            os.environ["PRB_CACHE_DIR"] = cache_env
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,15 +32,18 @@ from personalrewardbench.results import (
     RESULTS_FILE,
     RUN_FILE,
     SCHEMA_VERSION,
+    SEAL_FILE,
     PredictionLog,
     file_hashes,
     now_utc,
+    prediction_bytes,
     provenance,
     read_json,
     write_json_atomic,
 )
+from personalrewardbench.run_progress import ProgressBook
 from personalrewardbench.scoring import ScoringError, check_probability, paired_comparison, score
-from personalrewardbench.seal import seal_run
+from personalrewardbench.seal import check_seal, load_key, seal_run
 
 __all__ = ["QueryKey", "make_queries", "paired_comparison", "query_id_for", "run_evaluation", "score",
            "select_users"]
@@ -86,6 +90,15 @@ def select_users(benchmark: Benchmark, *, n_users: int | None = None, shard: tup
     if shard is not None:
         users = users[shard[0]::shard[1]]
     return users
+
+
+def users_note(benchmark: Benchmark, n_users: int | None) -> str | None:
+    """A line saying that ``--users n_users`` asks for more users than ``benchmark`` has (None if not)."""
+    have = len(benchmark.user_ids())
+    if n_users is not None and n_users > have:
+        return (f"--users {n_users}: {benchmark.name} has only {have} users; evaluating all {have} "
+                "(--users all says so explicitly)")
+    return None
 
 
 def user_extra(benchmark: Benchmark, users: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -176,11 +189,13 @@ def _method_section(method: Method, info: MethodInfo | None, llm: Any) -> dict[s
     }
 
 
-def _open_run(out_dir: Path, fingerprint: dict[str, Any], resume: bool) -> dict[str, Any]:
-    """Prepare ``out_dir``; return saved progress (empty for a fresh run)."""
+def _open_run(out_dir: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+    """Prepare ``out_dir``: clear it unless ``resume``; refuse to resume a folder of another run.
+    What a resumed folder may keep is decided by :class:`~personalrewardbench.run_progress.ProgressBook`."""
     run_file = out_dir / RUN_FILE
     if out_dir.exists() and not resume:
-        for name in (PREDICTIONS_FILE, ARTIFACTS_FILE, RESULTS_FILE, RUN_FILE, PROGRESS_FILE, QUERY_KEY_FILE):
+        for name in (PREDICTIONS_FILE, ARTIFACTS_FILE, RESULTS_FILE, RUN_FILE, PROGRESS_FILE, QUERY_KEY_FILE,
+                     SEAL_FILE):
             (out_dir / name).unlink(missing_ok=True)
     if resume and run_file.exists():
         saved = read_json(run_file)
@@ -189,12 +204,11 @@ def _open_run(out_dir: Path, fingerprint: dict[str, Any], resume: bool) -> dict[
         if diff:
             raise MethodError(f"{out_dir} holds a different run (differs in: {', '.join(diff)}); "
                               "rerun with --no-resume to overwrite it, or pick another --out")
-        return read_json(out_dir / PROGRESS_FILE) if (out_dir / PROGRESS_FILE).exists() else {}
+        return
     if resume and (out_dir / PREDICTIONS_FILE).exists():
         raise MethodError(f"{out_dir} has predictions but no {RUN_FILE}; rerun with --no-resume to overwrite it")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_file, fingerprint)
-    return {}
 
 
 def run_evaluation(
@@ -217,10 +231,12 @@ def run_evaluation(
     """Fit ``method`` on the selected users' histories, predict their test queries in chunks
     (appending each to predictions.jsonl), score, and write the run folder ``out_dir``.
 
-    A rerun with ``resume`` skips queries already predicted. ``dataset_spec`` (what
+    A rerun with ``resume`` skips queries already predicted, keeping only what this harness
+    wrote and recorded under the seal key (:mod:`personalrewardbench.run_progress`; anything
+    else is discarded, predicted again and reported on stderr). ``dataset_spec`` (what
     ``--dataset`` named: a benchmark name or a local path) is recorded so ``prb verify``
     can find the benchmark again. The finished folder is sealed (:mod:`personalrewardbench.seal`).
-    Returns the results dict.
+    Returns the results dict. Raises SealError (before any work) when no usable seal key exists.
     """
     from tqdm.auto import tqdm
 
@@ -235,7 +251,18 @@ def run_evaluation(
     selected = select_users(benchmark, n_users=n_users, shard=shard, seed=seed, user_ids=users)
     bench = benchmark.subset(selected)
     fingerprint = _run_fingerprint(method, bench, selected, seed, env.llm)
-    progress = _open_run(out_dir, fingerprint, resume)
+    key = load_key()
+    if resume:
+        from personalrewardbench.results import finished_results
+
+        finished = finished_results(out_dir, fingerprint, resamples=resamples, seed=seed)
+        if finished is not None and check_seal(out_dir, key).ok:  # reused as is: no refit, rewrite or new times
+            return finished
+    _open_run(out_dir, fingerprint, resume)
+    book = ProgressBook.open(out_dir, key, fingerprint)
+    if book.state.note:
+        print(f"prb: note: {book.state.note}", file=sys.stderr)
+    progress = book.state.totals
     info = getattr(method, "method_info", None)
     test_pairs = sorted(bench.pairs_of("test"), key=lambda p: p.pair_id)
     results: dict[str, Any] = {
@@ -268,6 +295,8 @@ def run_evaluation(
         # keyed by the run's random secret (drawn now, or re-read from the run folder on resume)
         pred_path = out_dir / PREDICTIONS_FILE
         secret = run_secret(out_dir, has_predictions=pred_path.exists() and pred_path.stat().st_size > 0)
+        book.wrote(QUERY_KEY_FILE)
+        _save_progress(book, progress, env.llm, usage0, seconds_fit, seconds_predict, t0)
         queries, keys = make_queries(test_pairs, secret)
         done = {r["query_id"]: r for r in log.read(repair=True)}
         unknown = sorted(set(done) - set(keys))
@@ -276,13 +305,15 @@ def run_evaluation(
                               "rerun with --no-resume")
         todo = [q for q in queries if q.query_id not in done]
         artifacts_path = out_dir / ARTIFACTS_FILE
-        need_fit = bool(todo) or not artifacts_path.exists()
+        need_fit = bool(todo) or not book.state.artifacts_ok
         method.setup(env)
         if need_fit:
             t = time.perf_counter()
             method.fit(bench.histories())
             seconds_fit = time.perf_counter() - t
             _write_artifacts(method, artifacts_path)
+            book.wrote(ARTIFACTS_FILE)
+            _save_progress(book, progress, env.llm, usage0, seconds_fit, seconds_predict, t0)
         bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc=f"{method.name} predict",
                    unit="q", disable=not show_progress)
         try:
@@ -297,17 +328,21 @@ def run_evaluation(
                     k = keys[q.query_id]
                     recs.append({"query_id": q.query_id, "pair_id": k.pair_id, "user_id": k.user_id,
                                  "order": k.order, "p": v})
-                log.append(recs)
-                _save_progress(out_dir, progress, env.llm, usage0, seconds_fit, seconds_predict, t0)
+                book.appended(log.append(recs))
+                _save_progress(book, progress, env.llm, usage0, seconds_fit, seconds_predict, t0)
                 bar.update(len(chunk))
         finally:
             bar.close()
         if need_fit:  # a method may add artifacts while predicting
             _write_artifacts(method, artifacts_path)
+            book.wrote(ARTIFACTS_FILE)
         predictions = sorted(log.read(), key=lambda r: r["query_id"])
-        log.rewrite(predictions)
+        book.rewrite_sorted(prediction_bytes(predictions),
+                            _save_progress(book, progress, env.llm, usage0, seconds_fit, seconds_predict, t0))
         results.update(compute_figures(predictions, bench, selected, resamples=resamples, seed=seed))
-    total = _save_progress(out_dir, progress, env.llm, usage0, seconds_fit, seconds_predict, t0)
+    if reason:
+        book.wrote(ARTIFACTS_FILE)
+    total = _save_progress(book, progress, env.llm, usage0, seconds_fit, seconds_predict, t0)
     n_j = (results.get("scores") or {}).get("n_judgments") or 0
     tokens = total["prompt_tokens"] + total["completion_tokens"]
     seconds_total = total["seconds_total"]
@@ -322,7 +357,8 @@ def run_evaluation(
         "seconds_total": round(seconds_total, 4),
         "tokens_per_1000_judgments": round(1000 * tokens / n_j, 2) if n_j else None,
         "seconds_per_1000_judgments": round(1000 * seconds_total / n_j, 4) if n_j else None,
-        "resumed": bool(progress),
+        "resumed": book.state.resumed,
+        "discarded_on_resume": book.state.discarded,
     }
     try:
         results["method_usage"] = dict(method.usage() or {})
@@ -345,14 +381,15 @@ def _write_artifacts(method: Method, path: Path) -> None:
     write_json_atomic(path, {str(k): str(v) for k, v in sorted(artifacts.items(), key=lambda kv: str(kv[0]))})
 
 
-def _save_progress(out_dir: Path, before: Mapping[str, Any], llm: Any, usage0: Mapping[str, float],
+def _save_progress(book: ProgressBook, before: Mapping[str, Any], llm: Any, usage0: Mapping[str, float],
                    seconds_fit: float, seconds_predict: float, t0: float) -> dict[str, float]:
-    """Cumulative cost over this and earlier (interrupted) invocations, saved after each chunk."""
+    """Cumulative cost over this and earlier (interrupted) invocations, saved (with the harness's record of
+    the folder, under the seal key) after each step; returns the totals."""
     now = _usage_snapshot(llm)
     names = [*USAGE_FIELDS, *sorted({k for k in (*now, *before) if k.startswith("llm.")})]
     total = {f: float(before.get(f, 0.0)) + now.get(f, 0.0) - usage0.get(f, 0.0) for f in names}
     total["seconds_fit"] = float(before.get("seconds_fit", 0.0)) + seconds_fit
     total["seconds_predict"] = float(before.get("seconds_predict", 0.0)) + seconds_predict
     total["seconds_total"] = float(before.get("seconds_total", 0.0)) + time.perf_counter() - t0
-    write_json_atomic(out_dir / PROGRESS_FILE, total)
+    book.save(total)
     return total

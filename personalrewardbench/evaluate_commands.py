@@ -77,7 +77,7 @@ def summary_table(results: dict[str, Any], run_dir: Path) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from personalrewardbench.evaluate import default_run_dir, parse_shard, run_evaluation
+    from personalrewardbench.evaluate import default_run_dir, parse_shard, run_evaluation, users_note
     from personalrewardbench.methods import MethodEnv, list_methods, load_method
 
     if args.list_methods:
@@ -91,6 +91,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     method = load_method(args.method, _parse_config(args.config))
     shard = parse_shard(args.shard)
     benchmark = load_benchmark(args.dataset, revision=args.revision)
+    note = users_note(benchmark, args.users)
+    if note:
+        print(f"prb evaluate: {note}", file=sys.stderr)
     llm = None
     if "llm" in method.capabilities:
         from personalrewardbench.llm import llm_from_args
@@ -205,8 +208,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{out['a']} vs {out['b']} on {out['dataset']}: {out['n_pairs']} shared pairs, {out['n_users']} users")
     print(f"  accuracy {_fmt(out['accuracy_a'])} vs {_fmt(out['accuracy_b'])}; "
           f"difference {100 * out['difference']:+.1f} points")
-    print(f"  95% CI (paired bootstrap over pairs) [{100 * out['ci95'][0]:+.1f}, {100 * out['ci95'][1]:+.1f}]; "
-          f"over users [{100 * out['ci95_users'][0]:+.1f}, {100 * out['ci95_users'][1]:+.1f}]")
+    kinds = {"bootstrap-basic": "paired bootstrap", "wilson": "Wilson score", "clopper-pearson": "exact",
+             "identical": "the same run"}
+
+    def ci(name: str) -> str:  # None: fewer than 2 pairs/users
+        c, kind = out[name], out["ci_kind"][name]
+        if not c:
+            return f"none ({out['ci_detail'][name].get('reason', 'too few units')})"
+        return f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}] ({kinds.get(kind, kind)})"
+
+    print(f"  95% CI over pairs {ci('ci95')}; over users {ci('ci95_users')}")
     print(f"  p = {out['p_value']:.4g} ({out['p_value_test']}; {out['wins_a']} pairs favour {out['a']}, "
           f"{out['wins_b']} favour {out['b']})")
     if out["n_only_a"] or out["n_only_b"]:
@@ -214,14 +225,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+EVALUATE_EXAMPLES = """examples:
+  prb evaluate --list-methods
+  prb evaluate --method length --dataset synthetic
+  prb evaluate --method embed-logreg --dataset ../shared/data/summarize-from-feedback --users all
+  prb evaluate --method default-judge --dataset prism --users 50 --backend openai --base-url http://127.0.0.1:8000/v1
+  prb evaluate --method path/to/my-method/ --dataset synthetic --config '{"alpha": 2.0}'
+  prb evaluate --method my_pkg.methods:MyMethod --dataset prism --shard 0/4 --threads 2
+"""
+VERIFY_EXAMPLES = """examples:
+  prb verify                                   # every run under results/
+  prb verify prb-output/results submissions/*/results
+  prb verify results/mydata/length/s0-1a2b3c4d --dataset path/to/mydata
+  prb verify results/ --predictions-only        # without loading the benchmark
+"""
+MERGE_EXAMPLES = """examples:
+  prb merge results/prism/my-method/s0-shard*of4-*
+  prb merge results/prism/my-method/s0-shard0of2-* results/prism/my-method/s0-shard1of2-* --out merged/
+"""
+COMPARE_EXAMPLES = """examples:
+  prb compare results/synthetic-sample/embed-logreg/s0-* results/synthetic-sample/length/s0-*
+  prb compare RUN_A RUN_B --json --bootstrap 5000
+"""
+
+
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("evaluate", help="fit a method and score it on a benchmark",
+    from personalrewardbench.cli_options import HelpFormatter as raw
+    from personalrewardbench.cli_options import add_threads_argument, users_count
+    p = subparsers.add_parser("evaluate", help="fit a method and score it on a benchmark", formatter_class=raw,
                               description="Fit a method on each user's train/val pairs, judge every test pair in "
-                                          "both orders, score, and write results/<dataset>/<method>/<run-id>/.")
+                                          "both orders, score, and write results/<dataset>/<method>/<run-id>/ "
+                                          "(results.json, predictions.jsonl, artifacts.json). Rerunning the same "
+                                          "command resumes; a finished run is reused unchanged.",
+                              epilog=EVALUATE_EXAMPLES)
     p.add_argument("--method", help="registered name, module:Class, or a folder with submission.toml")
     p.add_argument("--dataset", help="chatbot_arena, prism, synthetic, or a path to a benchmark")
     p.add_argument("--revision", default=None, help="dataset revision on the hub (default: the pinned one)")
-    p.add_argument("--users", type=int, default=None, help="evaluate a seeded sample of N users")
+    p.add_argument("--users", type=users_count, default=None, metavar="N|all",
+                   help="evaluate a seeded sample of N users, or all of them (default: all)")
     p.add_argument("--shard", default=None, help="i/n: evaluate the i-th of n user shards (0-based); join with prb merge")
     p.add_argument("--seed", type=int, default=0, help="seed for query ids, user sampling, method and bootstrap")
     p.add_argument("--out", default="results", help="results root (default: results)")
@@ -239,9 +280,14 @@ def register(subparsers: Any) -> None:
         pass
     else:
         add_llm_arguments(p)
+    add_threads_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
-    v = subparsers.add_parser("verify", help="recompute every figure of results folders and check their hashes")
+    v = subparsers.add_parser("verify", help="recompute every figure of results folders and check their hashes",
+                              formatter_class=raw, epilog=VERIFY_EXAMPLES,
+                              description="Recompute every figure of each results.json from its predictions.jsonl "
+                                          "(and the benchmark: coverage, n_train/n_val), check the sha256 of its "
+                                          "files, and print ok/FAIL per run. Exit status 1 on any mismatch.")
     v.add_argument("paths", nargs="*", help="results folders or roots (default: results)")
     v.add_argument("--dataset", default=None,
                    help="benchmark to verify against (default: found from results.json: by name, by the recorded "
@@ -252,12 +298,22 @@ def register(subparsers: Any) -> None:
                    help="do not require a seal made with this machine's key ($PRB_SEAL_KEY or the cache's seal.key)")
     v.set_defaults(func=cmd_verify)
 
-    m = subparsers.add_parser("merge", help="join shard runs (--shard i/n) into one run")
+    m = subparsers.add_parser("merge", help="join shard runs (--shard i/n) into one run", formatter_class=raw,
+                              epilog=MERGE_EXAMPLES,
+                              description="Join the run folders of one `prb evaluate --shard i/n` split (every i "
+                                          "once, same method, config, benchmark and seed) into one run whose figures "
+                                          "are recomputed from the joined predictions; the order of the folders "
+                                          "does not matter.")
     m.add_argument("shards", nargs="+", help="the shard run folders")
     m.add_argument("--out", default=None, help="merged run folder (default: next to the first shard, '-merged')")
     m.set_defaults(func=cmd_merge)
 
-    c = subparsers.add_parser("compare", help="paired comparison of two runs on the same pairs")
+    c = subparsers.add_parser("compare", help="paired comparison of two runs on the same pairs", formatter_class=raw,
+                              epilog=COMPARE_EXAMPLES,
+                              description="Paired difference in accuracy (A minus B) on the judgments both runs "
+                                          "made, with paired-bootstrap 95% CIs over pairs and over users and a "
+                                          "two-sided exact sign test over pairs. Both runs must be on the same "
+                                          "benchmark version.")
     c.add_argument("a", help="first run folder")
     c.add_argument("b", help="second run folder")
     c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: 1000)")

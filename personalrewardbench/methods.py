@@ -43,13 +43,19 @@ CAPABILITIES = {
 }
 
 
+def _cache_root() -> Path:
+    from personalrewardbench.cli_options import cache_root
+
+    return cache_root()
+
+
 @dataclass
 class MethodEnv:
     """Resources the harness hands a method. Never carries labels of test pairs."""
 
     seed: int = 0
     llm: Any = None  # personalrewardbench.llm.base.LLM | None
-    cache_dir: Path = field(default_factory=lambda: Path(".prb-cache"))
+    cache_dir: Path = field(default_factory=lambda: _cache_root())  # $PRB_CACHE_DIR or .prb-cache
     device: str = "cpu"
     show_progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)  # free-form CLI extras (e.g. persona source)
@@ -170,9 +176,23 @@ def _registry() -> tuple[dict[str, MethodInfo], dict[str, MethodError]]:
             except MethodError as exc:
                 broken[folder.name] = exc
                 continue
+            # the first folder keeps a name (baselines/ before submissions/): a submission never takes the
+            # name of a baseline the harness runs in-process, nor another folder's; folders win over entry points
+            taken = [(i.name, found[i.name]) for i in infos if i.name in found and found[i.name].folder is not None]
+            if taken:
+                name, owner = taken[0]
+                broken[folder.name] = MethodError(
+                    f"{folder / SUBMISSION_FILE}: method name {name!r} is already taken by {owner.source}; rename "
+                    "the submission (or the variant) so that every name is new")
+                continue
             for info in infos:
-                found[info.name] = info  # folders win over entry points of the same name
+                found[info.name] = info
     return found, broken
+
+
+def method_folders() -> dict[str, Path]:
+    """Method name -> the folder that registers it (first folder wins, see :func:`method_dirs`)."""
+    return {name: info.folder for name, info in _registry()[0].items() if info.folder is not None}
 
 
 def list_methods() -> dict[str, str]:
@@ -257,6 +277,33 @@ def resolve_method(spec: str) -> MethodInfo:
                       f"also accepted: module:Class or a folder with {SUBMISSION_FILE})")
 
 
+def config_keys(cls: type) -> list[str] | None:
+    """The constructor arguments a method class accepts (None: it takes ``**kwargs``)."""
+    params = [p for n, p in inspect.signature(cls).parameters.items() if n != "self"]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def check_config(name: str, cls: type, kwargs: Mapping[str, Any]) -> None:
+    """MethodError naming every unknown key (with the valid ones) or the missing required ones."""
+    valid = config_keys(cls)
+    if valid is not None:
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            import difflib
+
+            hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, valid, n=1))
+                     else repr(k) for k in unknown]
+            raise MethodError(f"method {name}: unknown config key{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(hints)}; valid keys: {', '.join(valid) or 'none (it takes no config)'}")
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as exc:
+        raise MethodError(f"method {name}: bad config {dict(kwargs)!r} for {cls.__name__}: {exc}; "
+                          f"valid keys: {', '.join(valid or [])}") from exc
+
+
 def load_method(spec: str | MethodInfo, config: Mapping[str, Any] | None = None) -> Method:
     """Build a method: ``spec`` is a registered name, ``module:Class`` or a folder path.
 
@@ -267,10 +314,7 @@ def load_method(spec: str | MethodInfo, config: Mapping[str, Any] | None = None)
     info = spec if isinstance(spec, MethodInfo) else resolve_method(spec)
     cls = _resolve_class(info.entry, info.folder)
     kwargs = {**info.config, **(config or {})}
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError as exc:
-        raise MethodError(f"method {info.name}: bad config {kwargs!r} for {cls.__name__}: {exc}") from exc
+    check_config(info.name, cls, kwargs)
     method = cls(**kwargs)
     if ":" not in info.name:
         method.name = info.name  # type: ignore[misc] - instance name carries the variant

@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +139,10 @@ def read_key_file(run_dir: Path | str) -> list[KeyEntry]:
     if path.is_symlink():
         raise QueryKeyError(f"{path}: is a symbolic link; symlinks in run folders are never followed")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # a FIFO or device: never wait on it
+                raise QueryKeyError(f"{path}: not a regular file; rerun the evaluation with --no-resume")
             data: Any = json.loads(fh.read(64 * 1024 * 1024))
     except FileNotFoundError:
         raise QueryKeyError(f"{path}: missing; this run folder has no query secret, so its query ids cannot be "

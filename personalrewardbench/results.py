@@ -39,6 +39,7 @@ PROGRESS_FILE = "progress.json"
 SEAL_FILE = "seal.json"
 HASHED_FILES = (PREDICTIONS_FILE, ARTIFACTS_FILE)
 MAX_FILE_BYTES = 1 << 30  # a run's JSON files are far smaller; a bigger one was not written by the harness
+MAX_PREDICTION_LINE = 1 << 16  # bytes; a prediction line is ~150 bytes (ids, order, probability)
 LIBRARIES = ("numpy", "scipy", "torch", "transformers", "sentence-transformers", "scikit-learn", "vllm", "openai",
              "httpx", "gguf", "datasets")
 
@@ -79,8 +80,8 @@ def open_regular(path: Path | str) -> BinaryIO:
 
 def read_bytes_limited(path: Path | str, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of a regular file (see :func:`open_regular`), refusing files over ``limit`` bytes."""
-    with open_regular(path) as fh:
-        data = fh.read(limit + 1)
+    with open_regular(path) as fh:  # ask for no more than the file holds: read(n) reserves n bytes up front
+        data = fh.read(min(limit, os.fstat(fh.fileno()).st_size) + 1)
     if len(data) > limit:
         raise ResultsError(f"{path}: larger than {limit // (1 << 20)} MiB; not a results file this harness wrote")
     return data
@@ -134,6 +135,11 @@ def prediction_line(record: Mapping[str, Any]) -> str:
     return json.dumps({k: record[k] for k in ("query_id", "pair_id", "user_id", "order", "p")}, ensure_ascii=False)
 
 
+def prediction_bytes(records: Iterable[Mapping[str, Any]]) -> bytes:
+    """The bytes predictions.jsonl holds for ``records``: one :func:`prediction_line` each, UTF-8."""
+    return "".join(prediction_line(r) + "\n" for r in records).encode("utf-8")
+
+
 class PredictionLog:
     """Append-only, crash-safe ``predictions.jsonl``."""
 
@@ -145,24 +151,34 @@ class PredictionLog:
         file when ``repair``); a bad line elsewhere is an error naming the line."""
         if not self.path.exists():
             return []
-        with open_regular(self.path) as fh:
-            data = fh.read()
-        *complete, tail = data.split(b"\n")  # ``tail``: text after the last newline (a cut-short write)
         out: list[dict[str, Any]] = []
-        for i, raw in enumerate(complete):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except (ValueError, RecursionError) as exc:
-                raise ResultsError(f"{self.path}: line {i + 1} is not valid JSON ({str(exc)[:80]}); "
-                                   "delete the line or rerun with --no-resume") from None
-            if not isinstance(rec, dict):
-                raise ResultsError(f"{self.path}: line {i + 1} is not a JSON object")
-            out.append(rec)
+        good = 0  # bytes in complete lines; what follows the last newline is a cut-short write
+        tail = b""
+        with open_regular(self.path) as fh:  # read line by line: memory follows the records, not the file
+            if os.fstat(fh.fileno()).st_size > MAX_FILE_BYTES:
+                raise ResultsError(f"{self.path}: larger than {MAX_FILE_BYTES >> 20} MiB; not a predictions file "
+                                   "this harness wrote")
+            for i, raw in enumerate(iter(lambda: fh.readline(MAX_PREDICTION_LINE + 1), b"")):
+                if not raw.endswith(b"\n"):
+                    if len(raw) > MAX_PREDICTION_LINE:
+                        raise ResultsError(f"{self.path}: line {i + 1} is longer than {MAX_PREDICTION_LINE} bytes; "
+                                           "not a prediction line this harness wrote")
+                    tail = raw
+                    break
+                good += len(raw)
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except (ValueError, RecursionError) as exc:
+                    raise ResultsError(f"{self.path}: line {i + 1} is not valid JSON ({str(exc)[:80]}); "
+                                       "delete the line or rerun with --no-resume") from None
+                if not isinstance(rec, dict):
+                    raise ResultsError(f"{self.path}: line {i + 1} is not a JSON object")
+                out.append(rec)
         if repair and tail:
             with self.path.open("r+b") as fh:
-                fh.truncate(len(data) - len(tail))
+                fh.truncate(good)
                 fh.flush()
                 os.fsync(fh.fileno())
         return out
@@ -177,14 +193,15 @@ class PredictionLog:
             fh.seek(size - 1)
             return fh.read(1) != b"\n"
 
-    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        text = "".join(prediction_line(r) + "\n" for r in records)
-        if not text:
-            return
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+    def append(self, records: Iterable[Mapping[str, Any]]) -> bytes:
+        """Append ``records`` (flushed and fsynced); returns the bytes written."""
+        data = prediction_bytes(records)
+        if data:
+            with self.path.open("ab") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        return data
 
     def rewrite(self, records: Iterable[Mapping[str, Any]]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
@@ -218,13 +235,42 @@ def read_results(run_dir: Path | str) -> dict[str, Any]:
     return res
 
 
+MAX_FOLDER_DEPTH = 32  # results/<dataset>/<method>/<run-id> is 3 deep; far deeper trees are not read
+
+
+def scan_folders(root: Path | str, max_depth: int = MAX_FOLDER_DEPTH) -> Iterator[tuple[Path, list[str], list[Path], str | None]]:
+    """Walk ``root`` top-down in name order without recursion and without entering linked folders.
+
+    Yields ``(folder, entry names, linked sub-folders, problem)``: ``problem`` is set (and the
+    other fields empty) for a folder that cannot be listed or lies more than ``max_depth`` below
+    ``root``; such folders are not entered. A ``root`` that cannot be listed yields nothing.
+    """
+    root = Path(root)
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        here, depth = stack.pop()
+        if depth > max_depth:
+            yield here, [], [], f"nested more than {max_depth} folders deep; not read"
+            continue
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if depth:
+                yield here, [], [], f"cannot be listed ({exc.strerror})"
+            continue
+        links = [here / e.name for e in entries if e.is_symlink() and e.is_dir()]
+        yield here, [e.name for e in entries], links, None
+        subdirs = [here / e.name for e in entries if not e.is_symlink() and e.is_dir(follow_symlinks=False)]
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
+
+
 def walk_run_dirs(root: Path | str) -> Iterator[Path]:
     """Folders at or below ``root`` that hold a ``results.json`` entry (a file or, to be reported,
-    a link), sorted. Symbolically linked folders are never entered."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        if RESULTS_FILE in filenames or RESULTS_FILE in dirnames:
-            yield Path(dirpath)
+    a link), sorted. Symbolically linked folders are never entered; see :func:`scan_folders`."""
+    for folder, names, _, problem in scan_folders(root):
+        if problem is None and RESULTS_FILE in names:
+            yield folder
 
 
 def find_runs(paths: Sequence[Path | str]) -> list[Path]:
@@ -244,6 +290,37 @@ def find_runs(paths: Sequence[Path | str]) -> list[Path]:
 
 def file_hashes(run_dir: Path) -> dict[str, str]:
     return {name: sha256_file(Path(run_dir) / name) for name in HASHED_FILES if (Path(run_dir) / name).exists()}
+
+
+def finished_results(out_dir: Path, fingerprint: Mapping[str, Any], *, resamples: int,
+                     seed: int) -> dict[str, Any] | None:
+    """The results of a run already finished in ``out_dir`` with this fingerprint and bootstrap, else None.
+
+    Finished means: results.json reads, run.json holds the same fingerprint, the sha256 of every
+    file results.json lists still matches, and (for a scored run) the bootstrap used the same
+    resamples and seed. A rerun then returns these results without touching any file, so a resumed
+    run leaves finished results byte-identical.
+    """
+    if not (out_dir / RESULTS_FILE).is_file() or not (out_dir / RUN_FILE).is_file():
+        return None
+    try:
+        saved = read_json(out_dir / RUN_FILE)
+        res = read_results(out_dir)
+    except ResultsError:
+        return None
+    same = json.dumps(saved, sort_keys=True, default=str) == json.dumps(dict(fingerprint), sort_keys=True,
+                                                                        default=str)
+    if not same or res.get("status") not in ("ok", "not_applicable"):
+        return None
+    recorded = res.get("files") or {}
+    if set(recorded) != {n for n in (PREDICTIONS_FILE, ARTIFACTS_FILE) if (out_dir / n).exists()} \
+            or file_hashes(out_dir) != recorded:
+        return None
+    if res.get("status") == "ok":
+        boot = (res.get("scores") or {}).get("bootstrap") or {}
+        if boot.get("resamples") != resamples or boot.get("seed") != seed:
+            return None
+    return res
 
 
 # ------------------------------------------------------------------ provenance
@@ -295,6 +372,7 @@ def prompt_template_hashes(method: Any) -> dict[str, str]:
 
 def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started_at: str) -> dict[str, Any]:
     from personalrewardbench import __version__
+    from personalrewardbench.threads import current_settings
 
     commit, dirty = git_commit()
     return {
@@ -308,6 +386,7 @@ def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started
         "llm_identity": getattr(llm, "identity", None) if llm is not None else None,
         "prompt_template_hashes": prompt_template_hashes(method),
         "seed": seed,
+        "threads": current_settings(),  # CPU threads chosen (--threads / available CPUs) and the OpenMP wait policy
         "started_at": started_at,
         "finished_at": now_utc(),
     }

@@ -34,7 +34,7 @@ from personalrewardbench.results import (
     write_json_atomic,
 )
 from personalrewardbench.scoring import ORDERS, ScoringError, check_probability, paired_comparison, score
-from personalrewardbench.seal import seal_run
+from personalrewardbench.seal import check_seal, seal_run
 
 FLOAT_TOL = 1e-9
 
@@ -232,10 +232,16 @@ def merge_runs(run_dirs: Sequence[Path | str], out_dir: Path | str, *, command: 
         res = read_results(d)
         if res.get("status") != "ok":
             raise ResultsError(f"{d}: status {res.get('status')!r}; only finished runs can be merged")
+        shard = _shard_of(res, d)  # what the folder is comes first: a run that is not a shard is named as such
+        seal = check_seal(d)  # the merged run is sealed: never seal what this key did not seal
+        if not seal.ok:
+            raise ResultsError(f"{d}: {'unsealed' if seal.status == 'unsealed' else 'bad seal'} ({seal.detail}); "
+                               "only shards sealed with this machine's key can be merged: set PRB_SEAL_KEY (or "
+                               "PRB_CACHE_DIR) to the key that sealed them, or rerun the shard")
         problems = verify_run(d)
         if problems:
             raise ResultsError(f"{d}: does not verify, refusing to merge: {problems[0]}")
-        loaded.append((_shard_of(res, d), d, res))
+        loaded.append((shard, d, res))
     if not loaded:
         raise ResultsError("nothing to merge; name the shard run folders")
     loaded.sort(key=lambda t: t[0])

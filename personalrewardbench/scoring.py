@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from personalrewardbench.intervals import REFERENCE_RESAMPLES, choose_interval, reference_interval
+from personalrewardbench.intervals import REFERENCE_RESAMPLES, choose_interval, difference_interval, reference_interval
 from personalrewardbench.methods import MethodError
 
 ORDERS = ("chosen_first", "chosen_second")
@@ -130,13 +130,6 @@ def judgments_from_records(records: Iterable[Mapping[str, Any]], users: Iterable
     return Judgments(user_ids, pair_ids, user, pair, chosen_first.astype(bool), p)
 
 
-def _ci_diff(stat: float | None, boot: np.ndarray) -> list[float] | None:
-    if stat is None or boot.size == 0:
-        return None
-    lo_q, hi_q = np.quantile(boot, [0.025, 0.975])
-    return [float(max(-1.0, 2 * stat - hi_q)), float(min(1.0, 2 * stat - lo_q))]
-
-
 def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
 
@@ -215,9 +208,11 @@ def score_judgments(
             row.update(user_extra[uid])
         per_user[uid] = row
 
-    ci_pairs, kind_pairs, det_pairs = choose_interval(accuracy, boot_pairs, pn, "pair", resamples)
-    ci_users, kind_users, det_users = choose_interval(accuracy, boot_users_pooled, un, "user", resamples)
-    ci_mean, kind_mean, det_mean = choose_interval(user_mean, boot_users_mean, has.astype(float), "user", resamples)
+    pair_acc = np.divide(pc, pn, out=np.zeros(n_pairs_all), where=pn > 0)
+    ci_pairs, kind_pairs, det_pairs = choose_interval(accuracy, boot_pairs, pn, "pair", resamples, pair_acc)
+    ci_users, kind_users, det_users = choose_interval(accuracy, boot_users_pooled, un, "user", resamples, user_acc)
+    ci_mean, kind_mean, det_mean = choose_interval(user_mean, boot_users_mean, has.astype(float), "user", resamples,
+                                                   user_acc)
     ci_ref, det_ref = reference_interval(uc, un, user_mean, seed, REFERENCE_RESAMPLES if resamples > 0 else 0)
     scores = {
         "accuracy": accuracy,
@@ -285,11 +280,17 @@ def paired_comparison(
 ) -> dict[str, Any]:
     """Compare two methods' predictions on the judgments they share (matched by pair and order).
 
-    ``difference`` = accuracy(a) - accuracy(b) on the shared judgments, with paired
-    bootstrap CIs (over pairs and over users; basic method) and a p-value from a
-    two-sided exact sign test over pairs (``wins_a``: pairs where a has more correct
-    judgments than b).
+    ``difference`` = accuracy(a) - accuracy(b) on the shared judgments, with paired 95%
+    CIs over pairs (``ci95``) and over users (``ci95_users``) chosen by
+    :func:`~personalrewardbench.intervals.difference_interval` (exact or Wilson score on
+    ``(difference + 1) / 2`` when every pair favours one run, with few units or few
+    discordant pairs; else the paired basic bootstrap; ``[0, 0]`` only for a run compared
+    with itself), recorded in ``ci_kind``/``ci_detail``, and a p-value from a two-sided exact
+    sign test over pairs (``wins_a``: pairs where a has more correct judgments than b).
     """
+    a = a if isinstance(a, list) else list(a)
+    b = b if isinstance(b, list) else list(b)
+    identical = a is b or a == b  # the same run: query ids come from a per-run secret
     ja = judgments_from_records(a, label="first run's prediction")
     jb = judgments_from_records(b, label="second run's prediction")
     pair_ids = sorted(set(ja.pair_ids) & set(jb.pair_ids))
@@ -350,12 +351,18 @@ def paired_comparison(
         boot_users = np.zeros(0)
     wins_a, wins_b = int((pca > pcb).sum()), int((pcb > pca).sum())
     p_value = sign_test(wins_a, wins_b)
+    ci_p, kind_p, det_p = difference_interval(diff, boot_pairs, pn, (pca - pcb) / pn, "pair", resamples,
+                                              identical=identical)
+    ci_u, kind_u, det_u = difference_interval(diff, boot_users, un, ud / np.maximum(un, 1), "user", resamples,
+                                              identical=identical)
     return {
         "accuracy_a": acc_a,
         "accuracy_b": acc_b,
         "difference": diff,
-        "ci95": _ci_diff(diff, boot_pairs),
-        "ci95_users": _ci_diff(diff, boot_users),
+        "ci95": ci_p,
+        "ci95_users": ci_u,
+        "ci_kind": {"ci95": kind_p, "ci95_users": kind_u},
+        "ci_detail": {"ci95": det_p, "ci95_users": det_u},
         "p_value": p_value,
         "p_value_test": SIGN_TEST,
         "wins_a": wins_a,

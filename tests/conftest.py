@@ -12,6 +12,7 @@ from personalrewardbench.data.schema import Benchmark, Manifest, Message, Prefer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads sleep (threads.py)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PRB_SHARED_DIR", REPO.parent / "shared"))

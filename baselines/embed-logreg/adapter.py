@@ -85,7 +85,8 @@ class EmbedLogReg(Method):
         X_val = self.features(rows["val"]) if rows["val"] else None
         t1 = time.perf_counter()
         self._model = HierarchicalLogReg(self.C_grid, self.lam_grid, personalize=self.personalize)
-        self._model.fit(X_train, users["train"], X_val, users["val"])
+        self._model.fit(X_train, users["train"], X_val, users["val"],
+                        progress=getattr(getattr(self, "env", None), "show_progress", False))
         emb = self._embedder()
         self._usage.update({
             "seconds_embed_fit": t1 - t0, "seconds_model_fit": time.perf_counter() - t1,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from personalrewardbench.data.common import iter_records, messages_from, record_files
+from personalrewardbench.data.common import bool_field, iter_records, messages_from, record_files, user_id_from
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
 from personalrewardbench.data.records import iter_hub_rows
@@ -76,6 +76,8 @@ def pair_from_battle(rec: Mapping[str, Any], where: str, settings: ArenaSettings
         if rec.get(field) in (None, ""):
             raise DataError(f"{NAME}: {where}: missing field {field!r}. Each battle needs question_id, judge, "
                             "winner, conversation_a and conversation_b; fix or drop it.")
+    user_id = user_id_from(rec["judge"], dataset=NAME, where=where, field="judge")
+    anony = bool_field(rec, "anony", dataset=NAME, where=where)
     winner = rec["winner"]
     if winner not in WINNERS:
         raise DataError(f"{NAME}: {where}: field 'winner' is {winner!r}; expected one of {list(WINNERS)}.")
@@ -85,7 +87,7 @@ def pair_from_battle(rec: Mapping[str, Any], where: str, settings: ArenaSettings
     if settings.languages and rec.get("language") not in settings.languages:
         counts["other_language_dropped"] += 1
         return None
-    if settings.anony_only and not rec.get("anony"):
+    if settings.anony_only and not anony:
         counts["not_anonymous_dropped"] += 1
         return None
     qid = str(rec["question_id"])
@@ -119,7 +121,7 @@ def pair_from_battle(rec: Mapping[str, Any], where: str, settings: ArenaSettings
                                                                           "model_b"),
             "rejected_model": rec.get(other), "language": rec.get("language"), "turns": len(ta),
             "source_turns": rec.get("turn"), "anony": rec.get("anony"), "tstamp": rec.get("tstamp")}
-    pair = PreferencePair(pair_id=f"arena:{qid}", user_id=str(rec["judge"]), dataset=NAME, context=tuple(context),
+    pair = PreferencePair(pair_id=f"arena:{qid}", user_id=user_id, dataset=NAME, context=tuple(context),
                           chosen=chosen, rejected=rejected, split="train", meta=meta)
     return pair, qid
 

@@ -33,7 +33,7 @@ from personalrewardbench.data.splits import SplitSettings, split_users
 from personalrewardbench.data.store import make_benchmark
 from personalrewardbench.data.summarize import comparison_records, pair_from_comparison
 from personalrewardbench.data.text import Findings
-from personalrewardbench.data.validate import pair_content_key
+from personalrewardbench.data.validate import check_user_id_variants, pair_content_key
 
 RAW_SOURCES = ("chatbot_arena_raw", "prism_raw", "summarize_feedback")
 
@@ -151,6 +151,7 @@ def run_plan(plan: BuildPlan, *, cache_dir: str | os.PathLike[str] | None = None
         return hit
     counts: Counter[str] = Counter()
     pairs, group_of, where_of = _collect(plan.source, plan.records, plan.arena, plan.prism, counts, progress)
+    check_user_id_variants({p.user_id for p in pairs}, plan.source, official=False, found=Findings())
     pairs = assign_source_positions(pairs, plan.source)  # read order / timestamps, before any re-sorting
     pairs = _drop_repeated_content(pairs, counts)
     kept, dropped = split_users(pairs, group_of, plan.split)

@@ -37,8 +37,15 @@ def _add_dataset_args(p: argparse.ArgumentParser, many: bool = False) -> None:
     p.add_argument("--revision", default=None, help="hub revision (commit sha) of the published dataset to load")
     p.add_argument("--survey", default=None, metavar="PATH",
                    help="PRISM survey (survey.jsonl/parquet or a prism-alignment copy) joined on user_id for profiles")
-    p.add_argument("--cache-dir", default=None, help="where built benchmarks are cached (default $PRB_CACHE_DIR/data "
-                                                     "or .prb-cache/data)")
+    _add_cache_args(p)
+
+
+def _add_cache_args(p: argparse.ArgumentParser) -> None:
+    from personalrewardbench.cli_options import CACHE_DIR_HELP
+
+    p.add_argument("--cache-dir", default=None, metavar="DIR", help=CACHE_DIR_HELP)
+    p.add_argument("--data-cache-dir", default=None, metavar="DIR",
+                   help="the built-benchmark cache folder alone (default: DIR/data of the cache root)")
 
 
 def register(subparsers: Any) -> None:
@@ -86,7 +93,7 @@ def register(subparsers: Any) -> None:
     b.add_argument("--min-score-gap", type=float, default=0.0,
                    help="prism_raw: the chosen rating must exceed the other's by more than this (default 0)")
     b.add_argument("--revision", default=None, help="published: hub revision")
-    b.add_argument("--cache-dir", default=None, help="cache folder (default $PRB_CACHE_DIR/data or .prb-cache/data)")
+    _add_cache_args(b)
     b.add_argument("--no-cache", action="store_true", help="rebuild even if a cached build matches")
     b.add_argument("--progress", action="store_true", help="show a progress bar while reading records")
     b.set_defaults(func=cmd_build)
@@ -105,7 +112,8 @@ def register(subparsers: Any) -> None:
     v.add_argument("--strict", action="store_true",
                    help="also fail on repaired text (bytes not UTF-8, unpaired surrogates, NUL) and on the content "
                         "quirks the published benchmark is allowed (split disagreement, identical/empty responses, "
-                        "test pairs repeating train/val pairs, serialized messages)")
+                        "test pairs repeating train/val pairs, serialized messages), on NaN in meta fields, and on "
+                        "a format mark that separates chosen from rejected (format_mark_one_sided)")
     v.set_defaults(func=cmd_validate)
 
     a = sub.add_parser("audit", help="how much of the test labels the structure gives away", description=(
@@ -130,7 +138,7 @@ def register(subparsers: Any) -> None:
 def _load(args: argparse.Namespace, spec: str | None = None) -> Any:
     from personalrewardbench.data.loader import load_benchmark
 
-    return load_benchmark(spec or args.dataset, revision=args.revision, cache_dir=args.cache_dir, survey=args.survey)
+    return load_benchmark(spec or args.dataset, revision=args.revision, cache_dir=args.data_cache_dir, survey=args.survey)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -150,7 +158,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         bench, key = load_published(args.input, revision=args.revision, survey=args.survey), None
     else:
         plan = plan_build(
-            args.source, input=args.input, survey=args.survey, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+            args.source, input=args.input, survey=args.survey, cache_dir=args.data_cache_dir, use_cache=not args.no_cache,
             split=SplitSettings(seed=args.seed, min_pairs_per_user=args.min_pairs_per_user,
                                 max_pairs_per_user=args.max_pairs_per_user, fractions=tuple(args.split_fractions)),
             arena=ArenaSettings(multi_turn=args.multi_turn, languages=tuple(args.language) if args.language else None,
@@ -162,7 +170,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                 and key_file.read_text().strip() == key):  # same inputs + settings as the folder's build
             print(f"{out}: up to date ({args.source}, build key {key[:12]}); nothing to do")
             return 0
-        bench = run_plan(plan, cache_dir=args.cache_dir, progress=args.progress)
+        bench = run_plan(plan, cache_dir=args.data_cache_dir, progress=args.progress)
     if is_built_folder(out) and _same_build(out, bench.content_hash):
         print(f"{out}: up to date ({bench.name}, content hash {bench.content_hash[:12]})")
     else:
@@ -231,7 +239,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.strict and (bad := [k for k in w if k in STRICT_KINDS]):
         first = "; ".join(f"{k}={w[k]} (first: {(m.warning_locations.get(k) or ['?'])[0]})" for k in bad)
         raise DataError(f"{bench.name}: invalid under --strict: {first}. Fix the source file(s), or drop --strict "
-                        "to accept the repaired text and the published benchmark's quirks as warnings.")
+                        "to accept the repaired text, the published benchmark's quirks and one-sided format marks as "
+                        "warnings.")
     print(f"{bench.name}: valid: {m.counts['users']} users, {m.counts['pairs']} pairs"
           + (f"; warnings: {', '.join(f'{k}={v}' for k, v in w.items())}" if w else "; no warnings"))
     for kind, locs in m.warning_locations.items():

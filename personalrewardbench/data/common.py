@@ -52,6 +52,30 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def user_id_from(value: Any, *, dataset: str, where: str, field: str = "user_id") -> str:
+    """A user id as text: a string as it is, an integer as its decimal text (so 1 and "1" are one
+    user). Anything else (a float such as 101.0 or NaN, a boolean, a list, an object) raises
+    DataError naming ``where`` and ``field``: ``str()`` would make users "101.0", "nan", "True"."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    hint = (" (a float id comes from a pandas column of integers with a missing value: write ids as strings)"
+            if isinstance(value, float) else "")
+    raise DataError(f"{dataset}: {where}: field {field!r} is {str(value)[:60]!r} ({type(value).__name__}); a user id "
+                    f"must be a string or an integer{hint}. Fix the record.")
+
+
+def bool_field(rec: Mapping[str, Any], field: str, *, dataset: str, where: str) -> bool | None:
+    """``rec[field]`` when it is a boolean, None when missing or null; DataError otherwise (a string
+    "False" is truthy: it would silently mean True)."""
+    v = rec.get(field)
+    if v is None or isinstance(v, bool):
+        return v
+    raise DataError(f"{dataset}: {where}: field {field!r} is {str(v)[:60]!r} ({type(v).__name__}); expected true, "
+                    "false or null. Fix the record.")
+
+
 def normalize_role(role: Any, *, dataset: str, where: str, field: str) -> str:
     r = ROLE_ALIASES.get(str(role).strip().lower()) if isinstance(role, str) else None
     if r is None:
@@ -115,6 +139,12 @@ def response_text(value: Any, *, dataset: str, where: str, field: str) -> tuple[
         role = value.get("role")
         return value["content"], (None if role is None else
                                   normalize_role(role, dataset=dataset, where=where, field=f"{field}.role"))
+    if isinstance(value, Mapping) and "content" in value:
+        content = value["content"]
+        hint = (" (a list of content parts, as in the OpenAI multimodal format? join its text parts into one string)"
+                if isinstance(content, list) else "")
+        raise DataError(f"{dataset}: {where}: field '{field}.content' must be a string, got "
+                        f"{type(content).__name__}{hint}. Fix the row.")
     raise DataError(
         f"{dataset}: {where}: field {field!r} must be a string or an object {{role, content}} "
         f"with string content, got {type(value).__name__}. Fix the row."

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.schema import Benchmark
+from personalrewardbench.data.store import standard_json
 
 
 def published_rows(bench: Benchmark) -> list[dict[str, Any]]:
@@ -34,7 +34,7 @@ def write_published_rows(bench: Benchmark, out: Path, *, fmt: str = "jsonl") -> 
     if fmt == "jsonl":
         with open(out, "w", encoding="utf-8") as f:
             for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+                f.write(standard_json(r, bench.name, f"row {r['conversation_id']!r}", sort_keys=True) + "\n")
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

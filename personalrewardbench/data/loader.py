@@ -17,7 +17,7 @@ from typing import Any
 from personalrewardbench.data.build import RAW_SOURCES, build_benchmark
 from personalrewardbench.data.common import first_record
 from personalrewardbench.data.errors import DataError
-from personalrewardbench.data.published import PUBLISHED_REPOS, load_published, looks_published
+from personalrewardbench.data.published import CORE_COLUMNS, PUBLISHED_REPOS, load_published, looks_published
 from personalrewardbench.data.schema import Benchmark
 from personalrewardbench.data.store import is_built_folder, load_built
 
@@ -39,6 +39,10 @@ def sniff_source(path: Path) -> str:
                         "jsonl/parquet files, or a hub-repo copy with data/*.parquet).")
     if looks_published(rec):
         return "published"
+    if missing := [c for c in CORE_COLUMNS if c not in rec]:
+        if len(missing) < len(CORE_COLUMNS) - 2 and "user_id" in rec:
+            raise DataError(f"{path}: the first record has {sorted(set(CORE_COLUMNS) - set(missing))} of the published "
+                            f"schema but not {missing}. Add the missing field(s) to every row (see README, Data).")
     if "conversation_history" in rec:
         return "prism_raw"
     if "winner" in rec and "judge" in rec:

@@ -26,13 +26,14 @@ Equal ratings are ties and make no pair (counted).
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from personalrewardbench.data.common import iter_records, record_files
+from personalrewardbench.data.common import iter_records, record_files, user_id_from
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
 from personalrewardbench.data.records import iter_hub_rows
@@ -72,8 +73,9 @@ class PrismSettings:
 def _num(v: Any, *, where: str, field: str) -> float | None:
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise DataError(f"{NAME}: {where}: field {field!r} must be a number or null, got {v!r}. Fix the record.")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise DataError(f"{NAME}: {where}: field {field!r} must be a finite number or null, got {v!r}. Fix the "
+                        "record.")
     return float(v)
 
 
@@ -171,7 +173,7 @@ def pairs_from_conversation(rec: Mapping[str, Any], where: str, settings: PrismS
         if rec.get(field) in (None, ""):
             raise DataError(f"{NAME}: {where}: missing field {field!r}. Each conversations record needs "
                             "conversation_id, user_id and conversation_history; fix or drop it.")
-    cid, uid = str(rec["conversation_id"]), str(rec["user_id"])
+    cid, uid = str(rec["conversation_id"]), user_id_from(rec["user_id"], dataset=NAME, where=where)
     by_turn = _turns(rec, where, cid)
     ctype = rec.get("conversation_type")
     if settings.conversation_types and ctype not in settings.conversation_types:
@@ -256,7 +258,8 @@ def survey_source(survey: Any) -> tuple[list[Path] | None, dict[str, Any]]:
 
 def load_survey(survey: Any, findings: Findings | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """{user_id: profile} from the PRISM survey (all survey fields except user_id), and the source.
-    Repaired text is counted in ``findings``."""
+    Repaired text is counted in ``findings``; so is a user's second (third, ...) survey row, which
+    is ignored (``survey_duplicate_user``)."""
     findings = findings if findings is not None else Findings()
     files, src = survey_source(survey)
     if files is None:
@@ -271,7 +274,12 @@ def load_survey(survey: Any, findings: Findings | None = None) -> tuple[dict[str
         uid = rec.get("user_id")
         if uid in (None, ""):
             raise DataError(f"{NAME} survey: {where}: missing field 'user_id'. Fix or drop the record.")
-        profiles[str(uid)] = {k: v for k, v in rec.items() if k != "user_id"}
+        uid = user_id_from(uid, dataset=f"{NAME} survey", where=where)
+        if uid in profiles:
+            findings.warn("survey_duplicate_user", f"{where}: user {uid!r} already has a survey row; this one is "
+                                                   "ignored")
+            continue
+        profiles[uid] = {k: v for k, v in rec.items() if k != "user_id"}
     return profiles, src
 
 

@@ -10,8 +10,8 @@ reference loader we concatenate them and select by the row's ``split`` column;
 a row whose hub split disagrees is kept under its ``split`` column and counted.
 Every column other than the five core ones is kept in ``PreferencePair.meta``.
 
-The hub dataset, or a local copy in the hub layout (``data/<split>-00000-of-0000N.*``), is
-the *official* benchmark: its content quirks (split disagreement, identical or empty
+The hub dataset, or a local copy of the hub repo (``DIR/data/<split>-NNNNN-of-MMMMM.parquet`` for
+all three splits, every shard present: :func:`hub_layout_problem`), is the *official* benchmark: its content quirks (split disagreement, identical or empty
 responses, test pairs repeating train/val pairs, serialized responses) are warnings with
 locations in the manifest, never a refusal. A jsonl/parquet file in the same schema is
 user-supplied data, where those are errors.
@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.common import (
+    bool_field,
     file_sha256,
     iter_records,
     messages_from,
     record_files,
     response_pair,
     stable_hash,
+    user_id_from,
 )
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
@@ -40,7 +42,12 @@ from personalrewardbench.data.order import assign_source_positions
 from personalrewardbench.data.records import iter_hub_rows
 from personalrewardbench.data.schema import Benchmark, PreferencePair
 from personalrewardbench.data.store import make_benchmark
-from personalrewardbench.data.text import SPLIT_DISAGREEMENT, Findings
+from personalrewardbench.data.text import (
+    HUB_LAYOUT_NOT_OFFICIAL,
+    SPLIT_DISAGREEMENT,
+    SPLIT_VALUE_NORMALIZED,
+    Findings,
+)
 
 PUBLISHED_REPOS = {
     "chatbot_arena": "MichaelR207/chatbot_arena_personalized_0125",
@@ -54,6 +61,7 @@ HUB_SPLIT_TO_ROW_SPLIT = {"train": "train", "validation": "val", "test": "test"}
 ROW_SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "dev": "val",
                      "test": "test"}
 HUB_FILE = re.compile(r"^(train|validation|test)-\d{5}-of-\d{5}\.")  # data/<split>-00000-of-00001.parquet
+HUB_SHARD = re.compile(r"^(train|validation|test)-(\d{5})-of-(\d{5})\.parquet$")
 CORE_COLUMNS = ("user_id", "context", "chosen", "rejected", "split")
 
 
@@ -76,12 +84,15 @@ def _sanitize(value: Any) -> Any:
         return json.loads(json.dumps(value, default=str))
 
 
-def pair_from_row(row: Mapping[str, Any], *, name: str, where: str, quirks: Findings | None = None) -> PreferencePair:
+def pair_from_row(row: Mapping[str, Any], *, name: str, where: str, quirks: Findings | None = None,
+                  notes: Findings | None = None) -> PreferencePair:
     """One published-schema row as a PreferencePair (pair_id assigned later).
 
     Shape accidents (a string context, chosen and rejected of different types or roles) raise
     DataError naming the row and field; with ``quirks`` (the official benchmark) they are counted
-    there and the row is read as published.
+    there and the row is read as published. ``notes`` counts split values read through an alias
+    or after stripping/lower-casing (``" Test"``, ``"validation"``): ``split_value_normalized``.
+    A user id that is not a string or integer, or a ``flip`` that is not a boolean, raises DataError.
     """
     missing = [c for c in CORE_COLUMNS if c not in row or row[c] is None]
     if missing:
@@ -91,12 +102,16 @@ def pair_from_row(row: Mapping[str, Any], *, name: str, where: str, quirks: Find
     split = ROW_SPLIT_ALIASES.get(str(raw_split).strip().lower())
     if split is None:
         raise DataError(f"{name}: {where}: field 'split' is {raw_split!r}; use train, val or test.")
+    if raw_split != split and notes is not None:
+        notes.warn(SPLIT_VALUE_NORMALIZED, f"{where}: field 'split' is {raw_split!r}, read as {split!r}")
+    user_id = user_id_from(row["user_id"], dataset=name, where=where)
+    bool_field(row, "flip", dataset=name, where=where)
     meta = {k: _sanitize(v) for k, v in row.items() if k not in CORE_COLUMNS}
     context = messages_from(row["context"], dataset=name, where=where, field="context", findings=quirks)
     chosen, rejected = response_pair(row["chosen"], row["rejected"], dataset=name, where=where, findings=quirks)
     return PreferencePair(
         pair_id="",
-        user_id=str(row["user_id"]),
+        user_id=user_id,
         dataset=name,
         context=context,
         chosen=chosen,
@@ -145,7 +160,7 @@ def benchmark_from_rows(
     pairs = []
     for i, row in enumerate(rows):
         where = locations[i] if locations is not None else f"row {i}"
-        pairs.append(pair_from_row(row, name=name, where=where, quirks=notes if official else None))
+        pairs.append(pair_from_row(row, name=name, where=where, quirks=notes if official else None, notes=notes))
     pairs = assign_source_positions(_assign_ids(pairs))  # row order = the user's source order
     locs = {p.pair_id: (locations[i] if locations is not None else f"row {i}") for i, p in enumerate(pairs)}
     ordered = sorted(pairs, key=lambda p: p.pair_id)
@@ -166,9 +181,33 @@ def _check_hub_split(row: Mapping[str, Any], hub_split: str | None, *, where: st
                                           f"split {hub_split!r} (used as {got or row.get('split')!r})")
 
 
-def is_hub_layout(files: list[Path]) -> bool:
-    """Whether record files are the hub repo's split files (``<split>-00000-of-0000N.<ext>``)."""
-    return bool(files) and all(HUB_FILE.match(f.name) for f in files)
+def hub_layout_problem(path: Path) -> str | None:
+    """Why ``path`` is not a local copy of a published hub repo, or None when it is one.
+
+    A copy (what ``hf download --repo-type dataset MichaelR207/<name> --local-dir DIR`` writes) is a
+    folder whose ``data/`` holds the parquet split files ``<split>-NNNNN-of-MMMMM.parquet`` of all
+    three hub splits (train, validation, test), every shard 0..MMMMM-1 of each split present, and
+    nothing else; the repo's README.md (dataset card) may or may not have been downloaded. A file
+    named like a split file on its own, or a folder holding some of them, is user data.
+    """
+    if not path.is_dir() or not (path / "data").is_dir():
+        return "not a folder with data/ (a copy of the hub repo holds data/<split>-NNNNN-of-MMMMM.parquet)"
+    files = record_files(path)
+    if not files or any(f.parent != path / "data" for f in files):
+        return "its split files are not directly in data/"
+    shards: dict[str, set[tuple[int, int]]] = {}
+    for f in files:
+        m = HUB_SHARD.match(f.name)
+        if m is None:
+            return f"{f.name} is not a hub split file (<split>-NNNNN-of-MMMMM.parquet)"
+        shards.setdefault(m.group(1), set()).add((int(m.group(2)), int(m.group(3))))
+    if missing := [s for s in HUB_SPLIT_TO_ROW_SPLIT if s not in shards]:
+        return f"data/ has no {'/'.join(missing)} split file (the hub repo has train, validation and test)"
+    for split, got in shards.items():
+        totals = {n for _, n in got}
+        if len(totals) != 1 or {i for i, _ in got} != set(range(next(iter(totals)))):
+            return f"the {split} shards in data/ are incomplete or inconsistent ({sorted(got)})"
+    return None
 
 
 def rows_from_local(path: Path, *, name: str, findings: Findings | None = None
@@ -181,6 +220,12 @@ def rows_from_local(path: Path, *, name: str, findings: Findings | None = None
     if not files:
         raise DataError(f"{name}: {path} holds no .jsonl/.json/.parquet files (nor data/*.parquet). "
                         "Point --dataset at the files in the published schema.")
+    extra = [f.name for f in files if not HUB_FILE.match(f.name)]
+    if extra and len(extra) < len(files):
+        raise DataError(f"{name}: {path}: {extra[:5]} sit next to the hub split files "
+                        f"{[f.name for f in files if HUB_FILE.match(f.name)][:5]}; a copy of the published repo holds "
+                        "only <train|validation|test>-NNNNN-of-NNNNN files. Move the other file(s) out, or load them "
+                        "on their own.")
     for f in files:
         m = HUB_FILE.match(f.name)
         hub_split = m.group(1) if m else None
@@ -247,7 +292,11 @@ def load_published(spec: str | os.PathLike[str], *, revision: str | None = None,
         path = Path(spec)
         ds_name = name or published_name_for(path)
         rows, locs, sources = rows_from_local(path, name=ds_name, findings=findings)
-        official = is_hub_layout(record_files(path))
+        problem = hub_layout_problem(path)
+        official = problem is None
+        if problem and any(HUB_FILE.match(f.name) for f in record_files(path)):
+            findings.warn(HUB_LAYOUT_NOT_OFFICIAL, f"{path}: named like the hub's split files but read as user data, "
+                                                   f"not the official benchmark: {problem}")
     profiles = None
     if survey is not None and str(survey) == "none":
         survey = None

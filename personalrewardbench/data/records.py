@@ -3,12 +3,16 @@
 Local files are read streaming (jsonl line by line, parquet batch by batch) so every record
 carries a human-readable location ("file.jsonl line 12") for messages. Whatever the bytes:
 
-- a UTF-8 byte-order mark is skipped; a UTF-16/32 file is refused with the fix (save as UTF-8);
+- a UTF-8 byte-order mark is skipped; a UTF-16/32 file (with or without a byte-order mark) or a
+  compressed file (gzip, zip, ...) under a .jsonl/.json name is refused with the fix;
 - bytes that are not UTF-8, unpaired surrogates and NUL characters inside strings become U+FFFD
   and are counted in the :class:`~personalrewardbench.data.text.Findings` (file, line, field);
-- a line that is not JSON, or a last line cut short, is one DataError naming the line;
+- a line that is not JSON (a number too long to read, two objects on one line, an object with
+  the same key twice holding different values), or a last line cut short, is one DataError
+  naming the line;
 - a parquet file with non-UTF-8 strings is re-read with its string columns as bytes and repaired
-  the same way; a corrupt or truncated parquet file is one DataError.
+  the same way; a corrupt or truncated parquet file, or one with a column (or struct field) name
+  twice, is one DataError.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 UTF8_BOM = b"\xef\xbb\xbf"
 _OTHER_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
                b"\xfe\xff": "UTF-16"}
+_MAGIC = {b"\x1f\x8b": ("gzip-compressed", "gunzip it"), b"PK\x03\x04": ("a zip archive", "unzip it"),
+          b"BZh": ("bzip2-compressed", "bunzip2 it"), b"\xfd7zXZ\x00": ("xz-compressed", "unxz it"),
+          b"\x28\xb5\x2f\xfd": ("zstd-compressed", "unzstd it"),
+          b"PAR1": ("a parquet file", "give it the .parquet suffix")}
 # A line needs the field walk only if it may hold a surrogate escape or a NUL.
 _SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|\\u0000|\x00")
 
@@ -63,13 +71,60 @@ def _decode(raw: bytes) -> tuple[str, bool]:
         return raw.decode("utf-8", "surrogateescape"), True
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str, values: tuple[Any, Any]) -> None:
+        super().__init__(key)
+        self.key, self.values = key, values
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json ``object_pairs_hook``: a dict, refusing a key given twice with different values (json
+    would keep the last one silently)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        for k, v in pairs:
+            if d[k] is not v and d[k] != v:
+                raise _DuplicateKey(k, (v, d[k]))
+    return d
+
+
+def _json_error(exc: ValueError) -> str:
+    """What is wrong with a JSON text, for a message."""
+    if isinstance(exc, _DuplicateKey):
+        a, b = (repr(v)[:60] for v in exc.values)
+        return (f"key {exc.key!r} appears twice in one object, with different values ({a} and {b}); "
+                "JSON keys must be unique, keep the right one")
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg if exc.msg != "Extra data" else (f"Extra data: a second JSON value starts at column {exc.colno}; "
+                                                        "write one record per line")
+    if "integer string conversion" in str(exc):  # Python refuses int literals over 4300 digits
+        return "a number with more than 4300 digits"
+    return str(exc)[:160]
+
+
+def _encoding_problem(head: bytes) -> tuple[str, str] | None:
+    """(what the file is, the fix) for a compressed or UTF-16/32 file, else None."""
+    for bom, enc in _OTHER_BOMS.items():
+        if head.startswith(bom):
+            return f"{enc}-encoded", f"convert it to UTF-8 (e.g. `iconv -f {enc} -t UTF-8`)"
+    for magic, (what, fix) in _MAGIC.items():
+        if head.startswith(magic):
+            return what, fix
+    even, odd = head[0:128:2], head[1:128:2]
+    if len(odd) >= 2 and odd.count(0) * 2 > len(odd) and not even.count(0):
+        return "UTF-16-encoded (little-endian, no byte-order mark)", "convert it (`iconv -f UTF-16LE -t UTF-8`)"
+    if len(odd) >= 2 and even.count(0) * 2 > len(even) and not odd.count(0):
+        return "UTF-16-encoded (big-endian, no byte-order mark)", "convert it (`iconv -f UTF-16BE -t UTF-8`)"
+    return None
+
+
 def _start(path: Path, dataset: str) -> bytes:
     with open(path, "rb") as f:
         head = f.read(4096)
-    for bom, enc in _OTHER_BOMS.items():
-        if head.startswith(bom):
-            raise DataError(f"{dataset}: {path}: the file is {enc}-encoded; records must be UTF-8. "
-                            f"Convert it (e.g. `iconv -f {enc} -t UTF-8`) and load it again.")
+    if problem := _encoding_problem(head):
+        what, fix = problem
+        raise DataError(f"{dataset}: {path}: the file is {what}; records must be UTF-8 JSON text. "
+                        f"{fix[0].upper()}{fix[1:]} and load it again.")
     return head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head
 
 
@@ -97,18 +152,25 @@ def _jsonl_records(path: Path, dataset: str, findings: Findings) -> Iterator[tup
                 continue
             where = f"{path.name} line {lineno}"
             line, bad_bytes = _decode(raw)
-            try:
-                rec = json.loads(line, strict=False)  # strict=False: control characters inside strings are text
+            try:  # strict=False: control characters inside strings are text
+                rec = json.loads(line, strict=False, object_pairs_hook=_object)
             except json.JSONDecodeError as exc:
-                if not raw.endswith(b"\n"):
+                if not raw.endswith(b"\n") and exc.msg != "Extra data":
                     raise DataError(f"{dataset}: {where}: the last line is cut short ({exc.msg}); the file was "
                                     "truncated while writing or downloading. Download it again, or remove that "
                                     "line.") from exc
-                raise DataError(f"{dataset}: {where}: invalid JSON ({exc.msg}). Fix or remove that line.") from exc
+                cr = " (its lines end with CR alone: convert them to LF)" if b"\r" in raw.rstrip(b"\r\n") else ""
+                raise DataError(f"{dataset}: {where}: invalid JSON ({_json_error(exc)}){cr}. Fix or remove that "
+                                "line.") from exc
+            except ValueError as exc:  # a repeated key; an integer literal too long to convert
+                raise DataError(f"{dataset}: {where}: invalid JSON ({_json_error(exc)}). Fix or remove that line.") \
+                    from exc
             except RecursionError as exc:
                 raise DataError(f"{dataset}: {where}: JSON nested too deeply to read. Fix or remove that line.") \
                     from exc
-            if bad_bytes or _SUSPECT.search(line):
+            suspect = bad_bytes or _SUSPECT.search(line)
+            del raw, line  # the record holds the text now: one copy alive while the caller uses it
+            if suspect:
                 rec = _clean(findings, rec, where, dataset, bad_bytes)
             yield _check_record(rec, where, dataset)
 
@@ -119,9 +181,10 @@ def _json_array_records(path: Path, dataset: str, findings: Findings) -> Iterato
         raw = raw[len(UTF8_BOM):]
     text, bad_bytes = _decode(raw)
     try:
-        data = json.loads(text, strict=False)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise DataError(f"{dataset}: {path}: invalid JSON ({exc}). Fix or re-download the file.") from exc
+        data = json.loads(text, strict=False, object_pairs_hook=_object)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a repeated key, a too-long integer
+        what = _json_error(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise DataError(f"{dataset}: {path}: invalid JSON ({what}). Fix or re-download the file.") from exc
     for i, rec in enumerate(data):
         where = f"{path.name} item {i}"
         yield _check_record(_clean(findings, rec, where, dataset, bad_bytes), where, dataset)
@@ -146,6 +209,22 @@ def _binary_strings(t: Any) -> Any:
     return t
 
 
+def _repeated_name(schema: Any, prefix: str = "") -> str | None:
+    """The first column or struct field name given twice in an arrow schema/struct, dotted."""
+    import pyarrow as pa
+
+    names = [f.name for f in schema]
+    for f in schema:
+        if names.count(f.name) > 1:
+            return prefix + f.name
+        t = f.type
+        while pa.types.is_list(t) or pa.types.is_large_list(t):
+            t = t.value_type
+        if pa.types.is_struct(t) and (inner := _repeated_name(t, f"{prefix}{f.name}.")):
+            return inner
+    return None
+
+
 def _parquet_records(path: Path, dataset: str, findings: Findings) -> Iterator[tuple[str, dict[str, Any]]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -158,6 +237,9 @@ def _parquet_records(path: Path, dataset: str, findings: Findings) -> Iterator[t
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise unreadable(exc) from exc
+    if dup := _repeated_name(pf.schema_arrow):
+        raise DataError(f"{dataset}: {path}: column {dup!r} appears more than once; a row would keep only the last "
+                        "one. Rewrite the file with each column once.")
     i = 0
     batches = pf.iter_batches(batch_size=2048)
     while True:

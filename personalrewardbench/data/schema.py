@@ -157,6 +157,11 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Manifest:
+        """The manifest of ``d`` (manifest.json). Raises KeyError for a missing name/content_hash and
+        ValueError for ``synthetic``/``official`` that are not booleans (``bool("false")`` is True)."""
+        for flag in ("synthetic", "official"):
+            if not isinstance(d.get(flag, False), bool):
+                raise ValueError(f"field {flag!r} must be true or false, got {d[flag]!r}")
         return cls(
             name=d["name"],
             sources=tuple(d.get("sources") or ()),

@@ -12,13 +12,14 @@ import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.records import iter_records
 from personalrewardbench.data.schema import SPLITS, Benchmark, Manifest, PreferencePair, content_hash
-from personalrewardbench.data.text import Findings
+from personalrewardbench.data.text import NON_FINITE_NUMBER, Findings
 from personalrewardbench.data.validate import Locate, validate_pairs
 
 
@@ -51,6 +52,28 @@ def count_pairs(pairs: Iterable[PreferencePair]) -> dict[str, Any]:
     }
 
 
+def finite_numbers(
+    pairs: Sequence[PreferencePair],
+    profiles: Mapping[str, Mapping[str, Any] | None] | None,
+    *,
+    locate: Locate | None,
+    findings: Findings,
+) -> tuple[Sequence[PreferencePair], Mapping[str, Mapping[str, Any] | None] | None]:
+    """``pairs`` and ``profiles`` with NaN/Infinity in meta and profile fields replaced by None (JSON
+    has no NaN: a pandas column with a missing value would make pairs.jsonl non-standard JSON), each
+    counted as ``non_finite_number`` with its row and field."""
+    where = locate or (lambda i: f"pair #{i}")
+    out = list(pairs)
+    for i, p in enumerate(out):
+        meta = findings.finite(p.meta, where(i), "meta")
+        if meta is not p.meta:
+            out[i] = replace(p, meta=meta)
+    if profiles is not None:
+        profiles = {u: (findings.finite(v, f"profile of user {u!r}") if v is not None else None)
+                    for u, v in profiles.items()}
+    return out, profiles
+
+
 def make_benchmark(
     pairs: Sequence[PreferencePair],
     profiles: Mapping[str, Mapping[str, Any] | None] | None,
@@ -75,7 +98,8 @@ def make_benchmark(
     notes = Findings()
     if findings is not None:
         notes.update(findings.counts, findings.locations)
-    validate_pairs(pairs, None, name=name, locate=locate, official=official, findings=notes)
+    pairs, profiles = finite_numbers(pairs, profiles, locate=locate, findings=notes)
+    validate_pairs(pairs, profiles, name=name, locate=locate, official=official, findings=notes)
     ordered = tuple(sorted(pairs, key=lambda p: p.pair_id))
     table = profiles or {}
     profs = {u: (dict(table[u]) if table.get(u) is not None else None) for u in sorted({p.user_id for p in ordered})}
@@ -115,16 +139,27 @@ def save_benchmark(bench: Benchmark, out_dir: str | os.PathLike[str]) -> Path:
 
     def write_pairs(f: Any) -> None:
         for p in sorted(bench.pairs, key=lambda p: p.pair_id):
-            f.write(json.dumps(p.to_dict(), ensure_ascii=False, sort_keys=True))
+            f.write(standard_json(p.to_dict(), bench.name, f"pair {p.pair_id!r}", sort_keys=True))
             f.write("\n")
 
     _write_atomic(out / "pairs.jsonl", write_pairs)
     _write_atomic(out / "profiles.json",
-                  lambda f: json.dump({k: bench.profiles[k] for k in sorted(bench.profiles)}, f,
-                                      ensure_ascii=False, indent=1, sort_keys=True))
+                  lambda f: f.write(standard_json({k: bench.profiles[k] for k in sorted(bench.profiles)}, bench.name,
+                                                  "profiles", indent=1, sort_keys=True)))
     _write_atomic(out / "manifest.json",
                   lambda f: json.dump(bench.manifest.to_dict(), f, ensure_ascii=False, indent=2, sort_keys=True))
     return out
+
+
+def standard_json(value: Any, name: str, what: str, **kw: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False, **kw)``: standard JSON or one DataError.
+    Benchmarks made by this version hold no NaN (:func:`finite_numbers`); a folder built before may."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, **kw)
+    except ValueError as exc:
+        raise DataError(f"{name}: {what} holds NaN or Infinity, which standard JSON cannot hold ({exc}). Rebuild "
+                        f"the benchmark from its source with this version (`prb data build` / load the source "
+                        f"again), which writes them as null and counts them ({NON_FINITE_NUMBER}).") from exc
 
 
 def is_built_folder(path: Path) -> bool:
@@ -132,7 +167,9 @@ def is_built_folder(path: Path) -> bool:
 
 
 def load_built(path: str | os.PathLike[str]) -> Benchmark:
-    """Read a built folder back; the content hash must match the manifest."""
+    """Read a built folder back; the content hash must match the manifest. The manifest's counts are
+    recomputed from pairs.jsonl where they differ (derived figures: a hand-written or older manifest
+    may lack them)."""
     folder = Path(path)
     try:
         manifest_d = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -169,4 +206,6 @@ def load_built(path: str | os.PathLike[str]) -> Benchmark:
             f"manifest.json ({manifest.content_hash[:12]}); the files were changed after the build. "
             "Rebuild with `prb data build` (or `prb data export`) instead of editing files by hand."
         )
+    if dict(manifest.counts) != (counts := count_pairs(pairs)):  # derived from pairs.jsonl, which the hash covers
+        manifest = replace(manifest, counts=counts)
     return Benchmark(pairs=tuple(sorted(pairs, key=lambda p: p.pair_id)), profiles=profs, manifest=manifest)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from personalrewardbench.data.common import iter_records, record_files, stable_hash
+from personalrewardbench.data.common import iter_records, record_files, stable_hash, user_id_from
 from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.hub import load_hub_dataset
 from personalrewardbench.data.records import iter_hub_rows
@@ -49,11 +49,15 @@ def pair_from_comparison(rec: Mapping[str, Any], where: str, counts: Counter[str
         raise DataError(f"{NAME}: {where}: field 'info' must be an object with an 'id'. Fix the line.")
     if not (info.get("post") or info.get("article")):
         raise DataError(f"{NAME}: {where}: field 'info' has neither 'post' nor 'article'. Fix the line.")
+    for key in ("post", "article", "title", "subreddit"):
+        if info.get(key) is not None and not isinstance(info[key], str):
+            raise DataError(f"{NAME}: {where}: field 'info.{key}' must be a string, got {type(info[key]).__name__}. "
+                            "Fix the line.")
     if not isinstance(summaries, list) or len(summaries) != 2 or not all(
             isinstance(s, Mapping) and isinstance(s.get("text"), str) for s in summaries):
         raise DataError(f"{NAME}: {where}: field 'summaries' must be two objects with a 'text' string.")
-    if choice not in (0, 1) or isinstance(choice, bool):
-        raise DataError(f"{NAME}: {where}: field 'choice' is {choice!r}; expected 0 or 1.")
+    if isinstance(choice, bool) or not isinstance(choice, int) or choice not in (0, 1):
+        raise DataError(f"{NAME}: {where}: field 'choice' is {choice!r}; expected the integer 0 or 1.")
     chosen, rejected = summaries[choice]["text"], summaries[1 - choice]["text"]
     if not normalize_text(chosen) or not normalize_text(rejected):
         counts["empty_response_dropped"] += 1
@@ -61,7 +65,7 @@ def pair_from_comparison(rec: Mapping[str, Any], where: str, counts: Counter[str
     if normalize_text(chosen) == normalize_text(rejected):
         counts["identical_responses_dropped"] += 1
         return None
-    worker, post_id = str(rec["worker"]), str(info["id"])
+    worker, post_id = user_id_from(rec["worker"], dataset=NAME, where=where, field="worker"), str(info["id"])
     extra = rec.get("extra") if isinstance(rec.get("extra"), Mapping) else {}
     meta = {"post_id": post_id, "subreddit": info.get("subreddit"), "choice": choice,
             "confidence": extra.get("confidence"), "chosen_policy": summaries[choice].get("policy"),

@@ -7,8 +7,11 @@
   unpaired UTF-16 surrogates (an emoji cut in half, ``"\\ud83d"``: valid JSON, invalid Unicode)
   become U+FFFD; NUL characters become U+FFFD too (they break C strings, SQLite text and
   terminals). Each repaired field is one warning.
-- :func:`normalize_text` is the form every duplicate and leakage check compares: Unicode NFKC,
-  whitespace runs collapsed to one space, stripped (so "a  b\\n" repeats "a b").
+- :func:`normalize_text` is the form every duplicate and leakage check compares: Unicode format
+  characters (category Cf: zero-width space, soft hyphen, byte-order mark, ...) removed, Unicode
+  NFKC, whitespace runs collapsed to one space, stripped (so "a  b\\n" and "a\\u200b b" repeat "a b").
+  :func:`comparison_context` is a context in that form, its empty messages left out.
+- :meth:`Findings.finite` replaces NaN/Infinity in meta and profile fields by null (counted).
 - :func:`serialized_message` spots a message object that was turned into a string (a CSV or
   pandas round trip writes ``{'role': 'model', 'content': '...'}`` where the text should be).
 """
@@ -18,10 +21,11 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 REPLACEMENT = "\ufffd"
@@ -41,22 +45,89 @@ TEST_REPEATS_HISTORY = "test_repeats_history"
 SERIALIZED_MESSAGE = "serialized_message"
 RESPONSE_SHAPE_MISMATCH = "response_shape_mismatch"
 STRING_CONTEXT = "string_context"
+USER_ID_VARIANTS = "user_id_variants"  # ids equal after normalize_text ("u1" and "u1 "): one user split in two?
 CONTENT_QUIRKS = (SPLIT_DISAGREEMENT, IDENTICAL_RESPONSES, EMPTY_RESPONSE, TEST_REPEATS_HISTORY, SERIALIZED_MESSAGE,
-                  RESPONSE_SHAPE_MISMATCH, STRING_CONTEXT)
-STRICT_KINDS = TEXT_REPAIRS + CONTENT_QUIRKS  # what `prb data validate --strict` refuses
+                  RESPONSE_SHAPE_MISMATCH, STRING_CONTEXT, USER_ID_VARIANTS)
+# Always warnings: a split value read through an alias or after stripping/case-folding (" Test").
+SPLIT_VALUE_NORMALIZED = "split_value_normalized"
+NON_FINITE_NUMBER = "non_finite_number"  # NaN/Infinity in a meta or profile field, written as null
+VERY_LONG_TEXT = "very_long_text"  # a context message or response over validate.VERY_LONG_CHARS characters
+FORMAT_MARK_ONE_SIDED = "format_mark_one_sided"  # a surface mark that reads the label (data/marks.py)
+HUB_LAYOUT_NOT_OFFICIAL = "hub_layout_not_official"  # hub-named split files outside the hub repo's layout
+# what `prb data validate --strict` refuses
+STRICT_KINDS = TEXT_REPAIRS + CONTENT_QUIRKS + (NON_FINITE_NUMBER, FORMAT_MARK_ONE_SIDED)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPED = re.compile("[\udc80-\udcff]")  # what bytes.decode("utf-8", "surrogateescape") makes of bad bytes
-_WS = re.compile(r"\s+")
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def normalize_text(s: str) -> str:
-    """The comparison form of a text: NFKC, whitespace runs -> one space, stripped. (Cached: the
-    same context messages and responses are compared many times.)"""
-    if s.isascii():
+@functools.cache
+def format_char_pattern() -> re.Pattern[str]:
+    """Every Unicode format character (category Cf) as one character class. They lie below
+    U+20000 or in the tag block U+E0000-U+E0FFF; the scan runs once, on the first non-ASCII text."""
+    points = [c for r in (range(0x80, 0x20000), range(0xE0000, 0xE1000)) for c in r
+              if unicodedata.category(chr(c)) == "Cf"]
+    ranges: list[list[int]] = []  # contiguous runs as a-b ranges: ~8x faster to match than single characters
+    for c in points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return re.compile("[" + "".join(re.escape(chr(a)) + (f"-{re.escape(chr(b))}" if b > a else "")
+                                    for a, b in ranges) + "]")
+
+
+LONG_TEXT = 1 << 20  # characters; longer texts are normalized piecewise and not cached (bounded memory)
+_PIECE = 1 << 16
+
+
+def _collapse(s: str) -> str:
+    """Whitespace runs -> one space, stripped: ``" ".join(s.split())``, done piecewise for a long text
+    so the word list never holds more than one piece (``split`` of a 200 MB text makes ~10^7 string
+    objects: ~15x its size)."""
+    if len(s) <= LONG_TEXT:
         return " ".join(s.split())
-    return _WS.sub(" ", unicodedata.normalize("NFKC", s)).strip()
+    out: list[str] = []
+    gap = False  # whitespace seen since the last word written
+    for i in range(0, len(s), _PIECE):
+        piece = s[i:i + _PIECE]
+        words = piece.split()
+        if words:
+            if out and (gap or piece[0].isspace()):
+                out.append(" ")
+            out.append(" ".join(words))
+            gap = piece[-1].isspace()
+        else:
+            gap = gap or bool(piece)
+    return "".join(out)
+
+
+def _normalize(s: str) -> str:
+    if s.isascii():
+        return _collapse(s)
+    return _collapse(unicodedata.normalize("NFKC", format_char_pattern().sub("", s)))
+
+
+_normalize_cached = functools.lru_cache(maxsize=1 << 16)(_normalize)
+
+
+def normalize_text(s: str) -> str:
+    """The comparison form of a text: format characters (Cf) removed, NFKC, whitespace runs -> one
+    space, stripped. (Cached below :data:`LONG_TEXT` characters: the same context messages and
+    responses are compared many times; a longer text is not kept alive by the cache.)"""
+    return _normalize_cached(s) if len(s) <= LONG_TEXT else _normalize(s)
+
+
+def comparison_context(context: Iterable[Any]) -> tuple[tuple[str, str], ...]:
+    """A context (messages with ``role`` and ``content``) in the form every repeat and leakage check
+    compares: ((role, normalized content), ...) with the messages that normalize to nothing left out
+    (an empty system prompt, an empty turn): a pair repeated with an empty system message added is
+    still a repeat."""
+    out = []
+    for m in context:
+        if text := normalize_text(m.content):
+            out.append((m.role, text))
+    return tuple(out)
 
 
 class Findings:
@@ -84,6 +155,23 @@ class Findings:
 
     def where(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in sorted(self.locations.items()) if v}
+
+    def finite(self, value: Any, where: str, path: str = "") -> Any:
+        """``value`` (a JSON-like tree) with every NaN/Infinity float replaced by None, each one counted
+        as ``non_finite_number`` at ``where: field <path>``; containers are copied only where something
+        changed. (JSON has no NaN: ``json.dumps`` would write the non-standard token ``NaN``.)"""
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+            self.warn(NON_FINITE_NUMBER, f"{where}: field {path or '<value>'} is {value!r}, written as null")
+            return None
+        if isinstance(value, Mapping):
+            new = {k: self.finite(v, where, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+            return new if any(new[k] is not v for k, v in value.items()) else value
+        if isinstance(value, list | tuple):
+            items = [self.finite(v, where, f"{path}[{i}]") for i, v in enumerate(value)]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)
+        return value
 
     # -- text ---------------------------------------------------------------------------------
 

@@ -3,40 +3,56 @@
 Errors (raised as one :class:`DataError` naming dataset, row and field, with a fix), always:
 missing/ill-typed required fields, unknown split or role, empty context, duplicate pair ids.
 For locally built or supplied data also: empty or identical responses, a response or message
-that is a serialized message object (``"{'role': 'model', 'content': ...}"``), and leakage (the
-same pair, in either order, in test and in train/val of one user).
+that is a serialized message object (``"{'role': 'model', 'content': ...}"``), leakage (the
+same pair, in either order, in test and in train/val of one user), and user ids that differ
+only by whitespace or Unicode normalization (``"u1"`` and ``"u1 "``: one user split in two).
 
 For an ``official`` published benchmark those content quirks are warnings instead (counted, with
 locations, in the manifest and in every result on it): the benchmark is scored as released.
 
 Warnings always (counted): users without test pairs, users without any train/val pairs, the same
 pair twice within one split, contexts that do not end with a user turn, users missing from the
-profile table.
+profile table, a context message or response over :data:`VERY_LONG_CHARS` characters
+(``very_long_text``), and a format mark that separates chosen from rejected in most of a
+dataset's pairs (``format_mark_one_sided``, :func:`check_format_marks`): a mark can be a model's
+real output, so it is never a refusal, but a one-line check reads those labels.
 
 All repeat checks compare texts in :func:`~personalrewardbench.data.text.normalize_text` form
-(NFKC, whitespace collapsed and stripped): a repeat that differs by a newline is still a repeat.
+(NFKC, whitespace collapsed and stripped) and contexts without their empty messages
+(:func:`~personalrewardbench.data.text.comparison_context`): a repeat that differs by a newline or
+an added empty system prompt is still a repeat.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from personalrewardbench.data.errors import DataError
+from personalrewardbench.data.marks import one_sided_marks
 from personalrewardbench.data.schema import ROLES, SPLITS, PreferencePair
 from personalrewardbench.data.text import (
     EMPTY_RESPONSE,
+    FORMAT_MARK_ONE_SIDED,
     IDENTICAL_RESPONSES,
     SERIALIZED_MESSAGE,
     TEST_REPEATS_HISTORY,
+    USER_ID_VARIANTS,
+    VERY_LONG_TEXT,
     Findings,
+    comparison_context,
     normalize_text,
     serialized_message,
 )
 
 Locate = Callable[[int], str]
+# A context message or response longer than this many characters is counted as ``very_long_text``:
+# 10^6 characters is about 250,000 tokens at ~4 characters a token, beyond the context window of the
+# judge and reward models the harness runs (SmolLM2: 8,192 tokens; common served LLMs: 32k-128k), so
+# no method can read such a text whole; it is most likely a file or a scrape pasted into one field.
+VERY_LONG_CHARS = 1_000_000
 
 
 def _default_locate(i: int) -> str:
@@ -48,12 +64,13 @@ def _b(s: str) -> bytes:
 
 
 def pair_content_key(p: PreferencePair) -> str:
-    """Identity of a pair's content: user, context and the unordered two responses, all in
-    normalized form (NFKC, whitespace collapsed and stripped)."""
+    """Identity of a pair's content: user id, context and the unordered two responses, all in
+    normalized form (format characters removed, NFKC, whitespace collapsed and stripped; context
+    messages that normalize to nothing, such as an empty system prompt, left out)."""
     h = hashlib.sha256()
-    h.update(_b(p.user_id))
-    for m in p.context:
-        h.update(b"\x1e" + _b(m.role) + b"\x1f" + _b(normalize_text(m.content)))
+    h.update(_b(normalize_text(p.user_id)))
+    for role, content in comparison_context(p.context):
+        h.update(b"\x1e" + _b(role) + b"\x1f" + _b(content))
     for r in sorted((normalize_text(p.chosen), normalize_text(p.rejected))):
         h.update(b"\x1d" + _b(r))
     return h.hexdigest()
@@ -81,6 +98,9 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
             fail(f"context[{k}].role", f"is {m.role!r}", f"Use one of {list(ROLES)}.")
         if not isinstance(m.content, str):
             fail(f"context[{k}].content", "is not a string", "Fix the message.")
+        if len(m.content) > VERY_LONG_CHARS:
+            findings.warn(VERY_LONG_TEXT, f"{where} (pair_id={p.pair_id!r}): field 'context[{k}].content' holds "
+                                          f"{len(m.content):,} characters")
         if m.content.lstrip()[:1] in ("{", "[") and (what := serialized_message(m.content)):
             quirk(SERIALIZED_MESSAGE, f"context[{k}].content", f"is {what}, not the message text",
                   "A CSV or pandas round trip serialized it; write the message's own content.")
@@ -88,6 +108,9 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
         v = getattr(p, field)
         if not isinstance(v, str):
             fail(field, "is not a string", "Fix the row.")
+        if len(v) > VERY_LONG_CHARS:
+            findings.warn(VERY_LONG_TEXT, f"{where} (pair_id={p.pair_id!r}): field {field!r} holds {len(v):,} "
+                                          "characters")
         if not normalize_text(v):
             quirk(EMPTY_RESPONSE, field, "is empty", "Drop the pair or fill in the response text.")
         elif v.lstrip()[:1] in ("{", "[") and (what := serialized_message(v)):
@@ -96,6 +119,35 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
     if normalize_text(p.chosen) == normalize_text(p.rejected) and normalize_text(p.chosen):
         quirk(IDENTICAL_RESPONSES, "chosen", "is identical to 'rejected'",
               "A pair needs two different responses; drop it.")
+
+
+def check_user_id_variants(user_ids: Iterable[str], name: str, *, official: bool, found: Findings) -> None:
+    """Distinct user ids equal after normalize_text: an error for local data, counted (one per
+    extra variant) for an official benchmark."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for uid in user_ids:
+        groups[normalize_text(uid)].append(uid)
+    for ids in groups.values():
+        if len(ids) < 2:
+            continue
+        ids.sort()
+        msg = (f"user ids {', '.join(repr(u) if u.isascii() else ascii(u) for u in ids)} differ only by whitespace or Unicode normalization "
+               "(one user split in two?)")
+        if not official:
+            raise DataError(f"{name}: {msg}. Write one id for each user.")
+        found.warn(USER_ID_VARIANTS, msg, n=len(ids) - 1)
+
+
+def check_format_marks(pairs: Sequence[PreferencePair], found: Findings) -> None:
+    """Warn (``format_mark_one_sided``, always a warning: a mark can be a model's real style) for each
+    format mark that separates chosen from rejected in a dataset
+    (:func:`~personalrewardbench.data.marks.one_sided_marks`: at least 20 pairs differ in it, at least
+    90% of them on the same side); the count is the pairs where such a mark differs."""
+    marks, affected = one_sided_marks((p.dataset, p.chosen, p.rejected) for p in pairs)
+    for m in marks:
+        found.warn(FORMAT_MARK_ONE_SIDED, m.message(), n=0)
+    for n in affected.values():
+        found.counts[FORMAT_MARK_ONE_SIDED] += n
 
 
 def validate_pairs(
@@ -149,6 +201,8 @@ def validate_pairs(
         same_split = len(idx) - len({pairs[i].split for i in idx})
         if same_split:
             found.warn("duplicate_pair_content", loc(idx[1]), n=same_split)
+    check_user_id_variants(splits_of_user, name, official=official, found=found)
+    check_format_marks(pairs, found)
     for uid, counts in sorted(splits_of_user.items()):
         if not counts["test"]:
             found.warn("users_without_test_pairs", f"user {uid!r}")

@@ -71,7 +71,8 @@ class _Writer:
         self.written: list[str] = []
 
     def text(self, rel: str, content: str) -> None:
-        self.bytes(rel, content.encode("utf-8"))
+        # folder names that are not valid UTF-8 reach here as lone surrogates: shown as \udcxx, never a crash
+        self.bytes(rel, content.encode("utf-8", "backslashreplace"))
 
     def bytes(self, rel: str, content: bytes) -> None:
         path = self.out / rel

@@ -27,6 +27,7 @@ from personalrewardbench.results import (
     SEAL_FILE,
     ResultsError,
     read_json,
+    scan_folders,
 )
 
 TIERS = ("reproduced", "submitted", "local", "reported")
@@ -124,14 +125,13 @@ def display_path(path: Path) -> str:
 def walk_results(root: Path) -> Iterator[tuple[Path, str | None]]:
     """``(folder, None)`` for each folder at or below ``root`` holding a results.json entry, and
     ``(path, reason)`` for each link met on the way (reported, never followed). Sorted."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        here = Path(dirpath)
-        for d in list(dirnames):
-            if (here / d).is_symlink():
-                dirnames.remove(d)
-                yield here / d, "is a symbolic link to a folder; links in results folders are never followed"
-        if RESULTS_FILE in filenames or RESULTS_FILE in dirnames:
+    for here, names, links, problem in scan_folders(root):
+        if problem:
+            yield here, problem
+            continue
+        for d in links:
+            yield d, "is a symbolic link to a folder; links in results folders are never followed"
+        if RESULTS_FILE in names:
             yield here, None
 
 

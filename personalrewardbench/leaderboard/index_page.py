@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from personalrewardbench.intervals import MIN_BOOTSTRAP_UNITS
+from personalrewardbench.intervals import MIN_BOOTSTRAP_UNITS, MIN_OFF_MODE_UNITS
 from personalrewardbench.leaderboard.collect import Skipped
 from personalrewardbench.leaderboard.render import esc, link, model_cell, page, pct, td
 from personalrewardbench.leaderboard.rows import (
@@ -90,8 +90,9 @@ RULES = (
      "then the first folder in path order, is shown; dates never decide."),
     ("Intervals", "95%, over the right unit: pairs for accuracy (both judgments of a pair move together), users "
      "for the per-user mean. Fewer than 2 units: no interval (<em>no CI</em>). At 0% or 100%: the exact "
-     f"Clopper-Pearson interval (<em>exact</em>). Fewer than {MIN_BOOTSTRAP_UNITS} effective units: the Wilson "
-     "score interval (<em>Wilson</em>). Otherwise the bootstrap over those units (scipy's basic method; the number of "
+     f"Clopper-Pearson interval (<em>exact</em>). Fewer than {MIN_BOOTSTRAP_UNITS} effective units, or fewer than "
+     f"{MIN_OFF_MODE_UNITS} units that differ from the most common result: the Wilson score interval "
+     "(<em>Wilson</em>; the bootstrap covered the truth too rarely there). Otherwise the bootstrap over those units (scipy's basic method; the number of "
      "resamples is on each method page). Hover a tag for the reason."),
     ("Ties", f"≈ tied: the paired comparison with the leader on the same pairs (two-sided exact sign test over "
      f"pairs, as <code>prb compare</code>) gives p ≥ {TIE_ALPHA}. Published rows: see their section."),
@@ -152,7 +153,7 @@ def index_html(board: Board, figures: Mapping[str, Mapping[str, str]], hrefs: Ma
         parts += [group_section(g, figures.get(g.group_id, {}), hrefs, repo_url, level=3) for g in board.subsets]
         parts.append("</section>")
     if board.overall:
-        parts.append(overall_section(board.overall, board.groups))
+        parts.append(overall_section(board.overall, board.overall_groups))
     parts.append(published_section(board.reported, board))
     parts.append(rules_section())
     parts.append(excluded_section(skipped))

@@ -44,10 +44,14 @@ def _vs_leader(row: Row) -> str:
         return "leader of this table"
     if not cmp:
         return esc(row.note)
-    ci = cmp.get("ci95") or [0, 0]
+    ci = cmp.get("ci95")
+    kind = {"bootstrap-basic": "bootstrap", "wilson": "Wilson score", "clopper-pearson": "exact"}.get(
+        (cmp.get("ci_kind") or {}).get("ci95", ""), "")
+    ci_text_ = (f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]{f', {kind}' if kind else ''}" if ci
+                else "none: fewer than 2 pairs")
     verdict = "statistically tied with the leader" if row.tied else "below the leader"
     return esc(f"{verdict}: the leader is {100 * cmp['difference']:+.1f} points ahead on {cmp['n_pairs']} shared "
-               f"pairs (paired 95% CI over pairs [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]); exact sign test "
+               f"pairs (paired 95% CI over pairs {ci_text_}); exact sign test "
                f"p = {cmp['p_value']:.3g} ({cmp['wins_a']} pairs favour the leader, {cmp['wins_b']} this run)")
 
 

@@ -113,6 +113,9 @@ def load_reported(path: str | Path | None = None) -> list[ReportedRow]:
                 raise ReportedError(f"{where}: uncertainty_kind {kind!r} must be 'ci95', 'se' or empty")
             if bool(raw_unc) != bool(kind):
                 raise ReportedError(f"{where}: ci95_or_se and uncertainty_kind must both be set or both be empty")
+            if raw_unc and _percent(raw_unc, where, "ci95_or_se") == 0.0:
+                raise ReportedError(f"{where}: ci95_or_se is 0, a zero-width interval no study reports; write the "
+                                    "published value, or leave ci95_or_se and uncertainty_kind empty")
             rows.append(ReportedRow(
                 source=rec["source"].strip(), dataset=rec["dataset"].strip(),
                 base_model=(rec.get("base_model") or "").strip(), method=rec["method"].strip(),

@@ -19,7 +19,7 @@ from personalrewardbench.leaderboard.render import (
     safe_url,
     td,
 )
-from personalrewardbench.leaderboard.table import Group, OverallRow, Row, dataset_title, slug
+from personalrewardbench.leaderboard.table import VERSION_RULE, Group, OverallRow, Row, dataset_title, slug
 
 TIER_HELP = {
     "reproduced": "a baseline from baselines/, run and sealed by the harness, verified here",
@@ -241,6 +241,6 @@ def overall_section(entries: Sequence[OverallRow], groups: Sequence[Group]) -> s
         body.append(f'<tr data-tier="{esc(e.tier)}">' + "".join(cells) + "</tr>")
     return ('<section id="overall"><h2>Overall</h2><p class="meta">Each entry\'s accuracy in every ranked table (★ '
             "leader, ≈ tied with it), ordered by mean rank over the real benchmarks it ran on; entries run only on "
-            "synthetic data come after.</p>"
+            f"synthetic data come after. One table per benchmark: {esc(VERSION_RULE)}.</p>"
             '<div class="scroll"><table class="board sortable" id="table-overall"><caption>All ranked tables</caption>'
             + thead(head) + "<tbody>" + "".join(body) + "</tbody></table></div></section>")

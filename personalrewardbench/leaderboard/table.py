@@ -9,6 +9,9 @@
   (:func:`~personalrewardbench.leaderboard.collect.select_identical`).
 - "Tied with the leader" between our runs comes from the paired comparison on the same
   pairs (``prb compare``): the two-sided exact sign test over pairs, tied when p >= 0.05.
+- The Overall table averages ranks over one ranked table per benchmark name: when a
+  benchmark has tables for several versions, only its current version counts
+  (:func:`current_versions`); the older versions keep their own tables.
 - Published (reported) rows have no predictions and no content hash: they get their own
   table per dataset. Their intervals are converted to 95% from the stated kind (a standard
   error x 1.96) and compared only with intervals of the same kind; where kinds differ the
@@ -139,6 +142,7 @@ class Board:
     subsets: list[Group]  # subset runs, one table per user set
     reported: list[Group]  # published numbers, one table per dataset
     overall: list[OverallRow]
+    overall_groups: list[Group] = field(default_factory=list)  # the tables Overall ranks over (current versions)
 
 
 def _order(rows: list[Row]) -> tuple[list[Row], list[Row]]:
@@ -230,12 +234,45 @@ def build_board(runs: Sequence[RunResult]) -> Board:
     reps = [reported[k] for k in sorted(reported, key=dataset_sort_key)]
     for g in reps:
         g.rows = rank_reported(g.rows)
-    return Board(groups, subs, reps, overall_rows(groups) if len(groups) > 1 else [])
+    current = current_versions(groups)
+    return Board(groups, subs, reps, overall_rows(current) if len(current) > 1 else [], current)
+
+
+VERSION_RULE = ("when a benchmark has ranked tables for several versions (content hashes), only its current version "
+                "counts: the version the harness loads by that name today (chatbot_arena, prism, synthetic-sample), "
+                "else the version still found where its runs recorded it was loaded from, else the version with "
+                "the most rows; dates are never used; older versions keep their own tables")
+
+
+def _currency(g: Group) -> int:
+    """2: found by name (what the harness loads for the name now); 1: found where the runs recorded loading it
+    (the path, or the input files it was built from, still hold this version); 0: only in the build cache."""
+    hows = [r.run.how_verified for r in g.rows]
+    if any(h.startswith("by name (") for h in hows):
+        return 2
+    return int(any(h.startswith(("from the recorded path", "rebuilt from the recorded input")) for h in hows))
+
+
+def current_versions(groups: Sequence[Group]) -> list[Group]:
+    """One ranked table per benchmark name, in the order of ``groups`` (see :data:`VERSION_RULE`).
+
+    How each run's benchmark was found (:class:`~personalrewardbench.benchmark_lookup.BenchmarkFinder`)
+    says which version a name or a path holds today; among equals the table with more rows, then the
+    smaller content hash wins, so the choice depends neither on dates nor on file order.
+    """
+    by_name: dict[str, list[Group]] = {}
+    for g in groups:
+        by_name.setdefault(g.dataset, []).append(g)
+    # max() keeps the first of equal keys: sorting by content hash first makes the choice independent of file order
+    chosen = {id(max(sorted(gs, key=lambda g: g.content_hash), key=lambda g: (_currency(g), len(g.rows))))
+              for gs in by_name.values()}
+    return [g for g in groups if id(g) in chosen]
 
 
 def overall_rows(groups: Sequence[Group]) -> list[OverallRow]:
-    """One row per (method, tier, model, config) over the ranked tables, ordered by mean rank over the
-    real (non-synthetic) benchmarks it ran on; entries that ran only on synthetic data come after."""
+    """One row per (method, tier, model, config) over the ranked tables ``groups`` (one per benchmark name:
+    :func:`current_versions`), ordered by mean rank over the real (non-synthetic) benchmarks it ran on;
+    entries that ran only on synthetic data come after."""
     table: dict[tuple[str, str, str, str], OverallRow] = {}
     for g in groups:
         for row in g.rows:

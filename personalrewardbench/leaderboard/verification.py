@@ -44,7 +44,8 @@ from personalrewardbench.leaderboard.collect import (
     walk_results,
 )
 from personalrewardbench.results import RESULTS_FILE, ResultsError, read_bytes_limited, read_json, read_predictions
-from personalrewardbench.seal import SealError, SealKey, check_seal, load_key
+from personalrewardbench.seal import NoSealKey, SealKey, check_seal, load_key
+from personalrewardbench.submissions.spec import NAME_RE
 
 SUBMISSIONS = "submissions"
 SUBMISSION_FILE = "submission.toml"
@@ -66,11 +67,16 @@ class Origin:
 def origin_of(path: Path) -> Origin:
     """The origin of ``path`` (a results root or run folder): the outermost ``submissions/<name>/results``
     above it, if any (a submission cannot fake another one inside its own results folder); links at
-    the submission or its results folder are a problem."""
-    parts = Path(os.path.abspath(path)).parts
+    the submission or its results folder are a problem. Below the working directory (the repository
+    the board is built from) only the part of the path inside it counts, so a checkout that itself sits
+    in a folder named ``submissions/<x>/`` does not make every run a submission's."""
+    absolute = Path(os.path.abspath(path))
+    cwd = Path(os.path.abspath(Path.cwd()))
+    base = cwd if absolute.is_relative_to(cwd) else Path(absolute.anchor)
+    parts = absolute.relative_to(base).parts
     for i in range(len(parts) - 2):
         if parts[i] == SUBMISSIONS and parts[i + 2] == "results":
-            folder = Path(*parts[: i + 2])
+            folder = base.joinpath(*parts[: i + 2])
             for p in (folder, folder / "results"):
                 if p.is_symlink():
                     return Origin(parts[i + 1], folder, f"{display_path(p)} is a symbolic link; links in "
@@ -91,8 +97,22 @@ def declared_methods(folder: Path) -> frozenset[str]:
     name = sub.get("name") if isinstance(sub, dict) else None
     if not isinstance(name, str) or not name:
         raise ResultsError(f"{path}: no [submission] name")
+    if name != folder.name or not NAME_RE.match(name):
+        raise ResultsError(f"{path}: [submission] name {name[:60]!r} must equal the folder name {folder.name[:60]!r} "
+                           "(lowercase letters, digits and '-'); run `prb submission validate`")
     variants = doc.get("variants") if isinstance(doc.get("variants"), dict) else {}
+    bad = [s for s in variants if not isinstance(s, str) or not NAME_RE.match(s)]
+    if bad:
+        raise ResultsError(f"{path}: variant name {str(bad[0])[:60]!r} is not lowercase letters, digits and '-'")
     return frozenset([name, *(f"{name}-{s}" for s in variants)])
+
+
+def made_from(source: str | None, folder: Path) -> bool:
+    """Whether a run's ``method.source`` (written by the harness, covered by the seal) is the submission
+    folder ``folder``: a path ending in ``submissions/<name>`` (relative when scored inside the repository,
+    absolute when CI scored a pull request's checkout)."""
+    parts = Path(source).parts if isinstance(source, str) and source else ()
+    return parts[-2:] == (SUBMISSIONS, folder.name)
 
 
 def default_results_dirs(root: Path) -> list[Path]:
@@ -112,9 +132,9 @@ class RunGate:
         self.key = key
         self.key_problem = ""
         if key is None:
-            try:
+            try:  # a misconfigured key ($PRB_SEAL_KEY empty, required but unset, ...) stops the build
                 self.key = load_key(create=False)
-            except SealError as exc:
+            except NoSealKey as exc:  # no key here: every run is excluded with this reason
                 self.key_problem = str(exc)
         self._declared: dict[Path, frozenset[str] | str] = {}
 
@@ -138,6 +158,10 @@ class RunGate:
             if method not in own:
                 return None, (f"a run of {method!r} under {origin.label}/results is not one of that submission's "
                               f"methods ({', '.join(sorted(own))})")
+            assert origin.folder is not None
+            if not made_from(source, origin.folder):
+                return None, (f"a run of {method!r} made from {str(source)[:120]!r}, not from {origin.label}; a "
+                              "submission's results folder holds only runs of its own code")
             return "submitted", None
         if source and (source.startswith("baselines/") or source == "baselines"):
             return "reproduced", None

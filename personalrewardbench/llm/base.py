@@ -8,8 +8,11 @@ call. Prompt builders (judge prompts) live with the methods, not here.
 
 from __future__ import annotations
 
+import contextvars
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +26,41 @@ class LLMError(RuntimeError):
 
     The message names the thing and the fix; the CLI prints it without a traceback.
     """
+
+
+class DeadlineExceeded(TimeoutError):
+    """The deadline of the enclosing :func:`deadline_scope` passed during an LLM request; what the request had
+    computed is dropped (finished backend batches stay in the request cache)."""
+
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("prb_llm_deadline", default=None)
+
+
+@contextmanager
+def deadline_scope(at: float | None) -> Iterator[None]:
+    """Within this block, LLM requests (in this thread or task) stop at ``at`` (a ``time.monotonic()`` value)
+    by raising :class:`DeadlineExceeded`: the backends check it before every batch, the transformers engine
+    before every forward pass (one decoding step), the OpenAI-compatible backend caps each HTTP request's
+    timeout at the time left. A nested scope can only bring the deadline closer. ``None``: no deadline."""
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(outer if at is None else at if outer is None else min(at, outer))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds until the current :func:`deadline_scope`'s deadline (negative once passed); None outside one."""
+    at = _DEADLINE.get()
+    return None if at is None else at - time.monotonic()
+
+
+def check_deadline() -> None:
+    """Raise :class:`DeadlineExceeded` if the current :func:`deadline_scope`'s deadline has passed."""
+    at = _DEADLINE.get()
+    if at is not None and time.monotonic() >= at:
+        raise DeadlineExceeded("the time limit passed during an LLM request")
 
 
 @dataclass(frozen=True)

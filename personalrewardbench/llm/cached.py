@@ -34,7 +34,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from personalrewardbench.data.schema import Message
-from personalrewardbench.llm.base import LLM, Chat, Completion, GenerationParams, LLMError, Usage
+from personalrewardbench.llm.base import LLM, Chat, Completion, GenerationParams, LLMError, Usage, check_deadline
 from personalrewardbench.llm.cache import RequestCache, request_key
 from personalrewardbench.llm.truncate import fit_chat
 
@@ -251,9 +251,12 @@ class CachedLLM(LLM):
                    disable=not self.progress or len(order) <= self.batch_size)
         try:
             for b in range(0, len(order), self.batch_size):
+                check_deadline()
                 batch_keys = order[b:b + self.batch_size]
                 budget = self.fit_budget(reserve)
                 fitted = [fit_chat(norm[todo[k][0]], self.count_tokens, budget) for k in batch_keys]
+                bar.set_postfix_str(f"batch {b // self.batch_size + 1}/{-(-len(order) // self.batch_size)} "
+                                    f"({len(batch_keys)} req) running", refresh=True)  # no 0% that looks stuck
                 with self._compute_lock:
                     outs = compute([f[0] for f in fitted])
                 to_store = []

@@ -10,19 +10,13 @@ probability is counted twice). (A choice that is itself a prefix of another,
 like ``A`` and ``AB``, also counts the other's continuations; avoid such sets.) The log-probability of a choice is then the logsumexp over its
 variants of each variant's full-sequence log-probability; with disjoint,
 prefix-free variants the choice probabilities sum to at most 1.
-
-Reading a server's answers: :func:`answer_top_logprobs` (the listed alternatives of an OpenAI
-chat answer's first token) and :func:`first_named_choice` (the choice a free-text answer names
-first, for a greedy fallback).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 
 def surface_variants(choice: str) -> list[str]:
@@ -70,6 +64,32 @@ def logsumexp(values: Iterable[float]) -> float:
 LOGPROB_FLOOR = -9999.0
 
 
+#: How far listed probabilities may add up past 1 (or a log-probability rise above 0) by rounding:
+#: float32 softmax, log-probabilities printed with two decimals (up to ~1% off each), OpenAI's 0.0
+#: for near-certain tokens. Anything beyond is not a list of log-probabilities.
+ROUNDING = 0.02
+#: Leading marks of raw (undecoded) tokens that stand for a space or a line break: GPT-2 byte-level
+#: BPE's "Ġ" (space) and "Ċ" (newline), SentencePiece's "▁" (space).
+RAW_SPACE_MARKS = "\u0120\u010a\u2581"
+
+
+def valid_logprob(value: object) -> bool:
+    """True when ``value`` can be a log-probability as a server writes it in JSON.
+
+    A number (not a bool or a string), not NaN, at most ``log(1 + ROUNDING)``; ``-inf`` and vLLM's
+    -9999.0 floor are valid. Probabilities (0.8), logits (12.3) and ``+Infinity`` are not.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return not math.isnan(value) and value <= math.log1p(ROUNDING)
+
+
+def token_text(text: str) -> str:
+    """A listed token's text with a raw leading space mark (``Ġ``, ``▁``, ``Ċ``) read as whitespace."""
+    stripped = text.lstrip(RAW_SPACE_MARKS)
+    return " " + stripped if len(stripped) < len(text) else text
+
+
 def clean_logprob(value: object) -> float:
     """A server's log-probability as a float, with vLLM's -9999.0 floor, NaN and junk read as ``-inf``."""
     try:
@@ -83,14 +103,16 @@ def unlisted_bound(listed: Iterable[float]) -> float:
     """Upper bound on the log-probability of a token outside a top-k list of log-probabilities.
 
     A token not listed is at most as likely as the least likely listed one, and at most the
-    probability mass the list leaves over (1 - sum of the listed probabilities).
+    probability mass the list leaves over (1 - sum of the listed probabilities; when the list holds
+    it all, up to rounding, at most :data:`ROUNDING`).
     """
     vals = list(listed)
     if not vals:
         return 0.0
     bound = min(vals)
     rest = 1.0 - sum(math.exp(v) for v in vals)
-    return min(bound, math.log(rest)) if rest > 0 else bound
+    # a list that already holds all the mass (up to rounding) leaves at most the rounding
+    return min(bound, math.log(rest) if rest > 0 else math.log(ROUNDING))
 
 
 @dataclass(frozen=True)
@@ -119,7 +141,7 @@ def match_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) -
     found: dict[str, list[float]] = {c: [] for c in choices}
     seen: set[str] = set()
     for text, lp in top:
-        t = text.strip().lower()
+        t = token_text(text).strip().lower()
         if not t or text in seen:
             continue
         seen.add(text)
@@ -136,8 +158,17 @@ def read_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) ->
     Log-probabilities at vLLM's -9999.0 floor are ``-inf``. A choice with no listed token gets the
     :func:`unlisted_bound` of the list (it is less likely than every listed token), so a missing
     choice never turns into certainty. None (no information about the choices) when no choice has a
-    listed token with a finite log-probability.
+    listed token with a finite log-probability, and when the list is not one of log-probabilities:
+    a value that fails :func:`valid_logprob` (probabilities, logits, NaN, strings, ``+inf``) or
+    distinct tokens whose probabilities add up to more than ``1 + ROUNDING``.
     """
+    if not all(valid_logprob(lp) for _, lp in top):
+        return None
+    distinct: dict[str, float] = {}
+    for t, lp in top:
+        distinct.setdefault(str(t), clean_logprob(lp))
+    if sum(math.exp(v) for v in distinct.values()) > 1.0 + ROUNDING:
+        return None
     clean = [(str(t), clean_logprob(lp)) for t, lp in top]
     got = match_top_tokens(choices, clean)
     if all(v == -math.inf for v in got.values()):
@@ -150,31 +181,3 @@ def read_top_tokens(choices: Sequence[str], top: Sequence[tuple[str, float]]) ->
         bound = unlisted_bound(seen.values())
         got = {c: (bound if c in missing else v) for c, v in got.items()}
     return TopMatch(got, missing)
-
-def answer_top_logprobs(answer: dict | None) -> list[tuple[str, Any]] | None:
-    """An OpenAI chat answer's first token's listed alternatives (and the token itself) as ``[(text, logprob)]``.
-
-    None when the answer carries no log-probabilities (``logprobs: null``, no content, or an
-    empty list): the server gave none for this request.
-    """
-    try:
-        first = answer["choices"][0]["logprobs"]["content"][0]  # type: ignore[index]
-    except (TypeError, KeyError, IndexError):
-        return None
-    if not isinstance(first, dict):
-        return None
-    items = [t for t in (first.get("top_logprobs") or []) if isinstance(t, dict)]
-    if "token" in first and first.get("logprob") is not None:
-        items.append(first)
-    out = [(str(t.get("token", "")), t.get("logprob")) for t in items if t.get("logprob") is not None]
-    return out or None
-
-
-def first_named_choice(text: str, choices: Sequence[str]) -> str | None:
-    """The choice whose name appears first in ``text`` (whole word, any case)."""
-    best: tuple[int, int, str] | None = None
-    for c in choices:
-        m = re.search(rf"(?<![\w]){re.escape(c.strip())}(?![\w])", text, flags=re.IGNORECASE)
-        if m and (best is None or (m.start(), -len(c)) < best[:2]):
-            best = (m.start(), -len(c), c)
-    return best[2] if best else None

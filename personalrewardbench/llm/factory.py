@@ -40,7 +40,11 @@ def make_llm(backend: str = "transformers", model: str | None = None, *, cache_d
 
         return VLLMBackend(model, **common, **opts)
     if backend == "openai":
-        from personalrewardbench.llm.openai_backend import OpenAILLM
+        try:
+            from personalrewardbench.llm.openai_backend import OpenAILLM
+        except ModuleNotFoundError as exc:
+            raise LLMError(f"the openai backend needs {exc.name}: `pip install {exc.name}` "
+                           "(or reinstall the package: `pip install -e .`)") from exc
 
         return OpenAILLM(model, **common, **opts)
     raise LLMError(f"unknown LLM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -53,7 +57,11 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
                    help="LLM backend (default: transformers, or $PRB_LLM_BACKEND)")
     g.add_argument("--model", default=None,
                    help="model id, folder or .gguf file (default: the embedded SmolLM2-135M-Instruct)")
-    g.add_argument("--cache-dir", default=None, help="LLM request cache folder (default: .prb-cache/llm)")
+    from personalrewardbench.cli_options import CACHE_DIR_HELP
+
+    g.add_argument("--cache-dir", default=None, metavar="DIR", help=CACHE_DIR_HELP)
+    g.add_argument("--llm-cache-dir", default=None, metavar="DIR",
+                   help="the LLM request cache folder alone (default: DIR/llm of the cache root)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the LLM request cache")
     g.add_argument("--model-revision", default=None,
                    help="model revision: a hub revision to load (transformers, vllm), or for openai a label "
@@ -80,7 +88,8 @@ def llm_from_args(args: argparse.Namespace) -> LLM:
     backend = getattr(args, "backend", "transformers")
     opts: dict[str, Any] = {"max_model_len": getattr(args, "max_model_len", None),
                             "batch_size": getattr(args, "llm_batch_size", None),
-                            "revision": getattr(args, "model_revision", None)}
+                            "revision": getattr(args, "model_revision", None),
+                            "progress": not getattr(args, "quiet", False)}
     if backend == "transformers":
         opts.update(device=getattr(args, "llm_device", None), dtype=getattr(args, "llm_dtype", None),
                     prefix_cache_mb=getattr(args, "prefix_cache_mb", None))
@@ -90,5 +99,5 @@ def llm_from_args(args: argparse.Namespace) -> LLM:
     elif backend == "openai":
         opts.update(base_url=getattr(args, "base_url", None), api_key=getattr(args, "api_key", None),
                     concurrency=getattr(args, "llm_concurrency", None))
-    return make_llm(backend, getattr(args, "model", None), cache_dir=getattr(args, "cache_dir", None),
+    return make_llm(backend, getattr(args, "model", None), cache_dir=getattr(args, "llm_cache_dir", None),
                     use_cache=not getattr(args, "no_cache", False), **opts)

@@ -25,6 +25,7 @@ from personalrewardbench.llm.choices import logsumexp, variant_token_ids
 from personalrewardbench.llm.hf_engine import Engine, Sampling
 from personalrewardbench.llm.model_files import (
     EMBEDDED_NAME,
+    check_hub_model,
     converted_folder,
     embedded_gguf_path,
     file_sha256,
@@ -81,6 +82,7 @@ class TransformersLLM(CachedLLM):
             raise LLMError(f"model path not found: {model}; pass an existing model folder or .gguf file, "
                            "or a Hugging Face model id")
         else:
+            check_hub_model(model, revision)
             where, name, fingerprint = model, model, ""
             if revision:
                 load_kw["revision"] = revision

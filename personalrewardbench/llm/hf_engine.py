@@ -17,6 +17,9 @@ Two things make LLM-judge workloads cheap on a small model, and neither is in
    holes and explicit positions. Finished rows leave the batch. Sampling uses a
    per-row seeded generator, so a row's sample does not depend on its batch.
 
+Every forward pass first checks the caller's deadline
+(:func:`personalrewardbench.llm.base.deadline_scope`), so a long decode stops within one step of it.
+
 Numerically, a reused prefix gives the same K/V as recomputing it (a causal
 model's prefix does not see later tokens); results agree with a plain forward
 pass to float rounding, which ``tests/llm/test_hf_engine.py`` checks on SmolLM2.
@@ -32,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from personalrewardbench.llm.base import check_deadline
 from personalrewardbench.llm.prefix_store import KV, MIN_SHARED, PrefixStore, Tokens, shared_prefixes
 
 PAD_SLACK = 1.25  # a prefill chunk runs at most this many padded tokens per real suffix token
@@ -173,6 +177,7 @@ class Engine:
     # ---- forward passes ----------------------------------------------------
     def _forward(self, ids: torch.Tensor, cache: Any, mask: torch.Tensor | None, pos: torch.Tensor,
                  keep: int | torch.Tensor) -> torch.Tensor:
+        check_deadline()  # every forward pass (a prefill chunk, one decoding step) stops at a deadline_scope's end
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                          logits_to_keep=keep, **{self._cache_kw: cache})
         return out.logits

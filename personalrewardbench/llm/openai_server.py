@@ -30,7 +30,8 @@ from typing import Any
 
 import httpx
 
-from personalrewardbench.llm.base import Chat
+from personalrewardbench.llm.base import Chat, check_deadline, time_left
+from personalrewardbench.llm.openai_answers import count_field
 
 RECORD_FILE = "served-models.json"
 #: A ``created`` within this many seconds of the local clock is the time of the answer, not of the
@@ -81,19 +82,19 @@ def served_model(base_url: str, name: str, entry: Mapping[str, Any], revision: s
                  now: float | None = None) -> ServedModel:
     """The :class:`ServedModel` for ``name`` at ``base_url`` from its ``/v1/models`` ``entry`` (may be empty)."""
     now = time.time() if now is None else now
-    created = entry.get("created")
-    created = int(created) if isinstance(created, int | float) and now - created > VOLATILE_CREATED_S else None
+    created = count_field(entry.get("created"))  # junk (a string, NaN, -Infinity) says nothing
+    created = created if created is not None and now - created > VOLATILE_CREATED_S else None
     meta = entry.get("meta")
     meta_digest = (hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:16]
                    if isinstance(meta, Mapping) and meta else None)
-    mml = entry.get("max_model_len")
+    mml = count_field(entry.get("max_model_len")) or None
 
     def text(key: str) -> str | None:
         v = entry.get(key)
         return str(v) if v not in (None, "") else None
 
     return ServedModel(base_url=normalize_base_url(base_url), name=name, root=text("root"), parent=text("parent"),
-                       max_model_len=int(mml) if isinstance(mml, int | float) else None, created=created,
+                       max_model_len=mml, created=created,
                        owned_by=text("owned_by"), meta=meta_digest, revision=revision or None)
 
 
@@ -138,21 +139,33 @@ def note_served_model(cache_dir: Path | None, model: ServedModel, *, warn: Calla
 
 # ---------------------------------------------------------------------------- token counts
 
+_PIECES = re.compile(r" ?[a-z]+| ?[A-Z][a-z]*|[\x00-\x7f]|[^\x00-\x7f]+")
+
+
 def estimate_tokens(chat: Chat) -> int:
     """A conservative token count for a chat when no tokenizer is at hand.
 
     Byte-level BPE tokenizers (GPT-2 style: Llama 3, Qwen, SmolLM2, GPT-4o) never spend more than
     one token per UTF-8 byte, so each byte outside ASCII counts as a token: Chinese (3 bytes a
     character) and emoji (4 bytes) are where a bytes/3 estimate undercounts (a CJK and emoji
-    conversation of 2,023 SmolLM2 tokens estimates ~1,035 at bytes/3, ~2,900 here). ASCII text
-    counts one token per 3 bytes (English averages about 4 characters a token), plus 8 tokens a
-    message and 16 for the chat template's wrapping (role markers, a default system prompt).
+    conversation of 2,023 SmolLM2 tokens estimates ~1,035 at bytes/3). In ASCII, only runs of
+    letters merge into long tokens: a word (with its leading space, a capital starting a new word)
+    counts one token per 3 letters; every digit, punctuation mark and other whitespace character
+    counts a token of its own, since tokenizers split digits (Qwen, SmolLM2, Llama 3 groups at most
+    3) and code, JSON, numbers and hex come close to a token a character (SmolLM2: 1,108 tokens for
+    the numbers 0-299 written out, which bytes/3 estimates at ~400). Plus 8 tokens a message and 16
+    for the chat template's wrapping (role markers, a default system prompt).
     """
     total = 16
     for m in chat:
-        raw = m.content.encode("utf-8")
-        ascii_bytes = sum(1 for b in raw if b < 128)
-        total += math.ceil(ascii_bytes / 3) + (len(raw) - ascii_bytes) + 8
+        total += 8
+        for piece in _PIECES.findall(m.content):
+            if not piece.isascii():
+                total += len(piece.encode("utf-8"))
+            elif piece[-1].isalpha():
+                total += math.ceil(len(piece.strip()) / 3)
+            else:
+                total += 1
     return total
 
 
@@ -186,19 +199,50 @@ def local_tokenizer(names: list[str | None], revision: str | None = None) -> Any
     return None
 
 
+def deadline_s(timeout: httpx.Timeout) -> float:
+    """The whole-answer deadline of one request: its read timeout (a body may not take longer in all)."""
+    return float(timeout.read or timeout.connect or 60.0)
+
+
+def fetch_json(client: httpx.Client, method: str, url: str, deadline: float, **kw: Any) -> tuple[int, Any]:
+    """``(status, JSON body or None)`` of one request, or ``(0, None)`` on any transport error.
+
+    The body is read as it arrives and abandoned once ``deadline`` seconds have passed, so a server
+    that trickles bytes (each read within the read timeout) cannot hold the caller for ever.
+    """
+    t0 = time.monotonic()
+    try:
+        with client.stream(method, url, **kw) as r:
+            data = bytearray()
+            for chunk in r.iter_bytes():
+                data += chunk
+                if time.monotonic() - t0 > deadline:
+                    return 0, None
+            try:
+                return r.status_code, json.loads(bytes(data)) if data else None
+            except ValueError:
+                return r.status_code, None
+    except httpx.HTTPError:
+        return 0, None
+
+
 class TokenCounter:
     """Counts a chat's prompt tokens with the best tokenizer available for the served model.
 
     ``source`` is ``"server"`` (the server's ``/tokenize``, chat template applied by the server),
     ``"local"`` (a local tokenizer of the same model, its chat template applied) or ``"estimate"``
-    (:func:`estimate_tokens`). Counts are memoized (LRU, ``memo_size`` chats). A ``/tokenize``
-    call that fails later falls back to the estimate for that chat.
+    (:func:`estimate_tokens`). Counts are memoized (LRU, ``memo_size`` chats). ``/tokenize`` counts
+    must be positive whole numbers. A ``/tokenize`` call that fails (an error, junk, or no whole
+    answer within the read timeout) after the probe switches the counter to the local tokenizer or
+    the estimate for the rest of the run (one warning line), so a server that starts hanging costs
+    one timeout, not one per trial prompt of the fitting.
     """
 
     def __init__(self, base_url: str, model: str, headers: Mapping[str, str], timeout: httpx.Timeout,
                  local_names: list[str | None], revision: str | None = None, memo_size: int = 4096) -> None:
         self.url = _server_root(base_url) + "/tokenize"
         self.model, self.headers, self.timeout = model, dict(headers), timeout
+        self._names, self._revision = local_names, revision
         self._memo: OrderedDict[str, int] = OrderedDict()
         self._memo_size = memo_size
         self._lock = threading.Lock()
@@ -215,20 +259,30 @@ class TokenCounter:
                 self.source = "local"
 
     def _ask(self, messages: list[dict[str, str]]) -> int | None:
-        try:
-            if self._client is None:
-                self._client = httpx.Client(headers=self.headers, timeout=self.timeout)
-            r = self._client.post(self.url, json={"model": self.model, "messages": messages,
-                                                  "add_generation_prompt": True})
-            if r.status_code != 200:
-                return None
-            body = r.json()
-            count = body.get("count")
-            if isinstance(body.get("max_model_len"), int):
-                self.server_limit = int(body["max_model_len"])
-            return int(count) if isinstance(count, int) else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+        """The server's count of ``messages`` (a positive whole number), else None (error, junk, too slow)."""
+        if self._client is None:
+            self._client = httpx.Client(headers=self.headers, timeout=self.timeout, follow_redirects=True)
+        check_deadline()
+        left = time_left()  # inside a deadline_scope: no request outlasts it
+        wait = deadline_s(self.timeout) if left is None else max(0.01, min(deadline_s(self.timeout), left))
+        status, body = fetch_json(self._client, "POST", self.url, wait,
+                                  json={"model": self.model, "messages": messages, "add_generation_prompt": True},
+                                  **({"timeout": wait} if left is not None else {}))
+        if status != 200 or not isinstance(body, dict):
             return None
+        limit = count_field(body.get("max_model_len"))
+        if limit:
+            self.server_limit = limit
+        count = count_field(body.get("count"))
+        return count if count else None  # 0 tokens for a chat with a template is no count
+
+    def _stop_asking(self) -> None:
+        """The server's /tokenize failed after answering the probe: use the next source from now on."""
+        self.tokenizer = local_tokenizer(self._names, self._revision)
+        self.source = "local" if self.tokenizer is not None else "estimate"
+        print(f"prb: warning: the server's {self.url} stopped answering; counting prompt tokens with the "
+              f"{'local tokenizer' if self.source == 'local' else 'conservative estimate'} from now on",
+              file=sys.stderr)
 
     def _local(self, chat: Chat) -> int:
         tok = self.tokenizer
@@ -246,14 +300,13 @@ class TokenCounter:
             if key in self._memo:
                 self._memo.move_to_end(key)
                 return self._memo[key]
-        if self.source == "server":
-            n = self._ask(_messages(chat))
-            if n is None:
-                n = estimate_tokens(chat)
-        elif self.source == "local":
-            n = self._local(chat)
-        else:
-            n = estimate_tokens(chat)
+        n = self._ask(_messages(chat)) if self.source == "server" else None
+        if n is None and self.source == "server":  # one failure (or timeout) costs one wait, not one a prompt
+            with self._lock:
+                if self.source == "server":
+                    self._stop_asking()
+        if n is None:
+            n = self._local(chat) if self.source == "local" else estimate_tokens(chat)
         with self._lock:
             self._memo[key] = n
             while len(self._memo) > self._memo_size:
@@ -273,28 +326,37 @@ _LIMIT_PATTERNS = (
     re.compile(r"maximum context length \((\d+)\)", re.IGNORECASE),  # vLLM's get_max_tokens
     re.compile(r"max_model_len\s*=\s*(\d+)", re.IGNORECASE),  # vLLM >= 0.11: "max_tokens=N cannot be greater ..."
     re.compile(r'"n_ctx"\s*:\s*(\d+)'),  # llama.cpp's exceed_context_size_error
+    re.compile(r"max_new_tokens`? must be <= (\d+)", re.IGNORECASE),  # TGI: `inputs` tokens + `max_new_tokens`
+    re.compile(r"inputs?`? must have less than (\d+) tokens", re.IGNORECASE),  # TGI
+    re.compile(r"tokens? > (\d+) maximum", re.IGNORECASE),  # "prompt is too long: N tokens > L maximum"
+    re.compile(r"(\d+) maximum context length", re.IGNORECASE),  # "too large for model with L maximum context length"
     re.compile(r"context (?:length|size|window)[^0-9]{0,40}(\d{3,})", re.IGNORECASE),
 )
 _COUNT_PATTERNS = (
     re.compile(r"(\d+) in the messages", re.IGNORECASE),  # OpenAI, older vLLM
     re.compile(r"Input length \((\d+)\)", re.IGNORECASE),  # vLLM's get_max_tokens
-    re.compile(r"prompt contains (?:at least )?(\d+) (?:input )?tokens", re.IGNORECASE),  # vLLM
+    re.compile(r"prompt contains (?:at least )?(\d+) (?:input )?tokens", re.IGNORECASE),  # vLLM, Mistral
     re.compile(r"request has (\d+) input tokens", re.IGNORECASE),  # vLLM 0.8-0.10: max_tokens too large
     re.compile(r"resulted in (\d+) tokens", re.IGNORECASE),
     re.compile(r'"n_prompt_tokens"\s*:\s*(\d+)'),  # llama.cpp
+    re.compile(r"Given: (\d+)"),  # TGI
+    re.compile(r"(\d+) tokens? > \d+ maximum", re.IGNORECASE),
 )
 #: Refusals of the reply cap (``max_tokens``), not of the prompt: OpenAI and vLLM <= 0.7 ("you requested
 #: N tokens (P in the messages, C in the completion)"), vLLM 0.8-0.10 ("'max_tokens' ... is too large"),
-#: vLLM >= 0.11 ("max_tokens=N cannot be greater than max_model_len=M"), OpenAI's output cap.
+#: vLLM >= 0.11 ("max_tokens=N cannot be greater than max_model_len=M"), TGI ("`inputs` tokens +
+#: `max_new_tokens` must be <= L"), OpenAI's output cap. A prompt that alone exceeds the stated limit is
+#: a prompt refusal whatever the words.
 _REPLY_CAP_WORDS = re.compile(r"in the completion|max_(?:completion_)?tokens'? (?:or '?max_completion_tokens'? )?"
                               r"is too large|cannot be greater than max_model_len|request fewer output tokens|"
-                              r"completion tokens", re.IGNORECASE)
+                              r"completion tokens|tokens`? \+ `?max_new_tokens", re.IGNORECASE)
 _REPLY_LIMIT_PATTERNS = (
     re.compile(r"supports at most (\d+) completion tokens", re.IGNORECASE),  # OpenAI's output cap
     re.compile(r"max_(?:completion_)?tokens\S* must be (?:less than or equal to|at most|<=) (\d+)", re.IGNORECASE),
 )
-_CONTEXT_WORDS = re.compile(r"context[ _](?:length|size|window)|too long|exceed|max_model_len|"
-                            r"(?:output|completion) tokens", re.IGNORECASE)
+_CONTEXT_WORDS = re.compile(r"context[ _](?:length|size|window)|too long|exceed|maximum context|max_model_len"
+                            r"|inputs?`? tokens \+ `?max_new_tokens|inputs?`? must have less than"
+                            r"|(?:output|completion) tokens", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -313,12 +375,12 @@ class ContextRefusal:
 
 
 def context_refusal(status: int, text: str) -> ContextRefusal | None:
-    """Read an HTTP 400/413 answer as a context-length refusal; None when it is some other error.
+    """Read an HTTP 400/413/422 answer as a context-length refusal; None when it is some other error.
 
-    Covers prompts that are too long (vLLM, OpenAI, llama.cpp) and reply caps that do not fit
-    what the context leaves (see ``_REPLY_CAP_WORDS``).
+    422 is TGI's status for its input validation errors. Covers prompts that are too long and
+    reply caps that do not fit what the context leaves (see ``_REPLY_CAP_WORDS``).
     """
-    if status not in (400, 413) or not _CONTEXT_WORDS.search(text):
+    if status not in (400, 413, 422) or not _CONTEXT_WORDS.search(text):
         return None
 
     def first(patterns: tuple[re.Pattern[str], ...]) -> int | None:
@@ -329,6 +391,6 @@ def context_refusal(status: int, text: str) -> ContextRefusal | None:
         return None
 
     limit, prompt = first(_LIMIT_PATTERNS), first(_COUNT_PATTERNS)
-    reply_limit = first(_REPLY_LIMIT_PATTERNS)
     reply_cap = bool(_REPLY_CAP_WORDS.search(text)) and (prompt is None or limit is None or prompt < limit)
-    return ContextRefusal(limit=limit, prompt_tokens=prompt, reply_cap=reply_cap, reply_limit=reply_limit)
+    return ContextRefusal(limit=limit, prompt_tokens=prompt, reply_cap=reply_cap,
+                          reply_limit=first(_REPLY_LIMIT_PATTERNS))

@@ -32,6 +32,7 @@ from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, item_seed
 from personalrewardbench.llm.choices import clean_logprob, logsumexp, unlisted_bound, variant_token_ids
 from personalrewardbench.llm.model_files import (
     EMBEDDED_NAME,
+    check_hub_model,
     converted_folder,
     embedded_gguf_path,
     file_sha256,
@@ -65,6 +66,7 @@ class VLLMBackend(CachedLLM):
             where, name = model, str(Path(model).resolve())
             fingerprint = "sha256:" + folder_fingerprint(model, self.cache)
         else:
+            check_hub_model(model, revision)
             where, name, fingerprint = model, model, revision or "main"
         self.max_logprobs = int(max_logprobs)
         kw: dict[str, Any] = dict(model=where, tensor_parallel_size=int(tensor_parallel_size), dtype=dtype,

@@ -98,10 +98,15 @@ class HierarchicalLogReg:
         return {u: fit_offset(X[ix], z[ix], lam) for u, ix in _group(users).items()}
 
     def fit(self, X_train: np.ndarray, users_train: Sequence[str], X_val: np.ndarray | None = None,
-            users_val: Sequence[str] | None = None) -> HierarchicalLogReg:
+            users_val: Sequence[str] | None = None, progress: bool = False) -> HierarchicalLogReg:
+        """Pick C, then lambda, on the val rows (if any); refit on train + val. ``progress``: a bar over the fits."""
+        from tqdm.auto import tqdm
+
         if len(X_train) == 0:
             raise ValueError("no training rows")
         has_val = X_val is not None and len(X_val) > 0
+        n_fits = 1 + (len(self.C_grid) + (len(self.lam_grid) if self.personalize else 0) if has_val else 0)
+        bar = tqdm(total=n_fits, desc="logistic regression fits", unit="fit", disable=not progress, leave=False)
         X_all = np.vstack([X_train, X_val]) if has_val else X_train
         self.scale = np.sqrt(np.mean(X_train**2, axis=0)) + 1e-8
         Xt = X_train / self.scale
@@ -110,6 +115,7 @@ class HierarchicalLogReg:
             best = None
             for C in self.C_grid:
                 w = self._global(Xt, C)
+                bar.update()
                 loss = _log_loss(Xv @ w)
                 self.selection["C"][str(C)] = loss
                 if best is None or loss < best[0]:
@@ -121,6 +127,7 @@ class HierarchicalLogReg:
                 base = Xv @ w
                 for lam in self.lam_grid:
                     off = self._offsets(Xt, users_train, w, lam)
+                    bar.update()
                     extra = np.array([Xv[i] @ off[u] if u in off else 0.0 for i, u in enumerate(uv)])
                     loss = _log_loss(base + extra)
                     self.selection["lam"][str(lam)] = loss
@@ -133,6 +140,8 @@ class HierarchicalLogReg:
         Xa = X_all / self.scale
         self.w = self._global(Xa, self.C)
         self.offsets = self._offsets(Xa, users_all, self.w, self.lam) if math.isfinite(self.lam) else {}
+        bar.update()
+        bar.close()
         return self
 
     def logits(self, X: np.ndarray, users: Sequence[str]) -> np.ndarray:

@@ -11,12 +11,14 @@ The path, in order, one module each:
    or anything the harness writes.
 3. ``isolation``: the bubblewrap command (no capabilities, ``no_new_privs``, new
    namespaces, no new user namespaces, read-only binds, size-capped tmpfs); as root the
-   sandbox also drops to uid 65534. No isolation only with an explicit
+   sandbox also drops to uid 65534. ``syscall_filter`` is its seccomp filter (no memory
+   held by the kernel outside the sandbox's processes: memfd, System V IPC, keyrings, ...). No isolation only with an explicit
    ``--isolation none --i-trust-this-code``.
 4. ``sandbox``: :class:`SandboxedMethod`, the Method proxy that ``run_evaluation`` drives;
    ``worker`` is its child process, ``protocol`` the size- and depth-capped JSON pipe
    format, ``llm_service`` answers the adapter's LLM requests, ``limits`` holds the
    memory/process/wall-clock limits over the whole process tree (:class:`SandboxLimits`),
+   ``cgroups`` has the kernel enforce them where the harness may create a cgroup (v2, or v1),
    ``reaper`` sweeps descendants in ``none`` mode, ``checks`` validates all it returns.
 5. ``scoring``: :func:`score_submission` runs every method name through the ordinary
    ``run_evaluation`` into a results root outside the folder; query ids there are keyed by

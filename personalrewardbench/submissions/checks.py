@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from personalrewardbench.data.schema import Query
 from personalrewardbench.errors import MethodError
+
+SIGNAL_HINTS = {
+    signal.SIGKILL: "killed (SIGKILL): usually the memory limit or the system's OOM killer",
+    signal.SIGSEGV: "segmentation fault: often a native library failing to allocate under the memory limit",
+    signal.SIGXCPU: "CPU-time limit exceeded (RLIMIT_CPU)",
+    signal.SIGXFSZ: "file-size limit exceeded: the adapter wrote a too-large file or log",
+    signal.SIGABRT: "aborted: often a native library failing to allocate under the memory limit",
+}
 
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_USAGE_BYTES = 256 * 1024

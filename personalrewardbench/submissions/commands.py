@@ -90,7 +90,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     finally:
         if llm is not None:
             llm.close()
-    print(markdown_summary(outcomes, title=f"{sub.name}: sandboxed scores"))
+    print(markdown_summary(outcomes, title=f"{sub.name}: sandboxed scores", max_chars=None))
     return 1 if any(o.status in ("failed", "skipped") for o in outcomes) else 0
 
 

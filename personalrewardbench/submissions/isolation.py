@@ -9,6 +9,10 @@ the same for root and non-root users:
   re-enter a namespace where it would hold capabilities;
 - no capabilities at all (``--cap-drop ALL``), ``no_new_privs`` (bubblewrap always sets it),
   a new session (no terminal injection), killed with its parent (``--die-with-parent``);
+- a seccomp filter (``--seccomp``, :mod:`~personalrewardbench.submissions.syscall_filter`)
+  refusing the system calls that make the kernel hold memory outside the sandbox's
+  processes (anonymous memory files, System V IPC, keyrings, io_uring, larger pipe and
+  socket buffers, IP and Unix datagram sockets);
 - a fresh root with read-only binds of only the system dirs, the Python installation,
   the installed ``personalrewardbench`` package and the submission's snapshot
   (``/submission``); a private /proc, a minimal /dev, and size-capped tmpfs mounts on
@@ -55,13 +59,22 @@ ENFORCED = {
               "private filesystem (system dirs, Python, the package and the snapshot, read-only)",
               "no network (own network namespace)", "own PID namespace; nothing outlives the run",
               "no capabilities, no_new_privs, no new user namespaces",
+              "seccomp filter: no memory held outside its processes (memfd, System V IPC, keyrings, io_uring, "
+              "grown pipe/socket buffers, IP and Unix datagram sockets)",
               "memory limit over all its processes and temporary files", "size-capped /tmp and /dev/shm",
-              "process-count limit", "wall-clock limit including LLM service time"],
+              "process-count limit (kernel RLIMIT_NPROC in its user namespace, cgroup pids.max where available)",
+              "wall-clock limit including LLM service time"],
     "none": ["separate process", "labels withheld", "scrubbed environment",
              "memory limit over all its processes", "process-count limit",
              "wall-clock limit including LLM service time", "every descendant killed at the end",
              "NOT isolated: it can read and write what the harness's user can (--i-trust-this-code)"],
 }
+
+
+SECCOMP_HINT = ("if it came from one of these calls, the sandbox refuses them: memfd_create, System V shared memory, "
+                "message queues and semaphores, POSIX message queues, keyrings, io_uring, userfaultfd, bpf, "
+                "perf_event_open, growing a pipe (F_SETPIPE_SZ) or a socket buffer (SO_SNDBUF/SO_RCVBUF), IP and Unix "
+                "datagram sockets; use ordinary memory, files under /tmp, pipes or Unix stream sockets")
 
 
 class IsolationUnavailable(RuntimeError):
@@ -126,11 +139,13 @@ def others_can_read(path: str | Path) -> bool:
 
 
 def bwrap_command(snapshot: Path, *, tmp_mb: int, extra_read_only: Iterable[str | Path] = (),
-                  gpu: bool = False, notes: list[str] | None = None) -> list[str]:
+                  gpu: bool = False, notes: list[str] | None = None, seccomp_fd: int | None = None) -> list[str]:
     """The command prefix that runs a program in the sandbox (append the program and its arguments).
 
     ``snapshot`` (a host folder, read-only inside as ``/submission``); ``notes`` collects what
-    the results should say about how it ran. Raises IsolationUnavailable when bubblewrap is missing.
+    the results should say about how it ran; ``seccomp_fd``: a file descriptor holding the
+    compiled seccomp program (:func:`~personalrewardbench.submissions.syscall_filter.filter_fd`),
+    which the caller must pass to the child. Raises IsolationUnavailable when bubblewrap is missing.
     """
     binds = python_binds(extra_read_only)
     etc = [f"/etc/{e}" for e in ETC_ENTRIES if os.path.lexists(f"/etc/{e}")]
@@ -149,6 +164,8 @@ def bwrap_command(snapshot: Path, *, tmp_mb: int, extra_read_only: Iterable[str 
     cmd += [bwrap_path(), "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
             "--new-session", "--die-with-parent", "--uid", str(NOBODY), "--gid", str(NOBODY),
             "--hostname", "sandbox"]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     for d in SYSTEM_DIRS:
         if os.path.isdir(d):
             cmd += ["--ro-bind", d, d]

@@ -4,8 +4,10 @@ Newline-delimited JSON over two pipes (never pickle: the harness executes nothin
 adapter sends). Everything the adapter's side sends is untrusted bytes, so the receiving
 :class:`Channel` of the harness caps each message's size (``max_bytes``; longer is a
 :class:`ChannelError` at once, without buffering the rest), parses with bounded integers
-(at most :data:`MAX_INT_DIGITS` digits) and rejects nesting deeper than
-:data:`MAX_DEPTH`, all without recursion in harness code. Any failure to parse is a
+(at most :data:`MAX_INT_DIGITS` digits), rejects nesting deeper than :data:`MAX_DEPTH`
+and messages of more than :data:`MAX_VALUES` values (counted before parsing, so a message
+of millions of tiny values never costs the harness gigabytes), all without recursion in
+harness code. Any failure to parse is a
 :class:`ChannelError`, which the sandbox reports as the adapter breaking the protocol.
 
 The serializers below turn the only data an adapter may see (histories and label-free
@@ -25,6 +27,10 @@ from personalrewardbench.data.schema import Message, PreferencePair, Query, User
 
 MAX_DEPTH = 64  # nesting of arrays/objects in one message from the adapter
 MAX_INT_DIGITS = 40  # a longer integer literal is not a number any reply needs
+# JSON values in one message (counted as separators and openers before parsing): json.loads makes an
+# object of ~30-60 bytes per value, so millions of tiny values ("[],[],...") would cost the harness
+# ~50x the message's size; a million keeps any message under ~100 MB of objects, above any real reply
+MAX_VALUES = 1_000_000
 READ_CHUNK = 1 << 20
 
 
@@ -64,7 +70,12 @@ def check_depth(obj: Any, max_depth: int = MAX_DEPTH) -> None:
 
 def decode_message(line: bytes, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     """One protocol message from raw bytes; ChannelError for anything that is not a JSON object
-    within the depth and integer-size bounds (never RecursionError, OverflowError or a traceback)."""
+    within the depth, value-count and integer-size bounds (never RecursionError, OverflowError or a
+    traceback)."""
+    values = line.count(b",") + line.count(b"[") + line.count(b"{")
+    if values > MAX_VALUES:
+        raise ChannelError(f"not a valid message (about {values} JSON values; at most {MAX_VALUES} allowed); "
+                           f"first bytes {line[:80]!r}")
     try:
         obj = json.loads(line, parse_int=_bounded_int)
         check_depth(obj, max_depth)

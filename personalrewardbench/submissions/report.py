@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 MAX_ERROR_CHARS = 6000
+MAX_REPORT_CHARS = 60_000  # GitHub refuses a comment body over 65,536 characters: the report must fit one
+MIN_ERROR_CHARS = 300
 LOG_TAIL_LINES = 25
 LOG_TAIL_BYTES = 16 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -32,12 +34,12 @@ def md_cell(text: Any, *, code: bool = False) -> str:
     return f"<code>{s}</code>" if code else s
 
 
-def md_block(text: Any) -> list[str]:
-    """Lines of a fenced code block holding ``text`` verbatim (control characters removed),
-    fenced with more backticks than any run inside it."""
+def md_block(text: Any, max_chars: int = MAX_ERROR_CHARS) -> list[str]:
+    """Lines of a fenced code block holding ``text`` verbatim (control characters removed; only its
+    last ``max_chars`` characters when longer), fenced with more backticks than any run inside it."""
     s = _CONTROL.sub("", str(text).replace("\r\n", "\n").replace("\r", "\n")).strip("\n")
-    if len(s) > MAX_ERROR_CHARS:
-        s = "...\n" + s[-MAX_ERROR_CHARS:]
+    if len(s) > max_chars:
+        s = "...\n" + (s[-max_chars:] if max_chars > 0 else "")
     longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
     fence = "`" * max(3, longest + 1)
     return [fence + "text", s, fence]
@@ -70,16 +72,44 @@ def _pp(x: Any, signed: bool = True) -> str:
 
 
 def markdown_summary(outcomes: Sequence[Any], *, title: str = "Submission scores",
-                     notes: Sequence[str] = ()) -> str:
+                     notes: Sequence[str] = (), max_chars: int | None = MAX_REPORT_CHARS) -> str:
     """A Markdown report: scores, paired differences with baselines, every failure with its report.
 
     ``outcomes``: :class:`~personalrewardbench.submissions.scoring.ScoreOutcome` objects;
     ``notes``: extra paragraphs from the harness (e.g. files a pull request may not change),
-    escaped like everything else.
+    escaped like everything else. The report stays within ``max_chars`` characters (one
+    pull-request comment; None: no limit): when it would not, each note and failure report
+    keeps only its last lines, and past that the tail is cut between blocks, saying so.
     """
+    full = _summary(outcomes, title, notes, MAX_ERROR_CHARS)
+    if max_chars is None or len(full) <= max_chars:
+        return full
+    blocks = len(notes) + sum(o.status in ("failed", "skipped") for o in outcomes)
+    rest = len(_summary(outcomes, title, notes, 0))
+    budget = max(MIN_ERROR_CHARS, (max_chars - rest) // max(1, blocks) - 40)
+    text = _summary(outcomes, title, notes, budget)
+    if len(text) <= max_chars:
+        return text
+    cut = f"\n(report cut at {max_chars} characters to fit one comment; the job log has all of it)\n"
+    keep, size, fence, last_safe = [], 0, "", 0
+    for line in text.split("\n"):
+        if size + len(line) + 1 > max_chars - len(cut):
+            break
+        keep.append(line)
+        size += len(line) + 1
+        if not fence and re.fullmatch(r"`{3,}text", line):
+            fence = line[:-4]
+        elif fence and line == fence:
+            fence = ""
+        if not fence:
+            last_safe = len(keep)  # never cut inside a code block
+    return "\n".join(keep[:last_safe]) + "\n" + cut
+
+
+def _summary(outcomes: Sequence[Any], title: str, notes: Sequence[str], error_chars: int) -> str:
     lines = [f"## {md_cell(title)}", ""]
     for note in notes:
-        lines += md_block(note) + [""]
+        lines += md_block(note, error_chars) + [""]
     if not outcomes:
         return "\n".join([*lines, "No submissions were scored.", ""])
     lines += ["| method | dataset | status | accuracy [95% CI] | users | judgments |",
@@ -109,7 +139,7 @@ def markdown_summary(outcomes: Sequence[Any], *, title: str = "Submission scores
         for o in failures:
             kind = f" ({md_cell(o.kind)})" if o.kind else ""
             lines += [f"**{md_cell(o.method, code=True)} on {md_cell(o.dataset)}: {md_cell(o.status)}**{kind}", "",
-                      *md_block((o.error or "").strip()), ""]
+                      *md_block((o.error or "").strip(), error_chars), ""]
     sandbox = next(((o.results or {}).get("method_usage", {}).get("sandbox") for o in outcomes if o.results), None)
     if isinstance(sandbox, dict) and isinstance(sandbox.get("limits"), dict):
         lim = sandbox["limits"]

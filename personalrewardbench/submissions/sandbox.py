@@ -19,6 +19,7 @@ harness alone; the adapter's own counters go under ``method_usage.adapter``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,14 +32,16 @@ from typing import Any
 from personalrewardbench.data.schema import Query, UserHistory
 from personalrewardbench.methods import CAPABILITIES, Method, MethodEnv, read_folder_methods
 from personalrewardbench.submissions import isolation as iso
+from personalrewardbench.submissions.cgroups import Cgroup1, Cgroup2
 from personalrewardbench.submissions.checks import (
+    SIGNAL_HINTS,
     SandboxError,
     check_artifacts,
     check_hello,
     check_predictions,
     check_usage,
 )
-from personalrewardbench.submissions.limits import Cgroup2, SandboxLimits, Watchdog
+from personalrewardbench.submissions.limits import SandboxLimits, Watchdog, enforcement_notes, worker_limits
 from personalrewardbench.submissions.llm_service import answer_llm
 from personalrewardbench.submissions.protocol import (
     Channel,
@@ -51,14 +54,7 @@ from personalrewardbench.submissions.protocol import (
 from personalrewardbench.submissions.report import read_log_tail
 from personalrewardbench.submissions.snapshot import Snapshot
 from personalrewardbench.submissions.spec import read_submission
-
-SIGNAL_HINTS = {
-    signal.SIGKILL: "killed (SIGKILL): usually the memory limit or the system's OOM killer",
-    signal.SIGSEGV: "segmentation fault: often a native library failing to allocate under the memory limit",
-    signal.SIGXCPU: "CPU-time limit exceeded (RLIMIT_CPU)",
-    signal.SIGXFSZ: "file-size limit exceeded: the adapter wrote a too-large file or log",
-    signal.SIGABRT: "aborted: often a native library failing to allocate under the memory limit",
-}
+from personalrewardbench.submissions.syscall_filter import SeccompUnavailable, filter_fd
 
 
 class SandboxedMethod(Method):
@@ -78,7 +74,7 @@ class SandboxedMethod(Method):
         self._proc: subprocess.Popen[bytes] | None = None
         self._own_snapshot: Snapshot | None = None
         self._watchdog: Watchdog | None = None
-        self._cgroup: Cgroup2 | None = None
+        self._cgroup: Cgroup2 | Cgroup1 | None = None
         self._tmp = ""
         self.submission = read_submission(folder)
         self.folder = self.submission.folder.resolve()
@@ -95,6 +91,7 @@ class SandboxedMethod(Method):
             raise SandboxError(f"{self.name}: {exc}", "isolation") from None
         self._failure: SandboxError | None = None
         self._llm_seconds = 0.0
+        self._llm_pace: dict[str, float] = {}  # seconds per prompt by kind of LLM request (sizes the slices)
         self._starting = False
         self._notes: list[str] = []
         self._phase_seconds: dict[str, float] = {}
@@ -124,11 +121,17 @@ class SandboxedMethod(Method):
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
         worker = [sys.executable, "-I", "-B", "-m", "personalrewardbench.submissions.worker", str(p2c_r), str(c2p_w)]
+        passed = [p2c_r, c2p_w]
         try:
             if self.mode == "bwrap":
+                try:
+                    passed.append(filter_fd())
+                except SeccompUnavailable as exc:
+                    raise iso.IsolationUnavailable(str(exc)) from None
                 cmd = iso.bwrap_command(self.snapshot.path, tmp_mb=self.limits.tmp_mb,
                                         extra_read_only=self.limits.extra_read_only,
-                                        gpu=self.submission.requirements.gpu, notes=self._notes) + worker
+                                        gpu=self.submission.requirements.gpu, notes=self._notes,
+                                        seccomp_fd=passed[2]) + worker
                 folder, home, env_home = iso.SNAPSHOT_MOUNT, "/tmp/work", "/tmp/work"
             else:
                 os.makedirs(workdir, mode=0o700)
@@ -136,10 +139,10 @@ class SandboxedMethod(Method):
                        "--fds", f"{p2c_r},{c2p_w}", "--", *worker]
                 folder, home, env_home = str(self.snapshot.path), workdir, workdir
         except iso.IsolationUnavailable as exc:
-            for fd in (p2c_r, p2c_w, c2p_r, c2p_w):
+            for fd in (*passed, p2c_w, c2p_r):
                 os.close(fd)
             raise SandboxError(f"{self.name}: {exc}", "isolation") from None
-        self._cgroup = Cgroup2.create(self.limits)
+        self._cgroup = Cgroup2.create(self.limits) or Cgroup1.create(self.limits)
         if self._cgroup is not None:
             cmd = self._cgroup.wrap(cmd)
         t_spawn = time.monotonic()
@@ -147,27 +150,27 @@ class SandboxedMethod(Method):
             try:
                 self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                               cwd="/" if self.mode == "bwrap" else workdir,
-                                              env=iso.scrubbed_env(env_home), pass_fds=(p2c_r, c2p_w),
+                                              env=iso.scrubbed_env(env_home), pass_fds=tuple(passed),
                                               start_new_session=True)
             except OSError as exc:
                 raise SandboxError(f"{self.name}: cannot start the sandbox ({exc}). Fix: {iso.REFUSAL_FIX}",
                                    "isolation") from None
             finally:
-                os.close(p2c_r)
-                os.close(c2p_w)
+                for fd in passed:
+                    os.close(fd)
         self._chan = Channel(c2p_r, p2c_w, max_bytes=self.limits.message_mb * 1024 * 1024)
         self._t0 = t_spawn
         self._deadline_at = t_spawn + self.limits.time_s  # one wall clock for the whole run
-        in_cgroup = self._cgroup is not None and self._cgroup.holds(self._proc.pid, wait_s=2.0)
-        self._notes.append("memory: cgroup v2 memory.max and the process-tree watchdog" if in_cgroup
-                           else "memory: process-tree watchdog (PSS summed over all processes, plus /tmp and "
-                                "/dev/shm use)")
+        cg = self._cgroup
+        in_cgroup = cg is not None and cg.holds(self._proc.pid, wait_s=2.0)
+        self._notes += enforcement_notes(self.mode, cg.describe if cg is not None and in_cgroup else None,
+                                         self._notes)
         self._watchdog = Watchdog(self._proc.pid, self.limits, self._kill_tree,
-                                  tmp_mounts=iso.TMP_MOUNTS if self.mode == "bwrap" else ())
+                                  tmp_mounts=iso.TMP_MOUNTS if self.mode == "bwrap" else (),
+                                  oom_check=cg.oom_killed if cg is not None and in_cgroup else None)
         self._watchdog.deadline = self._deadline_at
         self._watchdog.start()
-        limits = {"memory_mb": self.limits.memory_mb, "fsize_mb": self.limits.fsize_mb,
-                  "cpu_s": int(self.limits.time_s * max(1, os.cpu_count() or 1)) + 60}
+        limits = worker_limits(self.limits, self.mode)
         self._starting = True
         try:
             return self._call({"op": "start", "folder": folder, "workdir": home, "limits": limits,
@@ -224,8 +227,9 @@ class SandboxedMethod(Method):
                        "processes": f"started too many processes ({wd.detail}) and was stopped",
                        "timeout": self._timeout_text()}[kind]
         elif self._cgroup is not None and self._cgroup.oom_killed():
-            kind, message = "memory", (f"used more than its memory limit of {self.limits.memory_mb} MiB and was "
-                                       "killed; use less memory or raise the limit with --memory-limit")
+            kind, message = "memory", (f"used more than its memory limit of {self.limits.memory_mb} MiB (its "
+                                       "processes and temporary files together) and was killed; use less memory or "
+                                       "raise the limit with --memory-limit")
         elif kind == "crash" and rc is not None and (rc < 0 or rc > 128):
             sig = -rc if rc < 0 else rc - 128
             hint = SIGNAL_HINTS.get(sig, f"killed by signal {sig}")  # type: ignore[call-overload]
@@ -288,7 +292,10 @@ class SandboxedMethod(Method):
             tb = str(reply.get("traceback") or "").rstrip()[-6000:]
             tb = "\n  traceback (most recent call last, adapter side):\n" + "\n".join(
                 "    " + ln[:500] for ln in tb.splitlines()[-20:]) if tb else ""
-            raise self._fail(f"the adapter raised {str(reply.get('error'))[:2000]}{tb}", "crash-exception", phase)
+            error = str(reply.get("error"))[:2000]
+            if self.mode == "bwrap" and "[Errno 1] Operation not permitted" in error:
+                error += f" ({iso.SECCOMP_HINT})"
+            raise self._fail(f"the adapter raised {error}{tb}", "crash-exception", phase)
         raise self._fail(f"the adapter process broke the protocol (unexpected message {str(reply)[:200]})",
                          "protocol", phase)
 
@@ -296,8 +303,8 @@ class SandboxedMethod(Method):
         t0 = time.monotonic()
         llm = getattr(getattr(self, "env", None), "llm", None)
         try:
-            result = answer_llm(llm, msg.get("fn"), msg.get("args"), deadline=self._deadline_at,
-                                slice_size=self.limits.llm_slice)
+            result = answer_llm(llm, msg.get("fn"), msg.get("args"), deadline=self._deadline(),
+                                slice_size=self.limits.llm_slice, pace=self._llm_pace)
             reply: dict[str, Any] = {"ok": True, "result": result}
         except TimeoutError:
             raise ChannelTimeout("deadline passed while answering LLM requests") from None
@@ -334,8 +341,12 @@ class SandboxedMethod(Method):
             raise self._fail(str(err).split(": ", 1)[1], "bad-output", "artifacts") from None
 
     def usage(self) -> dict[str, Any]:
-        """``{"sandbox": <the harness's own record>, "adapter": <the adapter's counters or None>}``."""
-        own, problem = check_usage(self._call({"op": "usage"}, "usage"))
+        """``{"sandbox": <the harness's own record>, "adapter": <the adapter's counters or None>}``; the
+        harness's record is kept whatever the adapter's ``usage()`` does (raises, hangs, breaks the protocol)."""
+        try:
+            own, problem = check_usage(self._call({"op": "usage"}, "usage"))
+        except SandboxError as err:  # its text stays out of the results: only the kind of failure is noted
+            own, problem = None, f"usage() failed ({err.kind}); the adapter's counters are left out"
         if problem:
             self._notes.append(problem)
         return {"sandbox": self.sandbox_report(), "adapter": own}
@@ -380,8 +391,6 @@ class SandboxedMethod(Method):
         if self._own_snapshot is not None:
             self._own_snapshot.remove()
         if self._tmp:
-            import shutil
-
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> SandboxedMethod:

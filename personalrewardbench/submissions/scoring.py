@@ -12,6 +12,7 @@ never stops the other names.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ def _discard(run_dir: Path | None, existed: bool) -> None:
         return
     from personalrewardbench.results import ARTIFACTS_FILE, PREDICTIONS_FILE, PROGRESS_FILE, RESULTS_FILE
 
-    for name in (RESULTS_FILE, PREDICTIONS_FILE, ARTIFACTS_FILE, PROGRESS_FILE):
+    for name in (RESULTS_FILE, PREDICTIONS_FILE, ARTIFACTS_FILE, PROGRESS_FILE, "seal.json", "query-key.json"):
         (run_dir / name).unlink(missing_ok=True)
 
 
@@ -73,6 +74,18 @@ def score_submission(folder: str | Path, benchmark: Benchmark, out_root: str | P
         if out == root or root in out.parents:
             raise SubmissionError(f"results root {out_root} is inside the submission folder {sub.folder}; write "
                                   "results outside it (e.g. --out results/submissions)")
+        cache = Path(os.environ.get("PRB_CACHE_DIR") or ".prb-cache").resolve()
+        if cache == root or root in cache.parents:  # the snapshot copies every file of the folder
+            raise SubmissionError(f"the harness's cache {cache} (built benchmarks with their test labels, the seal "
+                                  f"key) is inside the submission folder {sub.folder}, whose files the method can "
+                                  "read; run from outside the folder or set PRB_CACHE_DIR to a folder outside it")
+        from personalrewardbench.seal import SealError, load_key
+
+        try:  # every run is sealed, and its progress authenticated, with this key: refuse before anything runs
+            load_key()
+        except SealError as exc:
+            return [ScoreOutcome(method=Path(folder).name, dataset=benchmark.name, status="failed",
+                                 error=f"no usable seal key: {exc}", kind="config")]
         snapshot = Snapshot(sub.folder)
     except SubmissionError as exc:
         return [ScoreOutcome(method=Path(folder).name, dataset=benchmark.name, status="failed", error=str(exc),

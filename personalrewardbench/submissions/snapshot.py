@@ -4,7 +4,9 @@ Before an adapter runs, its folder's regular files (code, submission.toml, READM
 assets committed with it; not ``results/``, ``__pycache__`` or ``.git``) are copied into a
 fresh temporary folder, which is then bound read-only into the sandbox. Symbolic links are
 never followed: one anywhere in the folder (or a FIFO, device or socket) refuses the
-submission with the path named. The sandbox therefore never sees the live folder, so
+submission with the path named, and so does a tree nested deeper than
+:data:`~personalrewardbench.submissions.spec.MAX_DEPTH` folders (the walk is iterative and
+bounded). The sandbox therefore never sees the live folder, so
 nothing the harness writes later, and nothing another process changes there during the
 run, reaches the adapter.
 """
@@ -51,7 +53,11 @@ class Snapshot:
         for rel in files:
             src = self.source / rel
             dst = self.path / rel
-            dst.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            try:
+                dst.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SubmissionError(f"{src}: cannot be copied into the snapshot ({exc.strerror}); use shorter "
+                                      "paths and fewer nested folders") from None
             try:
                 fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
             except OSError as exc:
@@ -65,10 +71,15 @@ class Snapshot:
                 if total > budget:
                     raise SubmissionError(f"{self.source}: more than {budget // (1024 * 1024)} MiB of files; keep "
                                           "the submission to its code and the assets it needs")
-                with open(dst, "xb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
+                try:
+                    with open(dst, "xb") as fout:
+                        shutil.copyfileobj(fin, fout, 1 << 20)
+                except OSError as exc:
+                    raise SubmissionError(f"{src}: cannot be copied into the snapshot ({exc.strerror}); use shorter "
+                                          "paths and fewer nested folders (or free disk space)") from None
             os.chmod(dst, 0o755 if st.st_mode & 0o111 else 0o644)
-        for d, _, _ in os.walk(self.path):
+        folders = {self.path / parent for rel in files for parent in Path(rel).parents}
+        for d in sorted(folders):  # the copied files' folders only: no walk over the tree
             os.chmod(d, 0o755)
 
     def remove(self) -> None:

@@ -29,6 +29,7 @@ Every method folder (``submissions/<name>/`` and ``baselines/<name>/``) holds a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.errors import MethodError
+from personalrewardbench.source_check import python_syntax_problems
 
 SUBMISSION_FILE = "submission.toml"
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -57,6 +59,9 @@ VARIANT_KEYS = ("config", "description")
 SKIPPED_TOP = ("results",)
 SKIPPED_ANYWHERE = ("__pycache__", ".git")
 MAX_FILES = 20_000
+MAX_TOML_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 16  # the pipe protocol refuses nesting deeper than 64 levels in what the adapter echoes back
+MAX_DEPTH = 32  # folders below the submission folder; code and assets need a handful
 
 
 class SubmissionError(MethodError):
@@ -196,6 +201,7 @@ def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submis
     if not isinstance(config, Mapping):
         problems.append("[method].config must be a table of constructor arguments, e.g. config = { alpha = 1.0 }")
         config = {}
+    problems += _config_problems("[method].config", config)
 
     req_data = data.get("requirements", {})
     if not isinstance(req_data, Mapping):
@@ -230,6 +236,7 @@ def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submis
         if not isinstance(vconf, Mapping):
             problems.append(f"[variants.{suffix}].config must be a table, e.g. config = {{ cot = true }}")
             vconf = {}
+        problems += _config_problems(f"[variants.{suffix}].config", vconf)
         vdesc = vd.get("description", "")
         if not isinstance(vdesc, str):
             problems.append(f"[variants.{suffix}].description must be a string")
@@ -269,6 +276,11 @@ def read_submission(folder: str | Path) -> Submission:
         raise SubmissionError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
     except UnicodeDecodeError:
         raise SubmissionError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    except RecursionError:
+        raise SubmissionError(f"{path}: arrays or tables nested too deeply to read; flatten the config") from None
+    except (ValueError, MemoryError) as exc:  # e.g. an integer of thousands of digits
+        raise SubmissionError(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:120]}); keep integers "
+                              "within 64 bits and the file small") from None
     problems: list[str] = []
     sub = _parse(data, folder, problems)
     if sub is None:
@@ -280,7 +292,35 @@ def read_submission(folder: str | Path) -> Submission:
 def _read_text_nofollow(path: Path) -> str:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as fh:
-        return fh.read(1 << 20).decode("utf-8")
+        data = fh.read(MAX_TOML_BYTES + 1)
+    if len(data) > MAX_TOML_BYTES:
+        raise SubmissionError(f"{path}: larger than {MAX_TOML_BYTES // 1024} KiB; keep submission.toml to the "
+                              "method's metadata and a small config (put data in files next to it)")
+    return data.decode("utf-8")
+
+
+def _config_problems(where: str, value: Any) -> list[str]:
+    """Why ``value`` (a config table) cannot travel as JSON to the adapter and back: date/time values,
+    NaN/infinity, integers beyond 64 bits (TOML's own range) or nesting deeper than MAX_CONFIG_DEPTH."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [(where, value, 0)]
+    while stack and len(problems) < 10:
+        path, v, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            problems.append(f"{path} nests deeper than {MAX_CONFIG_DEPTH} levels; flatten it")
+        elif isinstance(v, Mapping):
+            stack.extend((f"{path}.{k}", x, depth + 1) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x, depth + 1) for i, x in enumerate(v))
+        elif isinstance(v, bool | str):
+            continue
+        elif isinstance(v, int) and not -(1 << 63) <= v < (1 << 63):
+            problems.append(f"{path} is an integer beyond 64 bits; use a smaller number or a string")
+        elif isinstance(v, float) and not math.isfinite(v):
+            problems.append(f"{path} is {v!r}; config values must be finite numbers (or strings)")
+        elif not isinstance(v, int | float):
+            problems.append(f"{path} is a TOML {type(v).__name__} value; write it as a string, e.g. \"1979-05-27\"")
+    return problems
 
 
 def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
@@ -288,16 +328,22 @@ def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
 
     Never follows a symbolic link: each one (and anything not a regular file or folder,
     e.g. a FIFO or device) is a problem naming the path. ``results/`` at the top and
-    ``__pycache__``/``.git`` anywhere are skipped: they are not part of the method.
+    ``__pycache__``/``.git`` anywhere are skipped: they are not part of the method. The walk
+    is iterative and stops at :data:`MAX_DEPTH` nested folders (a problem naming the folder),
+    so no tree, however deep, exhausts the stack or the path length.
     """
     root = Path(folder)
     files: list[str] = []
     problems: list[str] = []
     if root.is_symlink():
         return [], [f"{root}: the submission folder is a symbolic link; symlinks are never followed"]
-    stack = [""]
+    stack: list[tuple[str, int]] = [("", 0)]
     while stack:
-        rel = stack.pop()
+        rel, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            problems.append(f"{root / rel}: nested more than {MAX_DEPTH} folders deep; keep the submission's "
+                            "folders shallow (its contents were not read)")
+            continue
         try:
             entries = sorted(os.scandir(root / rel) if rel else os.scandir(root), key=lambda e: e.name)
         except OSError as exc:
@@ -311,7 +357,7 @@ def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
                 problems.append(f"{root / sub}: is a symbolic link; commit the file itself (symlinks are never "
                                 "followed)")
             elif entry.is_dir(follow_symlinks=False):
-                stack.append(sub)
+                stack.append((sub, depth + 1))
             elif entry.is_file(follow_symlinks=False):
                 files.append(sub)
             else:
@@ -324,12 +370,15 @@ def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
 
 def folder_problems(sub: Submission) -> list[str]:
     """Problems with the folder around a parsed submission.toml (README, entry module, folder name,
-    symbolic links or special files anywhere in it)."""
-    problems: list[str] = list_folder(sub.folder)[1]
+    symbolic links or special files anywhere in it, Python files that do not compile)."""
+    files, problems = list_folder(sub.folder)
+    if not problems:  # a tree list_folder refuses (links, absurd depth) is already a named problem
+        problems += python_syntax_problems(sub.folder, files)
     folder = sub.folder.resolve()
     if folder.parent.name in ("submissions", "baselines") and folder.name != sub.name:
         problems.append(f"folder name {folder.name!r} differs from [submission].name {sub.name!r}; "
                         "rename one so they match")
+    problems += name_clashes(sub)
     if not (folder / "README.md").is_file() or (folder / "README.md").is_symlink():
         problems.append(f"{folder / 'README.md'} is missing; describe the method, its settings and how it was run")
     parts = sub.entry_module.split(".")
@@ -344,6 +393,20 @@ def folder_problems(sub: Submission) -> list[str]:
             problems.append(f"[method].entry {sub.entry!r}: no 'class {sub.entry_class}' in "
                             f"{mod_file.relative_to(folder)}; fix the class name in entry")
     return problems
+
+
+def name_clashes(sub: Submission) -> list[str]:
+    """Method names of ``sub`` (base and variants) already registered by another method folder: a
+    submission named ``length``, or ``bt`` with ``[variants.rm]``, would otherwise claim a baseline's name."""
+    from personalrewardbench.methods import method_folders
+
+    mine = (sub.folder.resolve().parent.name, sub.folder.resolve().name)
+    out = []
+    for name, other in sorted(method_folders().items()):
+        if name in sub.method_names() and (other.parent.name, other.name) != mine:
+            out.append(f"method name {name!r} is already taken by {other.parent.name}/{other.name}; rename the "
+                       "submission or the variant so that every name it declares is new")
+    return out
 
 
 def validate_folder(folder: str | Path) -> Submission:

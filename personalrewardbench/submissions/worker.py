@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.submissions.protocol import (
+    MAX_VALUES,
     Channel,
     ChannelClosed,
     chat_to_list,
@@ -41,11 +42,18 @@ def _set_limits(limits: dict[str, Any]) -> list[str]:
         "RLIMIT_CPU": limits.get("cpu_s") and int(limits["cpu_s"]),
         "RLIMIT_FSIZE": limits.get("fsize_mb") and int(limits["fsize_mb"]) * 1024 * 1024,
         "RLIMIT_CORE": 0,
+        # tasks (processes and threads) of the sandbox user in its own user namespace (Linux >= 5.14 counts
+        # per user namespace), and open files per process (each pipe or socket is charged its buffer size)
+        "RLIMIT_NPROC": limits.get("processes") and int(limits["processes"]),
+        "RLIMIT_NOFILE": limits.get("files") and int(limits["files"]),
     }
     for name, value in wanted.items():
         if value is None or value is False or not hasattr(resource, name):
             continue
         try:
+            hard = resource.getrlimit(getattr(resource, name))[1]
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
             resource.setrlimit(getattr(resource, name), (value, value))
         except (ValueError, OSError) as exc:
             notes.append(f"{name} not enforced here ({exc})")
@@ -75,16 +83,19 @@ class RemoteLLM:
         return int(self._worker.call_harness("count_tokens", {"chat": chat_to_list(chat)}))
 
     def _batched(self, fn: str, chats: Sequence[Any], extra: dict[str, Any]) -> list[Any]:
-        """One harness call per part of at most ``part_bytes`` (one part for any usual batch)."""
+        """One harness call per part of at most ``part_bytes`` and a quarter of the protocol's
+        MAX_VALUES JSON values (one part for any usual batch)."""
         lists = [chat_to_list(c) for c in chats]
         out: list[Any] = []
-        start, size = 0, 0
+        start, size, values = 0, 0, 0
         for i, c in enumerate(lists):
             n = sum(len(m["content"]) * 4 + 64 for m in c)  # a bound on its JSON size (UTF-8, escapes)
-            if i > start and size + n > self._worker.part_bytes:
+            v = 2 + 3 * len(c)  # its list, a comma, and per message a dict and two separators
+            if i > start and (size + n > self._worker.part_bytes or values + v > MAX_VALUES // 4):
                 out += self._worker.call_harness(fn, {"chats": lists[start:i], **extra})
-                start, size = i, 0
+                start, size, values = i, 0, 0
             size += n
+            values += v
         if start < len(lists) or not lists:
             out += self._worker.call_harness(fn, {"chats": lists[start:], **extra})
         return out

@@ -181,20 +181,20 @@ def summarize_users(input_path: Path, *, n_users: int, n_fit: int, n_test: int, 
     coin seeded by (seed, pair id), written into the row so both sides show
     each pair the same way. Raises SetupError when too few labelers qualify.
     """
-    from personalrewardbench.data.errors import DataError
-    from personalrewardbench.data.summarize import comparison_records, pair_from_comparison
+    from personalrewardbench.data.common import iter_records, record_files
+    from personalrewardbench.data.summarize import pair_from_comparison
     from personalrewardbench.data.text import Findings
 
+    files = [f for f in record_files(input_path) if f.suffix in (".json", ".jsonl")]
+    if not files:
+        raise SetupError(f"no comparison files (*.json) under {input_path}; pass --data DIR with comparisons/batch*.json")
     counts: Counter[str] = Counter()
     by_user: dict[str, list[Any]] = defaultdict(list)
-    try:
-        records, _source = comparison_records(input_path, Findings())
-        for where, rec in records:
+    for f in files:
+        for where, rec in iter_records(f, dataset="summarize_feedback", findings=Findings()):
             got = pair_from_comparison(rec, where, counts)
             if got is not None:
                 by_user[got[0].user_id].append(got[0])
-    except DataError as exc:
-        raise SetupError(f"{exc} (pass --data DIR with comparisons/batch*.json)") from exc
     need = n_fit + n_test
     if user_ids:
         missing = [u for u in user_ids if len(by_user.get(u, ())) < need]

@@ -67,8 +67,15 @@ def test_old_construction_leaks_new_default_does_not(prism_dir, tmp_path, capsys
     assert b["signals"]["response_in_context"]["share"] == pytest.approx(0.8)
     assert b["signals"]["response_repeated_in_split"]["share"] == pytest.approx(0.6)
     assert b["signals"]["repeats_history_pair"]["pairs"] == 0
-    assert report["directions"] == {"response_in_context": 1, "response_repeated_in_split": 1,
-                                    "response_serialized": 0}
+    # the texts are single-spaced ASCII words ending in "." on every side: no format mark differs in any
+    # pair, so every format signal keeps its default direction (silent) and none speaks on a test pair
+    marks = ("response_serialized", "role_prefix", "special_tokens", "byte_order_mark", "format_characters",
+             "not_nfc", "carriage_returns", "leading_whitespace", "trailing_whitespace", "trailing_line_breaks",
+             "nonstandard_spaces", "double_spaces", "html_entities", "literal_escapes", "mojibake",
+             "replacement_characters", "wrapped_in_quotes")
+    assert report["directions"] == {"response_in_context": 1, "response_repeated_in_split": 1, **dict.fromkeys(marks, 0)}
+    assert b["format_marks"]["differ_pairs"] == 0 and b["format_marks"]["structure_only_accuracy"] == 0.5
+    assert all(report["direction_evidence"][m] == {"marked_side_chosen": 0, "marked_side_rejected": 0} for m in marks)
     assert set(report["users"]) == {f"user{u:02d}" for u in range(USERS)}
     assert all(u["structure_only_accuracy"] == pytest.approx(0.9) for u in report["users"].values())
 

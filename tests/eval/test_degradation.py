@@ -1,4 +1,4 @@
-"""Degradation counters reach results.json and the board: a real default-judge run through an
+"""Degradation counters reach results.json and the board: a real default-judge-direct (log-prob judge) run through an
 OpenAI-compatible server (a small one on loopback) that gives no log-probabilities."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_fallbacks_are_counted_in_results_and_marked_on_the_board(server: str, t
     monkeypatch.delenv("PRB_SEAL_KEY", raising=False)
     bench = random_benchmark(n_users=3, n_test=2, seed=5, name="fallback-bench")
     built = save_benchmark(bench, tmp_path / "bench")
-    assert main(["evaluate", "--method", "default-judge", "--dataset", str(built), "--out", str(tmp_path / "results"),
+    assert main(["evaluate", "--method", "default-judge-direct", "--dataset", str(built), "--out", str(tmp_path / "results"),
                  "--backend", "openai", "--base-url", server, "--no-cache", "--quiet", "--bootstrap", "200"]) == 0
     printed = capsys.readouterr().out
     res = json.loads(next((tmp_path / "results").rglob("results.json")).read_text())
@@ -72,10 +72,10 @@ def test_fallbacks_are_counted_in_results_and_marked_on_the_board(server: str, t
     assert main(["leaderboard", "build", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "site"),
                  "--no-reported", "--no-plots"]) == 0
     row = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["rows"][0]
-    assert row["method"] == "default-judge" and f"{n_judgments} choice fallbacks" in row["degraded"]
+    assert row["method"] == "default-judge-direct" and f"{n_judgments} choice fallbacks" in row["degraded"]
     index = (tmp_path / "site" / "index.html").read_text()
     assert 'class="badge degraded"' in index
-    page = (tmp_path / "site" / "methods" / "default-judge.html").read_text()
+    page = (tmp_path / "site" / "methods" / "default-judge-direct.html").read_text()
     assert "Degradation" in page and f"{n_judgments} choice fallbacks" in page
 
 

@@ -112,3 +112,48 @@ def test_pair_interval_is_wider_than_the_reference_kind_when_pairs_move_together
     width = s["accuracy_ci95"][1] - s["accuracy_ci95"][0]
     ref = s["user_mean_accuracy_ci95_reference"][1] - s["user_mean_accuracy_ci95_reference"][0]
     assert 1.25 < width / ref < 1.6  # about sqrt(2): the reference treats the 2 judgments as independent
+
+
+def test_below_50_effective_units_the_interval_is_never_narrower_than_wilson():
+    # 30 pairs (24 right in both orders, 6 wrong): the basic bootstrap covered 83-90% here (red team); Wilson
+    recs = [r for i in range(24) for r in both(f"p{i}", f"u{i}", 0.9, 0.1)]
+    recs += [r for i in range(24, 30) for r in both(f"p{i}", f"u{i}", 0.1, 0.9)]
+    s = score(recs)["scores"]
+    want = binomtest(24, 30).proportion_ci(method="wilson")
+    assert s["accuracy_ci95"] == pytest.approx([want.low, want.high], abs=1e-12)
+    assert s["ci_kind"]["accuracy_ci95"] == "wilson" and "< 50" in s["ci_detail"]["accuracy_ci95"]["reason"]
+
+
+def test_few_units_away_from_the_rest_get_wilson_even_with_many_units():
+    # 100 pairs, 3 wrong: the bootstrap's spread comes from 3 pairs only
+    recs = [r for i in range(100) for r in both(f"p{i}", f"u{i % 60}", *((0.1, 0.9) if i < 3 else (0.9, 0.1)))]
+    s = score(recs)["scores"]
+    want = binomtest(97, 100).proportion_ci(method="wilson")
+    assert s["accuracy_ci95"] == pytest.approx([want.low, want.high], abs=1e-12)
+    assert "only 3 pairs differ" in s["ci_detail"]["accuracy_ci95"]["reason"]
+    rng = random.Random(3)  # a balanced 100-pair run: enough of both, the bootstrap
+    mixed = [r for i in range(100) for r in both(f"p{i}", f"u{i}", *((0.9, 0.1) if rng.random() < 0.6 else (0.1, 0.9)))]
+    assert score(mixed)["scores"]["ci_kind"]["accuracy_ci95"] == "bootstrap-basic"
+
+
+def test_paired_difference_with_few_discordant_pairs_uses_the_score_interval_on_half_shifted_scale():
+    from personalrewardbench.scoring import paired_comparison
+
+    # 60 pairs; a beats b (right twice vs wrong twice) on 4, the rest agree: (d + 1) / 2 = (4 + 56 / 2) / 60
+    a = [r for i in range(60) for r in both(f"p{i}", f"u{i % 30}", 0.9, 0.1)]
+    b = [r for i in range(60) for r in both(f"p{i}", f"u{i % 30}", *((0.1, 0.9) if i < 4 else (0.9, 0.1)))]
+    b = [{**r, "query_id": "b-" + r["query_id"]} for r in b]
+    out = paired_comparison(a, b)
+    w = binomtest(32, 60).proportion_ci(method="wilson")
+    assert out["difference"] == pytest.approx(4 / 60)
+    assert out["ci95"] == pytest.approx([2 * w.low - 1, 2 * w.high - 1], abs=1e-12)
+    assert out["ci_kind"]["ci95"] == "wilson"
+    # many pairs and many discordant ones: the paired bootstrap
+    rng = random.Random(8)
+    a = [r for i in range(200) for r in both(f"p{i}", f"u{i % 80}", *((0.9, 0.1) if rng.random() < 0.7 else (0.1, 0.9)))]
+    b = [r for i in range(200) for r in both(f"q{i}", f"u{i % 80}", *((0.9, 0.1) if rng.random() < 0.5 else (0.1, 0.9)))]
+    b = [{**r, "pair_id": r["pair_id"].replace("q", "p")} for r in b]
+    big = paired_comparison(a, b)
+    assert big["ci_kind"] == {"ci95": "bootstrap-basic", "ci95_users": "bootstrap-basic"}
+    lo, hi = big["ci95"]
+    assert lo < big["difference"] < hi

@@ -76,7 +76,7 @@ def test_entry_point_group(tmp_path, monkeypatch):
 
 
 def test_bad_config_and_bad_folders(tmp_path, monkeypatch):
-    with pytest.raises(MethodError, match="bad config"):
+    with pytest.raises(MethodError, match="unknown config key .no_such_arg.; valid keys: unit"):
         load_method("length", {"no_such_arg": 1})
     with pytest.raises(MethodError, match="unit"):
         load_method("length", {"unit": "bytes"})

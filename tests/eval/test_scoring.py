@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import binomtest
 
 from personalrewardbench.scoring import ScoringError, paired_comparison, score, sign_test
 from tests.eval.helpers import both, rec
@@ -53,8 +54,8 @@ def test_nothing_to_score():
 
 def test_ci_contains_estimate():
     rng = random.Random(1)
-    recs = [r for i in range(200) for r in both(f"p{i}", f"u{i % 20}", rng.random(), rng.random())]
-    s = score(recs, resamples=500)["scores"]
+    recs = [r for i in range(200) for r in both(f"p{i}", f"u{i % 60}", rng.random(), rng.random())]
+    s = score(recs, resamples=500)["scores"]  # 200 pairs, 60 users: enough units for the bootstrap
     for key in ("accuracy_ci95", "accuracy_ci95_users"):
         lo, hi = s[key]
         assert 0 <= lo < s["accuracy"] < hi <= 1
@@ -119,8 +120,16 @@ def test_paired_comparison_hand_cases():
     assert (out["accuracy_a"], out["accuracy_b"], out["difference"]) == (1.0, 0.0, 1.0)
     assert (out["wins_a"], out["wins_b"]) == (10, 0)
     assert out["p_value"] == pytest.approx(2 * 0.5 ** 10)
-    same = paired_comparison(a, a)
+    same = paired_comparison(a, a)  # a run compared with itself: 0 by construction, on any pairs
     assert same["difference"] == 0.0 and same["p_value"] == 1.0 and same["ci95"] == [0.0, 0.0]
+    assert same["ci_kind"]["ci95"] == "identical"
+    # another run (its own query ids) that agrees on every pair: no discordant pair seen, but it could differ
+    # elsewhere, so not [0, 0]: the Wilson interval for (d + 1) / 2 = 0.5 over 10 pairs, mapped back
+    twin = [{**r, "query_id": "twin-" + r["query_id"]} for r in a]
+    other = paired_comparison(a, twin)
+    w = binomtest(5, 10).proportion_ci(method="wilson")
+    assert other["ci95"] == pytest.approx([2 * w.low - 1, 2 * w.high - 1], abs=1e-12)
+    assert other["ci_kind"]["ci95"] == "wilson" and other["p_value"] == 1.0
     with pytest.raises(ScoringError, match="share no judged pairs"):
         paired_comparison(a, [r for r in both("zz", "u", 0.1, 0.9)])
 

@@ -39,11 +39,11 @@ def test_a_run_is_sealed_with_a_private_key_file(cache: Path, tmp_path: Path) ->
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     seal = json.loads((tmp_path / "run" / "seal.json").read_text())
     assert seal["algorithm"] == "HMAC-SHA256" and set(seal["files"]) == {"results.json", "predictions.jsonl",
-                                                                          "artifacts.json"}
+                                                                          "artifacts.json", "query-key.json"}
     for name, digest in seal["files"].items():
         assert digest == hashlib.sha256((tmp_path / "run" / name).read_bytes()).hexdigest()
     # the MAC is an HMAC-SHA256 of the canonical file table under the key in the key file
-    message = json.dumps({"seal_version": 1, "files": dict(sorted(seal["files"].items()))}, sort_keys=True,
+    message = json.dumps({"seal_version": 2, "files": dict(sorted(seal["files"].items()))}, sort_keys=True,
                          separators=(",", ":")).encode()
     want = hmac.new(key_file.read_text().strip().encode(), message, hashlib.sha256).hexdigest()
     assert seal["mac"] == want

@@ -72,3 +72,37 @@ def test_found_by_name(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["verify", str(tmp_path / "results")]) == 0
     assert "by name (synthetic-sample)" in capsys.readouterr().out
+
+
+class _Planted:
+    """A pickle that would run code when loaded by a plain unpickler."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_build_cache_entries_are_checked_not_trusted(tmp_path: Path, _cache: Path) -> None:
+    """An entry whose pairs were edited (manifest and its content hash kept), or one that names code to run, is a
+    cache miss: the benchmark a run is verified against always has the content hash it claims."""
+    import pickle
+
+    from personalrewardbench.data.cache import get
+
+    bench = random_benchmark(n_users=4, n_test=3, seed=4, name="cached-bench")
+    put("honest", bench, _cache / "data")
+    got = get("honest", _cache / "data")
+    assert got is not None and got.pairs == bench.pairs and got.content_hash == bench.content_hash
+    entry = _cache / "data" / "honest.pkl"
+    payload = pickle.loads(entry.read_bytes())
+    texts = list(payload["texts"])
+    texts[0] += " (edited)"
+    payload["texts"] = texts
+    (_cache / "data" / "edited.pkl").write_bytes(pickle.dumps(payload))
+    assert get("edited", _cache / "data") is None
+    marker = tmp_path / "code-ran"
+    payload["manifest"] = _Planted(marker)
+    (_cache / "data" / "planted.pkl").write_bytes(pickle.dumps(payload))
+    assert get("planted", _cache / "data") is None and not marker.exists()

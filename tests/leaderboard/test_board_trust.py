@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from personalrewardbench.cli import main
-from personalrewardbench.methods import load_method
+from personalrewardbench.methods import MethodInfo, load_method
 from personalrewardbench.runs import verify_run
 from personalrewardbench.scoring import score
 from tests.leaderboard.conftest import MINI, PersonalLength, evaluate_into, mini_benchmark
@@ -155,8 +155,10 @@ def test_tiers_come_from_where_a_run_sits(standard_results: tuple[Path, Path], t
     sub = tmp_path / "submissions" / "my-method"
     sub.mkdir(parents=True)
     (sub / "submission.toml").write_text('[submission]\nname = "my-method"\n[variants.wide]\nconfig = {}\n')
-    evaluate_into(sub / "results", PersonalLength("my-method", noise=0.2), bench, spec=spec)
-    evaluate_into(sub / "results", PersonalLength("my-method-wide", noise=0.3), bench, spec=spec)
+    for name, noise in (("my-method", 0.2), ("my-method-wide", 0.3)):  # runs of the submission's own code
+        own = PersonalLength(name, noise=noise)
+        own.method_info = MethodInfo(name=name, source=str(sub), entry="adapter:PersonalLength", folder=sub)
+        evaluate_into(sub / "results", own, bench, spec=spec)
     evaluate_into(sub / "results", load_method("length"), bench, spec=spec, seed=3)  # not this submission's
     other = tmp_path / "submissions" / "linked"
     other.mkdir()

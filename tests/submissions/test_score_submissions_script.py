@@ -143,3 +143,14 @@ def test_the_job_always_ends_with_a_summary(script, repo, tmp_path, monkeypatch)
 def test_default_baselines_need_no_llm(script):
     names = script.default_baselines(REPO / "baselines")
     assert "length" in names and "default-judge" not in names
+
+
+def test_a_missing_required_seal_key_stops_the_job_before_anything_runs(script, repo, tmp_path, monkeypatch):
+    """CI sets PRB_REQUIRE_SEAL_KEY: an undefined secret must not score (and seal) with a throw-away key file."""
+    monkeypatch.setenv("PRB_REQUIRE_SEAL_KEY", "1")
+    monkeypatch.delenv("PRB_SEAL_KEY", raising=False)
+    monkeypatch.setenv("PRB_CACHE_DIR", str(tmp_path / "cache"))
+    rc, report = _main(script, repo, tmp_path)
+    assert rc == 1
+    assert "The scoring job stopped early: SealError: PRB_REQUIRE_SEAL_KEY is set" in report
+    assert not (tmp_path / "ci-results").exists() and not (tmp_path / "cache" / "seal.key").exists()

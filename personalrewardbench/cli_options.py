@@ -1,0 +1,85 @@
+"""Command-line options shared by several verbs: the cache root and CPU threads.
+
+``--cache-dir DIR`` means one thing on every verb: the root of prb's caches, the same as
+``$PRB_CACHE_DIR`` (default ``.prb-cache``): built benchmarks in ``DIR/data``, LLM requests in
+``DIR/llm``, method caches (embeddings, reward-model checkpoints) in ``DIR`` itself.
+``--data-cache-dir`` names the built-benchmark cache folder alone. Until this version
+``--cache-dir`` named the data cache under ``prb data`` and the LLM request-cache folder elsewhere;
+a folder laid out the old way is still used, with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+CACHE_ENV = "PRB_CACHE_DIR"
+DEFAULT_CACHE = ".prb-cache"
+CACHE_DIR_HELP = (f"root of prb's caches (default ${CACHE_ENV} or {DEFAULT_CACHE}): built benchmarks in DIR/data, "
+                  "LLM requests in DIR/llm, method caches (embeddings, checkpoints) in DIR")
+THREADS_HELP = ("CPU threads for torch/OpenMP/BLAS (default: the CPUs this process may use, from its affinity mask "
+                "and cgroup quota; recorded in results)")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual; keeps text with line breaks (the examples epilog) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
+    return n
+
+
+def users_count(text: str) -> int | None:
+    """argparse type for ``--users``: a whole number >= 1, or ``all`` (None: every user)."""
+    if str(text).strip().lower() == "all":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"give a number of users (at least 1) or 'all', not {text!r}") from None
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help=THREADS_HELP)
+
+
+def cache_root() -> Path:
+    """The cache root: ``$PRB_CACHE_DIR`` or ``.prb-cache``."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+def apply_cache_dir(args: argparse.Namespace) -> None:
+    """Make ``--cache-dir`` the cache root for this process (sets ``$PRB_CACHE_DIR``), and keep
+    folders in the old layouts working: an LLM request cache directly in DIR, or built benchmarks
+    directly in DIR (``prb data --cache-dir``), are used where they are, with a note."""
+    root = getattr(args, "cache_dir", None)
+    if not root:
+        return
+    root_path = Path(root).expanduser()
+    os.environ[CACHE_ENV] = str(root_path)
+    if (root_path / "requests.sqlite3").is_file() and not (root_path / "llm").exists() \
+            and hasattr(args, "backend") and not getattr(args, "llm_cache_dir", None):
+        args.llm_cache_dir = str(root_path)
+        print(f"prb: note: {root_path} holds an LLM request cache in the old layout (--cache-dir used to name that "
+              f"folder; it is now the cache root); using it; move requests.sqlite3* to {root_path / 'llm'}/ to "
+              "silence this", file=sys.stderr)
+    if hasattr(args, "data_cache_dir") and not args.data_cache_dir and any(root_path.glob("*.pkl")) \
+            and not (root_path / "data").exists():
+        args.data_cache_dir = str(root_path)
+        print(f"prb: note: {root_path} holds built benchmarks in the old layout (`prb data --cache-dir` used to name "
+              f"the data cache; it is now the cache root); using it; move them to {root_path / 'data'}/ or pass "
+              "--data-cache-dir to silence this", file=sys.stderr)
