@@ -21,9 +21,11 @@ candidate scoring at least ``stop_at_score``. The reference scores every candida
 then scans (``score_every_candidate``, the default); otherwise a user whose scan has
 stopped sends nothing more (the same choice, fewer calls).
 
-Users are per-user state machines advanced in lock-step rounds: in each round
-every user still scoring submits its next candidate, and all their judgments
-go to the LLM together.
+Users are per-user state machines. When every candidate is scored (the
+default), all users' candidates go to the LLM in one batch (the same requests,
+recorded in scan order); otherwise they advance in lock-step rounds: in each
+round every user still scoring submits its next candidate, and all their
+judgments go to the LLM together.
 """
 
 from __future__ import annotations
@@ -114,10 +116,6 @@ class SearchState:
             return True
         return self.stopped_early and not self.score_every_candidate
 
-    def requests(self) -> list[JudgeRequest]:
-        cand = self.candidates[self.index]
-        return [JudgeRequest(self.user_id, self.persona, cand.demos, ex) for ex in self.val]
-
     def record(self, answers: Sequence[str | None], sent: int | None = None) -> None:
         """Score the current candidate from its validation answers (None = failed, scored wrong);
         ``sent``: requests that reached the model for it (the rest came from the cache)."""
@@ -137,7 +135,14 @@ class SearchState:
 
 def run_search(llm: Any, states: Sequence[SearchState], settings: Settings, stats: RunStats, *, seed: int,
                phase: str) -> None:
-    """Advance every user's scan in lock-step rounds: one LLM batch per round."""
+    """Score every user's candidates: all of them in one LLM batch when every candidate is scored
+    (``score_every_candidate``, the reference's way), else in lock-step rounds, one batch per round.
+
+    Both ways send the same requests and make the same choice: a scan in order over the same
+    scores. In the one batch, requests are listed user by user in scan order, so a request that
+    repeats an earlier candidate's is answered by that one (counted as not sent, as a cache hit
+    in rounds is).
+    """
     while True:
         active = [s for s in states if not s.done]
         if not active:
@@ -145,11 +150,12 @@ def run_search(llm: Any, states: Sequence[SearchState], settings: Settings, stat
         requests: list[JudgeRequest] = []
         spans: list[tuple[SearchState, int, int]] = []
         for s in active:
-            reqs = s.requests()
-            spans.append((s, len(requests), len(requests) + len(reqs)))
-            requests.extend(reqs)
+            last = len(s.candidates) if settings.score_every_candidate else s.index + 1
+            for cand in s.candidates[s.index:last]:
+                spans.append((s, len(requests), len(requests) + len(s.val)))
+                requests.extend(JudgeRequest(s.user_id, s.persona, cand.demos, ex) for ex in s.val)
         replies = run_judgments_full(llm, requests, settings, stats, seed=seed, phase=phase)
-        for s, lo, hi in spans:
+        for s, lo, hi in spans:  # in scan order per user
             s.record([r.value for r in replies[lo:hi]], sent=sum(r.sent for r in replies[lo:hi]))
     for s in states:
         stats.add(s.user_id, candidates_scored=len(s.scores))

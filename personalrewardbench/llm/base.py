@@ -89,7 +89,8 @@ class Completion:
 KINDS = ("choice", "generate")
 #: Counters kept per request kind in ``Usage.by_kind`` (and as totals on ``Usage``).
 KIND_COUNTERS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "truncated_prompts",
-                 "failed_requests", "refused_requests", "choice_fallbacks", "unlisted_choices", "retries")
+                 "failed_requests", "refused_requests", "choice_fallbacks", "unlisted_choices", "retries",
+                 "clamped_max_tokens")
 #: The counters that mark degraded answers (what a run's summary warns about).
 DEGRADED_COUNTERS = ("choice_fallbacks", "failed_requests", "refused_requests", "truncated_prompts",
                      "unlisted_choices")
@@ -119,6 +120,9 @@ class Usage:
     - ``unlisted_choices``: choice requests where some choice was outside the server's top
       log-probabilities, so its log-probability is an upper bound (the lowest listed one).
     - ``retries``: extra attempts sent (transient HTTP errors, a refit after a context refusal).
+    - ``clamped_max_tokens``: generations sent with a reply cap below the asked ``max_tokens``
+      because the context (its length less the prompt's tokens) leaves less room; not a
+      degradation: the reply may still fill the context.
     - ``by_kind``: the same counters split by request kind, ``{"choice": {...}, "generate": {...}}``;
       a choice fallback's greedy generation is a ``generate`` request of its own.
     """
@@ -134,6 +138,7 @@ class Usage:
     choice_fallbacks: int = 0
     unlisted_choices: int = 0
     retries: int = 0
+    clamped_max_tokens: int = 0
     by_kind: dict[str, dict[str, int]] = field(default_factory=_kind_table)
     extra: dict = field(default_factory=dict)
 

@@ -13,7 +13,9 @@ A backend subclasses :class:`CachedLLM` and implements
 The public ``generate``/``choice_logprobs`` look every request up in the cache,
 send the misses to the backend in batches, commit each finished batch to the
 cache at once (so an interrupted run resumes where it stopped), and update
-``usage``. Identical requests inside one call are computed once.
+``usage``. Identical requests inside one call are computed once; the copies
+are answered by the first (``cached=True``, counted as cache hits: like the
+reference's cached identical requests, they never reach the model).
 """
 
 from __future__ import annotations
@@ -122,6 +124,15 @@ class CachedLLM(LLM):
     def render(self, chat: Chat) -> str:
         """The prompt as the model sees it (cache key part). Default: the messages as JSON."""
         return json.dumps([[m.role, m.content] for m in chat], ensure_ascii=False)
+
+    def batch_order_key(self, rendered: str) -> Any:
+        """Sort key of an uncached request (its rendered prompt) in the order requests are batched.
+
+        Default: longest prompt first, so each batch holds prompts of similar length (less padding
+        in a local engine). A server backend orders by the prompt text instead, so requests that
+        share a prefix go out together (see the openai backend).
+        """
+        return -len(rendered)
 
     @abstractmethod
     def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]: ...
@@ -235,7 +246,7 @@ class CachedLLM(LLM):
             else:
                 todo.setdefault(k, []).append(i)
         self._account(kind, hits)
-        order = sorted(todo, key=lambda k: -len(rendered[todo[k][0]]))  # longest first: even batches
+        order = sorted(todo, key=lambda k: self.batch_order_key(rendered[todo[k][0]]))
         bar = tqdm(total=len(order), desc=f"{self.backend_name} {kind}", unit="req", leave=False,
                    disable=not self.progress or len(order) <= self.batch_size)
         try:
@@ -249,16 +260,19 @@ class CachedLLM(LLM):
                 with self._compute_lock:
                     outs = compute([f[0] for f in fitted])
                 to_store = []
-                counts = dict.fromkeys(("calls", "prompt_tokens", "completion_tokens", "truncated_prompts",
-                                        "failed_requests", "choice_fallbacks", "unlisted_choices"), 0)
+                counts = dict.fromkeys(("calls", "cache_hits", "prompt_tokens", "completion_tokens",
+                                        "truncated_prompts", "failed_requests", "choice_fallbacks",
+                                        "unlisted_choices"), 0)
                 computed = [0, 0]
                 for k, (_, cut), (out, value) in zip(batch_keys, fitted, outs, strict=True):
                     o = outcome(out)
                     truncated = cut or o["truncated"]
                     res = finish(out, truncated)
                     n = len(todo[k])
-                    for i in todo[k]:
-                        results[i] = res
+                    results[todo[k][0]] = res
+                    for i in todo[k][1:]:  # the same request again in this call: answered by the first
+                        results[i] = dataclasses.replace(res, cached=True) if isinstance(res, Completion) else res
+                    counts["cache_hits"] += n - 1
                     p, c = o["tokens"]
                     computed[0], computed[1] = computed[0] + p, computed[1] + c
                     counts["calls"] += n

@@ -22,7 +22,7 @@ def make_llm(backend: str = "transformers", model: str | None = None, *, cache_d
     - ``vllm``: in-process ``vllm.LLM``; options ``tensor_parallel_size``, ``max_model_len``,
       ``enforce_eager``, ``gpu_memory_utilization``, ``dtype``, ``batch_size``.
     - ``openai``: an OpenAI-compatible server; options ``base_url``, ``api_key`` (else
-      ``OPENAI_BASE_URL``/``OPENAI_API_KEY``), ``concurrency`` (requests in flight, default 8),
+      ``OPENAI_BASE_URL``/``OPENAI_API_KEY``), ``concurrency`` (requests in flight, default 32),
       ``timeout``, ``max_retries``, ``max_model_len``, ``revision`` (names the served weights in the
       identity when the server cannot tell, e.g. a hosted model or a folder replaced in place).
 
@@ -72,7 +72,8 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
                    "(default: $OPENAI_BASE_URL)")
     g.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY)")
     g.add_argument("--llm-concurrency", type=int, default=None,
-                   help="openai: requests in flight at once within a batch (default 8)")
+                   help="openai: requests in flight at once (default 32, measured with "
+                        "scripts/bench/bench_openai_concurrency.py)")
     g.add_argument("--llm-batch-size", type=int, default=None, help="requests per backend batch")
     g.add_argument("--llm-device", default=None, help="transformers: cpu, cuda, cuda:1, auto")
     g.add_argument("--llm-dtype", default=None, help="transformers/vllm: auto, float32, bfloat16, float16")

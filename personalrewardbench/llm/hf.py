@@ -170,6 +170,7 @@ class TransformersLLM(CachedLLM):
 
         results: list[Completion | None] = [None] * len(prompts)
         max_new = [max(1, min(params.max_tokens, self.context_length - len(p))) for p in prompts]
+        self._account("generate", {"clamped_max_tokens": sum(m < params.max_tokens for m in max_new)})
         with torch_inference():
             for group in self.engine.split([len(p) for p in prompts], max(max_new)):
                 t0 = time.perf_counter()

@@ -3,10 +3,23 @@
 Works with ``vllm serve``, llama.cpp's server and hosted APIs. The base URL and
 key come from the options or from ``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
 Requests of a batch run concurrently (at most ``concurrency`` in flight, default
-8); 429, 5xx, timeouts, dropped connections and undecodable bodies are retried
-with exponential backoff (``Retry-After`` honoured up to 60 s; a longer one fails
-the request at once), each retry counted in ``usage.retries``. Redirects are
-followed; each attempt has a whole-answer deadline of ``timeout`` seconds.
+``DEFAULT_CONCURRENCY``, measured with ``scripts/bench/bench_openai_concurrency.py``;
+a batch is ``BATCH_WAVES`` times that many requests, since each batch waits for its
+slowest request). Requests go out in the order of their prompt text, so those that
+share a prefix are sent together and the server's prefix cache serves the shared part
+(vLLM shares it even between requests scheduled in the same step, so sending one
+request of a prefix first gains nothing there). 429, 5xx, timeouts, dropped
+connections and undecodable bodies are retried with exponential backoff
+(``Retry-After`` honoured up to 60 s; a longer one fails the request at once), each
+retry counted in ``usage.retries``. Redirects are followed; each attempt has a
+whole-answer deadline of ``timeout`` seconds (default 600), doubled on the attempt
+after one that ran out of time (the server drops an abandoned request, so the same
+deadline would only compute the same reply again and time out again).
+
+The reply cap sent is ``max_tokens`` but at most what the context leaves after the
+prompt (:meth:`OpenAILLM.reply_room`; counted in ``usage.clamped_max_tokens``), so a
+server started with ``--max-model-len 8192`` takes the reference SynthesizeMe's
+8,192-token caps.
 
 Every request has its own outcome; nothing one request meets is taken as a fact
 about the server:
@@ -19,12 +32,17 @@ about the server:
 - A 200 that is no answer (not JSON, an ``error`` object, no choices, no text,
   ``abort``-ed; :mod:`personalrewardbench.llm.openai_answers`) fails that request;
   it is no refusal and says nothing about log-probabilities.
-- Any other 4xx refuses that request (``usage.refused_requests``). A context-length
+- Any other 4xx refuses that request (``usage.refused_requests``). Context-length
+  refusals are handled in :mod:`personalrewardbench.llm.openai_fitting`. A context-length
   refusal (:func:`~personalrewardbench.llm.openai_server.context_refusal`) is sent
   once more fitted to the stated limit (scaled by the server's count of the prompt
   when given; with no limit stated, to half the refused prompt), marked truncated;
-  a second refusal fails it. Later prompts are fitted to a stated limit before they
-  are sent, unless the server already answered a longer prompt. A refusal of
+  a second refusal fails it. A refusal of the reply cap whose prompt fits the budget
+  the stated limit leaves for that cap (a server smaller than ``/v1/models`` or
+  ``--max-model-len`` said: "max_tokens=N cannot be greater than max_model_len=M",
+  "... in the completion", an output-token limit) is sent once more with the cap
+  that fits, its prompt untouched. Later prompts and caps are fitted to a stated
+  limit before they are sent, unless the server already answered a longer prompt. A refusal of
   ``top_logprobs`` that names a cap ("max allowed: 5") is sent again within it.
 - The identity (part of every cache key) names the base URL and what ``/v1/models``
   reports (:mod:`personalrewardbench.llm.openai_server`); when the name asked for is
@@ -57,7 +75,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +97,7 @@ from personalrewardbench.llm.openai_answers import (
     top_logprobs,
     usage_count,
 )
+from personalrewardbench.llm.openai_fitting import ContextFitting
 from personalrewardbench.llm.openai_server import (
     ContextRefusal,
     TokenCounter,
@@ -88,13 +107,13 @@ from personalrewardbench.llm.openai_server import (
     note_served_model,
     served_model,
 )
-from personalrewardbench.llm.truncate import fit_chat
 
 __all__ = ["OpenAILLM", "first_named_choice"]
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 TOP_LOGPROBS = 20
-DEFAULT_CONCURRENCY = 8  # requests in flight per batch
+DEFAULT_CONCURRENCY = 32  # requests in flight; measured: scripts/bench/bench_openai_concurrency.py
+BATCH_WAVES = 8  # default batch size: this many times the concurrency
 MAX_WAIT_S = 60.0  # the longest wait between two attempts; a longer Retry-After fails the request now
 _warned_unnamed: set[tuple[str, str]] = set()
 
@@ -134,13 +153,13 @@ async def _within(coro: Coroutine, seconds: float | None) -> Any:
         raise DeadlineExceeded("the time limit passed while waiting for the server") from None
 
 
-class OpenAILLM(CachedLLM):
+class OpenAILLM(ContextFitting, CachedLLM):
     backend_name = "openai"
     default_batch_size = 64
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None, api_key: str | None = None,
                  cache_dir: str | None = None, use_cache: bool = True, batch_size: int | None = None,
-                 concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 120.0, connect_timeout: float = 5.0,
+                 concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 600.0, connect_timeout: float = 5.0,
                  max_retries: int = 5, backoff_s: float = 0.5, max_model_len: int | None = None,
                  revision: str | None = None, progress: bool = True) -> None:
         super().__init__(cache_dir=cache_dir, use_cache=use_cache, batch_size=batch_size, progress=progress)
@@ -154,10 +173,13 @@ class OpenAILLM(CachedLLM):
         self.base_url = url.rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.concurrency, self.max_retries, self.backoff_s = max(1, int(concurrency)), int(max_retries), backoff_s
+        if batch_size is None:  # a batch waits for its slowest request: keep several waves in each
+            self.batch_size = BATCH_WAVES * self.concurrency
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._no_logprobs = False
         self._top_k = TOP_LOGPROBS
         self._answered_tokens = 0  # the longest prompt (server's count) answered so far
+        self._reply_limit: int | None = None  # the most reply tokens a server said it allows
         info = self._models()
         if model is None:
             if not info:
@@ -191,6 +213,12 @@ class OpenAILLM(CachedLLM):
     def context_length(self) -> int:
         return self._context_length
 
+    def batch_order_key(self, rendered: str) -> str:
+        """Requests go out in the order of their prompt text, so those that share a prefix (the same
+        instruction and worked examples) are sent together and the server's prefix cache serves
+        the shared part while it still holds it."""
+        return rendered
+
     def count_tokens(self, chat: Chat) -> int:
         """Prompt tokens of ``chat``: the server's ``/tokenize``, a local tokenizer, or an estimate (``tokens.source``)."""
         return self.tokens.count(as_chat(chat))
@@ -223,19 +251,25 @@ class OpenAILLM(CachedLLM):
     async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> _Answer:
         """POST /chat/completions with retries of transient errors; the request's :class:`_Answer`.
 
-        Raises ``_Unreachable`` only when the last attempt could not connect at all.
+        Raises ``_Unreachable`` only when the last attempt could not connect at all. An attempt that
+        ran out of time is followed by one with twice the deadline (a long reply is not cut short
+        again and again).
         """
         last, down, attempt = "", False, 0
         r: httpx.Response | None = None
+        deadline = deadline_s(self.timeout)
         for attempt in range(self.max_retries + 1):  # noqa: B007 - ``attempt`` is the retry count after the loop
             async with sem:
                 try:
-                    r = await asyncio.wait_for(client.post("/chat/completions", json=body), deadline_s(self.timeout))
+                    timeout = httpx.Timeout(deadline, connect=self.timeout.connect)
+                    r = await asyncio.wait_for(client.post("/chat/completions", json=body, timeout=timeout), deadline)
                     down = False
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens: the server is down
                     r, last, down = None, type(exc).__name__, True
                 except (httpx.HTTPError, TimeoutError) as exc:  # timeouts, dropped or garbled answers
                     r, last, down = None, type(exc).__name__, False
+                    if isinstance(exc, TimeoutError | httpx.ReadTimeout):
+                        deadline *= 2
             asked: float | None = None
             if r is not None:
                 if r.status_code < 400:
@@ -299,75 +333,19 @@ class OpenAILLM(CachedLLM):
         self._account(kind, {"retries": sum(a.retries for a in answers), "refused_requests": refused})
         return answers
 
-    def _exchange(self, kind: str, chats: Sequence[Chat], body: Callable[[Chat], dict],
-                  reserve: int) -> tuple[list[_Answer], list[bool]]:
-        """Send one request per chat; a context-length refusal is refitted and sent once more.
-
-        Returns each chat's final answer and whether its prompt was cut after a refusal.
-        """
-        answers = self._send(kind, [body(c) for c in chats])
-        self._note_answered(chats, answers)
-        refit = [False] * len(chats)
-        again = [i for i, a in enumerate(answers) if a.refusal is not None]
-        if not again:
-            return answers, refit
-        fitted = {i: self._refit(chats[i], answers[i].refusal, reserve) for i in again}  # type: ignore[arg-type]
-        retry = [i for i in again if fitted[i] is not None]
-        self._account(kind, {"retries": len(retry)})
-        again_answers = self._send(kind, [body(fitted[i]) for i in retry], count_refused=False)  # type: ignore[arg-type]
-        self._note_answered([fitted[i] for i in retry], again_answers)  # type: ignore[misc]
-        for i, a in zip(retry, again_answers, strict=True):
-            answers[i], refit[i] = a, True
-        return answers, refit
-
-    def _note_answered(self, chats: Sequence[Chat], answers: Sequence[_Answer]) -> None:
-        """Remember the longest prompt answered (the server's count, else a tokenizer's; never the estimate)."""
-        for chat, a in zip(chats, answers, strict=True):
-            if a.body is None:
-                continue
-            n = usage_count(a.body, "prompt_tokens")
-            if n is None and self.tokens.source != "estimate":
-                n = self.count_tokens(chat)
-            self._answered_tokens = max(self._answered_tokens, n or 0)
-
-    def _refit(self, chat: Chat, refusal: ContextRefusal, reserve: int) -> Chat | None:
-        """``chat`` fitted to the limit a refusal stated; None when it cannot be cut further.
-
-        A stated limit is kept for later prompts unless the server has already answered a longer
-        prompt (a refusal contradicted by the server's own answers is that request's matter). With
-        no limit stated, the prompt is fitted to half of what was refused.
-        """
-        sent = self.count_tokens(chat)
-        if refusal.prompt_tokens:  # calibrate our count on the server's own count of this prompt
-            scale = 1.05 * refusal.prompt_tokens / max(1, sent)
-        else:
-            scale = 1.0 if self.tokens.source != "estimate" else 1.5
-        if refusal.limit:
-            limit = refusal.limit
-            if refusal.limit > self._answered_tokens:
-                self._fit_limit = min(refusal.limit, self._fit_limit or refusal.limit)
-        else:
-            context = min(self.context_length, self._fit_limit or self.context_length)
-            limit = min(int(0.75 * context), math.ceil(sent * scale) // 2)
-        budget = max(limit - reserve, limit // 2)
-        out, cut = fit_chat(as_chat(chat), lambda c: math.ceil(self.count_tokens(c) * scale), budget)
-        return out if cut else None
-
     def _body(self, chat: Chat, **kw: Any) -> dict:
         return {"model": self.model, "messages": [{"role": m.role, "content": m.content} for m in chat], **kw}
 
     # ---- backend hooks ----------------------------------------------------
     def _generate(self, chats: Sequence[Chat], params: GenerationParams) -> list[Completion]:
-        limit = min(self.context_length, self._fit_limit or self.context_length)
-
-        def body(c: Chat) -> dict:
-            room = max(1, min(params.max_tokens, limit - self.count_tokens(c)))
-            return self._body(c, max_tokens=room, temperature=params.temperature, top_p=params.top_p,
+        def body(c: Chat, prompt_tokens: int | None = None) -> dict:
+            return self._body(c, max_tokens=self.reply_room(c, params.max_tokens, prompt_tokens),
+                              temperature=params.temperature, top_p=params.top_p,
                               seed=item_seed(params.seed, self.render(c)),
                               **({"stop": list(params.stop)} if params.stop else {}))
 
         t0 = time.perf_counter()
-        answers, refit = self._exchange("generate", chats, body, params.max_tokens)
+        answers, refit = self._exchange("generate", chats, body, params.max_tokens, cap=params.max_tokens)
         latency = (time.perf_counter() - t0) / max(1, len(chats))
         out = []
         for chat, a, cut in zip(chats, answers, refit, strict=True):
@@ -388,7 +366,7 @@ class OpenAILLM(CachedLLM):
         cut_at = [False] * len(chats)
         ask = list(range(len(chats))) if not self._no_logprobs else list(range(min(1, len(chats))))
 
-        def body(c: Chat) -> dict:
+        def body(c: Chat, prompt_tokens: int | None = None) -> dict:
             return self._body(c, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self._top_k)
 
         answers, refit = self._exchange("choice", [chats[i] for i in ask], body, self.choice_reserve_tokens)

@@ -324,6 +324,7 @@ class TokenCounter:
 _LIMIT_PATTERNS = (
     re.compile(r"maximum context length is (\d+)", re.IGNORECASE),  # vLLM, OpenAI
     re.compile(r"maximum context length \((\d+)\)", re.IGNORECASE),  # vLLM's get_max_tokens
+    re.compile(r"max_model_len\s*=\s*(\d+)", re.IGNORECASE),  # vLLM >= 0.11: "max_tokens=N cannot be greater ..."
     re.compile(r'"n_ctx"\s*:\s*(\d+)'),  # llama.cpp's exceed_context_size_error
     re.compile(r"max_new_tokens`? must be <= (\d+)", re.IGNORECASE),  # TGI: `inputs` tokens + `max_new_tokens`
     re.compile(r"inputs?`? must have less than (\d+) tokens", re.IGNORECASE),  # TGI
@@ -335,28 +336,49 @@ _COUNT_PATTERNS = (
     re.compile(r"(\d+) in the messages", re.IGNORECASE),  # OpenAI, older vLLM
     re.compile(r"Input length \((\d+)\)", re.IGNORECASE),  # vLLM's get_max_tokens
     re.compile(r"prompt contains (?:at least )?(\d+) (?:input )?tokens", re.IGNORECASE),  # vLLM, Mistral
-    re.compile(r"request has (\d+) input tokens", re.IGNORECASE),  # vLLM
+    re.compile(r"request has (\d+) input tokens", re.IGNORECASE),  # vLLM 0.8-0.10: max_tokens too large
     re.compile(r"resulted in (\d+) tokens", re.IGNORECASE),
     re.compile(r'"n_prompt_tokens"\s*:\s*(\d+)'),  # llama.cpp
     re.compile(r"Given: (\d+)"),  # TGI
     re.compile(r"(\d+) tokens? > \d+ maximum", re.IGNORECASE),
 )
-_CONTEXT_WORDS = re.compile(r"context[ _](?:length|size|window)|too long|exceed|maximum context"
-                            r"|inputs?`? tokens \+ `?max_new_tokens|inputs?`? must have less than", re.IGNORECASE)
+#: Refusals of the reply cap (``max_tokens``), not of the prompt: OpenAI and vLLM <= 0.7 ("you requested
+#: N tokens (P in the messages, C in the completion)"), vLLM 0.8-0.10 ("'max_tokens' ... is too large"),
+#: vLLM >= 0.11 ("max_tokens=N cannot be greater than max_model_len=M"), TGI ("`inputs` tokens +
+#: `max_new_tokens` must be <= L"), OpenAI's output cap. A prompt that alone exceeds the stated limit is
+#: a prompt refusal whatever the words.
+_REPLY_CAP_WORDS = re.compile(r"in the completion|max_(?:completion_)?tokens'? (?:or '?max_completion_tokens'? )?"
+                              r"is too large|cannot be greater than max_model_len|request fewer output tokens|"
+                              r"completion tokens|tokens`? \+ `?max_new_tokens", re.IGNORECASE)
+_REPLY_LIMIT_PATTERNS = (
+    re.compile(r"supports at most (\d+) completion tokens", re.IGNORECASE),  # OpenAI's output cap
+    re.compile(r"max_(?:completion_)?tokens\S* must be (?:less than or equal to|at most|<=) (\d+)", re.IGNORECASE),
+)
+_CONTEXT_WORDS = re.compile(r"context[ _](?:length|size|window)|too long|exceed|maximum context|max_model_len"
+                            r"|inputs?`? tokens \+ `?max_new_tokens|inputs?`? must have less than"
+                            r"|(?:output|completion) tokens", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class ContextRefusal:
-    """A context-length refusal: the limit the server stated and the prompt tokens it counted (if said)."""
+    """A context-length refusal: the limit the server stated and the prompt tokens it counted (if said).
+
+    ``reply_cap``: the refusal is of the reply cap (``max_tokens``), not of the prompt: the prompt
+    fits, and the request is sent again with a smaller cap (``reply_limit``: the most reply tokens
+    the server said it allows, when it said so).
+    """
 
     limit: int | None
     prompt_tokens: int | None
+    reply_cap: bool = False
+    reply_limit: int | None = None
 
 
 def context_refusal(status: int, text: str) -> ContextRefusal | None:
     """Read an HTTP 400/413/422 answer as a context-length refusal; None when it is some other error.
 
-    422 is TGI's status for its input validation errors.
+    422 is TGI's status for its input validation errors. Covers prompts that are too long and
+    reply caps that do not fit what the context leaves (see ``_REPLY_CAP_WORDS``).
     """
     if status not in (400, 413, 422) or not _CONTEXT_WORDS.search(text):
         return None
@@ -368,4 +390,7 @@ def context_refusal(status: int, text: str) -> ContextRefusal | None:
                 return int(m.group(1))
         return None
 
-    return ContextRefusal(limit=first(_LIMIT_PATTERNS), prompt_tokens=first(_COUNT_PATTERNS))
+    limit, prompt = first(_LIMIT_PATTERNS), first(_COUNT_PATTERNS)
+    reply_cap = bool(_REPLY_CAP_WORDS.search(text)) and (prompt is None or limit is None or prompt < limit)
+    return ContextRefusal(limit=limit, prompt_tokens=prompt, reply_cap=reply_cap,
+                          reply_limit=first(_REPLY_LIMIT_PATTERNS))

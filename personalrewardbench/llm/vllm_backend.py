@@ -133,6 +133,7 @@ class VLLMBackend(CachedLLM):
             if params.temperature > 0:
                 sp["seed"] = item_seed(params.seed, self.render(c))
             sps.append(self._vllm.SamplingParams(**sp))
+        self._account("generate", {"clamped_max_tokens": sum(sp.max_tokens < params.max_tokens for sp in sps)})
         t0 = time.perf_counter()
         outs = self._engine_generate(self._prompts(ids), sps)
         latency = (time.perf_counter() - t0) / max(1, len(chats))

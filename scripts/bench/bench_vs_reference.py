@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vsref_phases import KnownPair, classify, format_phase_table, phase_table  # noqa: E402
+from vsref_phases import PHASES, KnownPair, classify, format_phase_table, phase_table  # noqa: E402
 from vsref_proxy import CountingProxy, read_log, totals  # noqa: E402
 from vsref_setup import (  # noqa: E402
     REPO,
@@ -87,9 +87,24 @@ def run_reference(args: argparse.Namespace, out: Path, url: str, model: str, ben
     return {"rc": rc, "start": t0, "end": t1}
 
 
+def short_program(args: argparse.Namespace, out: Path) -> Path:
+    """The reference's persona program shortened as the reference side runs it, written by the reference venv."""
+    py = ensure_ref_venv(args.ref_venv, out / "ref-venv-setup.log")
+    path = out / "persona_program_short.json"
+    proc = subprocess.run([str(py), str(HERE / "vsref_reference_side.py"), "--program-only", str(path),
+                           "--persona-program", args.persona_program, "--persona-examples", str(args.persona_examples)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SetupError(f"writing the shortened persona program failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return path
+
+
 def run_ours(args: argparse.Namespace, out: Path, url: str, model: str) -> dict[str, Any]:
-    config = {"num_candidates": args.candidates, "max_judge_tokens": args.max_tokens,
-              "max_persona_tokens": args.max_tokens, **json.loads(args.ours_config or "{}")}
+    config: dict[str, Any] = {"num_candidates": args.candidates, "max_judge_tokens": args.max_tokens,
+                              "max_persona_tokens": args.max_tokens}
+    if args.ours_program == "same":
+        config["persona_program"] = str(short_program(args, out))
+    config.update(json.loads(args.ours_config or "{}"))
     prb = Path(sys.executable).with_name("prb")
     head = [str(prb)] if prb.exists() else [sys.executable, "-m", "personalrewardbench.cli"]
     cmd = [*head, "evaluate", "--method", "synthesizeme", "--dataset", str(out / "users.jsonl"), "--backend", "openai",
@@ -191,6 +206,25 @@ def main_table(summ: dict[str, dict[str, Any]], counts: dict[str, dict[str, int]
     return "\n".join(lines)
 
 
+COMMON_FIGURES = (("seconds in flight", "busy_seconds"), ("requests", "requests"),
+                  ("prompt tokens", "prompt_tokens"), ("completion tokens", "completion_tokens"))
+
+
+def common_phase_table(phases: dict[str, dict[str, dict[str, float]]], n_users: int) -> str | None:
+    """Both sides over the phases every user reached on both sides, per user: a like-for-like figure
+    when the reference's fits end early (its persona writer raising), else the whole fit."""
+    common = [p for p in PHASES if p not in ("predict", "other")
+              and all(phases.get(p, {}).get(s, {}).get("users", 0) == n_users for s in SIDES)]
+    if not common or not n_users:
+        return None
+    lines = [f"Phases every user reached on both sides ({', '.join(common)}), per user ({n_users} users):",
+             f"{'':<34}{'reference':>14}{'ours':>14}{'ref/ours':>10}"]
+    for label, key in COMMON_FIGURES:
+        r, o = (sum(phases[p][s].get(key, 0) for p in common) / n_users for s in SIDES)
+        lines.append(f"{label + ' per user':<34}{r:>14,.1f}{o:>14,.1f}{_ratio(r, o):>10}")
+    return "\n".join(lines)
+
+
 def known_pairs(bench: Any) -> list[KnownPair]:
     return [KnownPair(p.pair_id, p.user_id, p.split, p.chosen.strip(), p.rejected.strip()) for p in bench.pairs]
 
@@ -225,6 +259,9 @@ def report(out: Path) -> dict[str, Any]:
             print(f"{side}: user {uid} fit raised {err}")
         if s.get("exit"):
             print(f"{side}: {s['exit']}")
+    common = common_phase_table(phases, len(bench.user_ids()))
+    if common:
+        print("\n" + common)
     print("\nPer phase (phase read from each request: the pair it judges and its split, the persona writer):")
     print(format_phase_table(phases, SIDES))
     full = {"meta": meta, "summary": summ, "requests": counts, "phases": phases}
@@ -311,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-workers-bootstrap", type=int, default=24, help="reference num_workers_bootstrap (24)")
     ap.add_argument("--persona-program", default="llama70b", help="the package's persona program file (llama70b)")
     ap.add_argument("--persona-examples", type=int, default=1, help="worked examples kept in it (default 1)")
+    ap.add_argument("--ours-program", choices=("same", "default"), default="same",
+                    help="ours' persona program: the reference side's shortened file (same, default) or ours' "
+                         "default (the package's full program, worked examples dropped to fit the context)")
     ap.add_argument("--ours-config", default=None, help="JSON merged into ours' method config")
     args = ap.parse_args(argv)
     try:

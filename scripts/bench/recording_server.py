@@ -85,6 +85,14 @@ class RecordingServer:
                     with outer._lock:
                         outer.records.append({"mark": body.get("label")})
                     return self._send({"ok": True})
+                if not self.path.rstrip("/").endswith("/chat/completions"):  # e.g. vLLM's /tokenize: not served
+                    data = b'{"detail": "Not Found"}'
+                    self.send_response(404)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 text = answer(body.get("messages") or [])
                 with outer._lock:
                     outer.records.append({"request": body})

@@ -217,6 +217,7 @@ def phase_table(classified: Sequence[dict[str, Any]]) -> dict[str, dict[str, dic
             "capped_replies": sum(r.get("finish_reason") == "length" for r in recs),
             "shared_prefix_tokens": round(sum(shared[id(r)] for r in recs)),
             "busy_seconds": round(busy_seconds((r["t_start"], r["t_end"]) for r in recs), 1),
+            "users": len({r["user_id"] for r in recs if r.get("user_id")}),
         }
     return dict(table)
 

@@ -105,9 +105,19 @@ def run_user(user: dict[str, Any], spec: dict[str, Any], lm: Any, program_path: 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spec", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--spec", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--program-only", type=Path, default=None,
+                    help="only write the shortened persona program here (with --persona-program, --persona-examples)")
+    ap.add_argument("--persona-program", default="llama70b")
+    ap.add_argument("--persona-examples", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.program_only is not None:
+        info = shorten_persona_program(args.persona_program, args.persona_examples, args.program_only)
+        print(json.dumps(info))
+        return 0
+    if args.spec is None or args.out is None:
+        ap.error("--spec and --out are required")
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     import dspy
 

@@ -204,3 +204,45 @@ def test_persona_program_keeps_its_shortest_examples_in_order():
     assert info["examples_kept"] == [1, 3] and info["examples_shipped"] == 4
     with pytest.raises(ValueError, match="no predictor"):
         shorten_program({"metadata": {}}, 1)
+
+
+def test_common_phase_table_per_user_over_the_phases_both_sides_reached():
+    from bench_vs_reference import common_phase_table
+
+    def fig(users, busy, requests):
+        return {"users": users, "busy_seconds": busy, "requests": requests, "prompt_tokens": 10 * requests,
+                "completion_tokens": requests}
+
+    phases = {"bootstrap": {"reference": fig(2, 40.0, 20), "ours": fig(2, 10.0, 8)},
+              "search 1": {"reference": fig(2, 60.0, 30), "ours": fig(2, 10.0, 12)},
+              "persona": {"reference": fig(2, 20.0, 4), "ours": fig(2, 4.0, 2)},
+              "search 2": {"reference": fig(1, 30.0, 10), "ours": fig(2, 9.0, 12)},  # the reference: one user
+              "predict": {"ours": fig(2, 3.0, 8)}}
+    text = common_phase_table(phases, 2)
+    assert "(bootstrap, search 1, persona)" in text
+    rows = {line[:34].strip(): line[34:].split() for line in text.splitlines()[2:]}
+    # reference (40 + 60 + 20) / 2 = 60 s, ours (10 + 10 + 4) / 2 = 12 s; requests (20+30+4)/2 = 27, (8+12+2)/2 = 11
+    assert rows["seconds in flight per user"] == ["60.0", "12.0", "5.00"]
+    assert rows["requests per user"] == ["27.0", "11.0", "2.45"]
+    assert common_phase_table({"bootstrap": {"reference": fig(1, 1.0, 1), "ours": fig(2, 1.0, 1)}}, 2) is None
+
+
+def test_concurrency_replay_reads_a_proxy_log_and_salts_each_trial(tmp_path):
+    from bench_openai_concurrency import salted, workload
+
+    from personalrewardbench.data.schema import Message
+
+    log = tmp_path / "requests.jsonl"
+    recs = [{"side": "ours", "status": 200, "messages": [{"role": "system", "content": "S"},
+                                                          {"role": "user", "content": "q1"}],
+             "params": {"max_tokens": 64, "temperature": 0.0, "stop": ["]]"]}},
+            {"side": "reference", "status": 200, "messages": [{"role": "user", "content": "r"}], "params": {}},
+            {"side": "ours", "status": 400, "messages": [{"role": "user", "content": "refused"}], "params": {}},
+            {"side": "ours", "status": 200, "messages": [{"role": "user", "content": "q2"}],
+             "params": {"max_tokens": 8, "stop": "."}}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"torn')
+    work = workload(log, "ours")
+    assert [c[-1].content for c, _ in work] == ["q1", "q2"]
+    assert [(p.max_tokens, p.stop) for _, p in work] == [(64, ("]]",)), (8, (".",))]
+    assert salted(work[0][0], "t1") == [Message("system", "[t1] S"), Message("user", "q1")]
+    assert salted(work[1][0], "t1") == [Message("system", "[t1]"), Message("user", "q2")]

@@ -3,7 +3,8 @@
 It answers ``GET /v1/models``, ``POST /v1/chat/completions`` and, when given a tokenizer,
 ``POST /tokenize`` in vLLM's shapes (``{"count", "max_model_len", "tokens"}``). What it says is
 set by the test: the model entry, the top log-probabilities (or none, as vllm-project/vllm#47838
-does), a context limit it enforces with vLLM's refusal wording, transient failures.
+does), a context limit it enforces with vLLM's refusal wording (for the prompt, and optionally for
+the reply cap), transient failures.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ class FakeServer:
         self.refuse: Callable[[dict], bool] = lambda body: False  # refuse these as too long even when they fit
         self.stated_limit: int | None = None  # the limit a refusal states (default: ``limit``)
         self.status_for: Callable[[dict], int | None] = lambda body: None  # answer this HTTP status instead
+        self.status_message: Callable[[dict], str] = lambda body: "scripted failure"  # ... with this message
         self.serve_tokenize = True  # with a tokenizer: answer /tokenize (False: only enforce ``limit``)
+        # How the server checks ``max_tokens`` against ``limit``: None (it does not), "sum" (prompt +
+        # max_tokens must fit: OpenAI's and vLLM <= 0.7's wording) or "max_model_len" (max_tokens alone
+        # must fit: vLLM >= 0.11's wording; the server then caps the reply itself)
+        self.reply_check: str | None = None
+        self.delay_s = 0.0  # wait this long before answering a chat request (a slow reply)
         self.requests: list[dict] = []
         self.tokenize_calls = 0
         self.lock = threading.Lock()
@@ -108,6 +115,8 @@ class FakeServer:
                                             "tokens": ids, "token_strs": None})
                 if self.path != "/v1/chat/completions":
                     return self._send(404, {"error": "not found"})
+                if server.delay_s:
+                    time.sleep(server.delay_s)
                 with server.lock:
                     server.requests.append(body)
                     if server.fail_first > 0:
@@ -115,7 +124,8 @@ class FakeServer:
                         return self._send(503, {"error": "busy"}, {"Retry-After": "0"})
                 status = server.status_for(body)
                 if status is not None:
-                    return self._send(status, {"object": "error", "code": status, "message": "scripted failure"})
+                    return self._send(status, {"object": "error", "code": status,
+                                               "message": server.status_message(body)})
                 n = server.prompt_tokens(body["messages"])
                 if (server.limit is not None and n > server.limit) or server.refuse(body):
                     limit = server.stated_limit or server.limit
@@ -123,6 +133,18 @@ class FakeServer:
                         f"This model's maximum context length is {limit} tokens. However, your prompt "
                         f"contains {n} input tokens, which exceeds this limit even without any output tokens. "
                         "Please reduce the length of the input prompt.")})
+                mt = body.get("max_tokens")
+                if server.reply_check and server.limit is not None and isinstance(mt, int):
+                    if server.reply_check == "sum" and n + mt > server.limit:
+                        return self._send(400, {"object": "error", "type": "BadRequestError", "code": 400, "message": (
+                            f"This model's maximum context length is {server.limit} tokens. However, you requested "
+                            f"{n + mt} tokens ({n} in the messages, {mt} in the completion). Please reduce the "
+                            "length of the messages or completion.")})
+                    if server.reply_check == "max_model_len" and mt > server.limit:
+                        return self._send(400, {"error": {"message": (
+                            f"max_tokens={mt} cannot be greater than max_model_len={server.limit}. Please request "
+                            f"fewer output tokens. (parameter=max_tokens, value={mt})"),
+                            "type": "BadRequestError", "param": "max_tokens", "code": 400}})
                 msg = {"role": "assistant", "content": server.answer(body)}
                 choice: dict[str, Any] = {"index": 0, "message": msg, "finish_reason": "stop", "logprobs": None}
                 if body.get("logprobs") and server.logprobs:

@@ -38,12 +38,15 @@ def test_cache_hits_and_identical_requests_computed_once(tmp_path):
         return "x"
 
     llm = ScriptedLLM(counted, use_cache=True, cache_dir=tmp_path)
-    llm.generate([chat("same"), chat("same"), chat("other")])
+    first = llm.generate([chat("same"), chat("same"), chat("other")])
     assert sorted(calls) == ["other", "same"]
+    # the copy is answered by the first request of the call: it never reaches the model
+    assert [c.cached for c in first] == [False, True, False] and [c.text for c in first] == ["x"] * 3
+    assert llm.usage.cache_hits == 1 and llm.usage.calls == 3
     again = llm.generate([chat("same"), chat("new")])
     assert [c.cached for c in again] == [True, False]
     assert calls.count("same") == 1
-    assert llm.usage.cache_hits == 1 and llm.usage.calls == 5
+    assert llm.usage.cache_hits == 2 and llm.usage.calls == 5
 
 
 def test_cache_key_depends_on_identity_params_prompt_choices(tmp_path):

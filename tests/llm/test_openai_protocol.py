@@ -48,6 +48,15 @@ def test_retries_with_backoff_on_5xx(server):
     assert llm.usage.retries == 3 and llm.usage.by_kind["generate"]["retries"] == 3
 
 
+def test_a_reply_slower_than_the_read_timeout_is_asked_again_with_a_longer_one(server):
+    url, script, _ = server
+    script.delay_s = 0.6  # every reply takes 0.6 s: a 0.4 s read timeout alone would never see one
+    llm = make_llm("openai", base_url=url, use_cache=False, timeout=0.4, backoff_s=0.01, max_retries=2)
+    out = llm.generate(chats(1))
+    assert out[0].text.startswith("I choose B")
+    assert len(script.chat_requests()) == 2 and llm.usage.retries == 1  # 0.4 s timed out, 0.8 s did not
+
+
 def test_gives_up_with_clear_error_keeping_finished_batches(server, tmp_path):
     url, script, httpd = server
     llm = make_llm("openai", base_url=url, cache_dir=str(tmp_path), backoff_s=0.01, max_retries=2, batch_size=2)

@@ -39,8 +39,10 @@ from personalrewardbench.llm.openai_server import (
     (400, "Requested sample logprobs of 20, which is greater than max allowed: 5", None),
     (401, "This model's maximum context length is 2048 tokens.", None),
     # TGI answers its input validation errors with 422 (red-team pass)
+    # prompt and cap together, the prompt alone fitting: a reply-cap refusal (the backend keeps the prompt
+    # when it fits what the limit leaves for the cap, else cuts it: 4000 > 4096 - 256, so it is cut)
     (422, "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens "
-          "and 256 `max_new_tokens`", ContextRefusal(4096, 4000)),
+          "and 256 `max_new_tokens`", ContextRefusal(4096, 4000, reply_cap=True)),
     (422, "Input validation error: `inputs` must have less than 2048 tokens. Given: 3000", ContextRefusal(2048, 3000)),
     (422, "Input validation error: `max_new_tokens` must be <= 1024. Given: 2048", None),  # not about the prompt
 ])

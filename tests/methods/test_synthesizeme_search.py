@@ -227,14 +227,37 @@ def test_flip_field_decides_the_presentation():
 # ------------------------------------------------------------------ whole fit
 
 
-def test_batched_fit_issues_one_batch_per_phase_and_round():
+def test_batched_fit_issues_one_batch_per_phase():
     bench = make_tiny_benchmark(n_users=4)
     llm = CountingLLM(longer_judge)
     method = _fit(llm, bench)
     batches = method.usage()["llm_batches"]
+    # every candidate is scored (the reference's way): all users' candidates in one batch per search
+    assert batches == {"bootstrap": 1, "search1": 1, "persona": 1, "bootstrap2": 1, "search2": 1}
+    assert llm.generate_calls == sum(batches.values())
+
+
+def test_search_stopping_early_goes_in_rounds_and_sends_a_subset_of_the_same_requests():
+    bench = make_tiny_benchmark(n_users=4)
+    seen: dict[str, list[str]] = {"every": [], "early": []}
+
+    def recording(name):
+        def fn(c, p):
+            seen[name].append(repr(c))
+            return longer_judge(c, p)
+        return fn
+
+    every, early = CountingLLM(recording("every")), CountingLLM(recording("early"))
+    a = _fit(every, bench)
+    b = _fit(early, bench, score_every_candidate=False)
+    batches = b.usage()["llm_batches"]
     # even users are always right (stop after one candidate), odd users never: 12 and 13 rounds
     assert batches == {"bootstrap": 1, "search1": 12, "persona": 1, "bootstrap2": 1, "search2": 13}
-    assert llm.generate_calls == sum(batches.values())
+    assert early.generate_calls == sum(batches.values())
+    assert set(seen["early"]) < set(seen["every"])  # a strict subset of the same prompts
+    assert early.requests < every.requests
+    chosen = lambda m: {u: (x.persona, x.demos, x.candidate, x.val_score) for u, x in m.models.items()}  # noqa: E731
+    assert chosen(a) == chosen(b)  # the same choices
 
 
 def test_loop_mode_issues_the_same_requests_user_by_user():
@@ -291,7 +314,9 @@ def test_resampled_retries_variant_retries_then_counts_failed():
     # bootstrap 2 + search1 (2 candidates x 2 val orders) + search2 (3 x 2) + predict 1 = 13 judgments, 4 tries
     assert usage["per_user"]["user0"]["failed_fit_judgments"] == 12
     judge_calls = [p for p in calls if p.stop == M["prompts"].STOP_STRINGS]
-    assert len(judge_calls) == 13 * 4
+    # no trace is verified, so every candidate of a search shows no demos: its prompts are the same
+    # requests (one batch per search), computed once: 2 + 2 + 2 + 1 = 7 distinct judgments, 4 tries each
+    assert len(judge_calls) == 7 * 4
     assert {p.temperature for p in judge_calls} == {0.0, 0.7}
 
 
