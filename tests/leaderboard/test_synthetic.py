@@ -97,8 +97,11 @@ def test_a_personalized_learner_finds_signal_a_global_one_does_not(rows: list[di
 
 @pytest.mark.slow
 def test_default_sample_separates_a_personalized_method_from_the_shortcuts(tmp_path) -> None:
-    """What `prb run` promises on the default sample: the embedded-MiniLM per-user method's 95% CI lies
-    above every shortcut's, over pairs and over users (real MiniLM, the harness's own scorer)."""
+    """What `prb run` promises on the default sample (real MiniLM, the harness's own scorer): the
+    embedded-MiniLM per-user method's 95% CI over pairs lies above every shortcut's; over users, 40
+    users are too few for a bootstrap (intervals.MIN_BOOTSTRAP_UNITS = 50), so both sides get the
+    conservative Wilson score interval and only "above chance" is promised: the learner's lies above
+    50% and every shortcut's contains it."""
     from personalrewardbench.evaluate import run_evaluation
     from personalrewardbench.methods import MethodEnv, load_method
 
@@ -111,4 +114,6 @@ def test_default_sample_separates_a_personalized_method_from_the_shortcuts(tmp_p
     assert learned["n_pairs"] == 320
     for name, s in scores.items():
         assert learned["accuracy_ci95"][0] > s["accuracy_ci95"][1], (name, learned["accuracy_ci95"], s)
-        assert learned["accuracy_ci95_users"][0] > s["accuracy_ci95_users"][1], (name, learned, s)
+        assert s["accuracy_ci95_users"][0] <= 0.5 <= s["accuracy_ci95_users"][1], (name, s)
+    assert learned["ci_kind"]["accuracy_ci95_users"] == "wilson", learned["ci_kind"]
+    assert learned["accuracy_ci95_users"][0] > 0.5, learned
