@@ -17,14 +17,14 @@ def python_syntax_problems(folder: str | Path, files: list[str] | None = None) -
     """One line per Python file under ``folder`` that does not compile: ``FILE, line N: MESSAGE; fix ...``.
 
     ``files``: the folder's regular files as relative POSIX paths (what
-    :func:`personalrewardbench.submissions.spec.list_folder` returns); by default that listing is
+    :func:`personalrewardbench.submissions.listing.list_folder` returns); by default that listing is
     made here. It never follows a symbolic link and stops at a bounded depth, so no tree exhausts
     the stack. Uses the built-in ``compile`` (no code runs, nothing is written). Files that are not
     UTF-8 are reported too (Python source must be UTF-8 unless it declares another encoding).
     """
     root = Path(folder)
     if files is None:
-        from personalrewardbench.submissions.spec import list_folder
+        from personalrewardbench.submissions.listing import list_folder
 
         files, _ = list_folder(root)
     problems: list[str] = []

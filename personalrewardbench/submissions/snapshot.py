@@ -5,7 +5,7 @@ assets committed with it; not ``results/``, ``__pycache__`` or ``.git``) are cop
 fresh temporary folder, which is then bound read-only into the sandbox. Symbolic links are
 never followed: one anywhere in the folder (or a FIFO, device or socket) refuses the
 submission with the path named, and so does a tree nested deeper than
-:data:`~personalrewardbench.submissions.spec.MAX_DEPTH` folders (the walk is iterative and
+:data:`~personalrewardbench.submissions.listing.MAX_DEPTH` folders (the walk is iterative and
 bounded). The sandbox therefore never sees the live folder, so
 nothing the harness writes later, and nothing another process changes there during the
 run, reaches the adapter.
@@ -19,7 +19,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from personalrewardbench.submissions.spec import SubmissionError, list_folder
+from personalrewardbench.submissions.listing import list_folder
+from personalrewardbench.submissions.spec import SubmissionError
 
 MAX_SNAPSHOT_MB = 4096
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from personalrewardbench.errors import MethodError
 from personalrewardbench.source_check import python_syntax_problems
+from personalrewardbench.submissions.listing import list_folder
 
 SUBMISSION_FILE = "submission.toml"
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -56,12 +57,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 }
 VARIANT_KEYS = ("config", "description")
 # never part of what the adapter sees: written by the harness (older layouts) or by tools
-SKIPPED_TOP = ("results",)
-SKIPPED_ANYWHERE = ("__pycache__", ".git")
-MAX_FILES = 20_000
 MAX_TOML_BYTES = 1 << 20
 MAX_CONFIG_DEPTH = 16  # the pipe protocol refuses nesting deeper than 64 levels in what the adapter echoes back
-MAX_DEPTH = 32  # folders below the submission folder; code and assets need a handful
 
 
 class SubmissionError(MethodError):
@@ -321,51 +318,6 @@ def _config_problems(where: str, value: Any) -> list[str]:
         elif not isinstance(v, int | float):
             problems.append(f"{path} is a TOML {type(v).__name__} value; write it as a string, e.g. \"1979-05-27\"")
     return problems
-
-
-def list_folder(folder: str | Path) -> tuple[list[str], list[str]]:
-    """The regular files of a method folder (relative POSIX paths, sorted) and its problems.
-
-    Never follows a symbolic link: each one (and anything not a regular file or folder,
-    e.g. a FIFO or device) is a problem naming the path. ``results/`` at the top and
-    ``__pycache__``/``.git`` anywhere are skipped: they are not part of the method. The walk
-    is iterative and stops at :data:`MAX_DEPTH` nested folders (a problem naming the folder),
-    so no tree, however deep, exhausts the stack or the path length.
-    """
-    root = Path(folder)
-    files: list[str] = []
-    problems: list[str] = []
-    if root.is_symlink():
-        return [], [f"{root}: the submission folder is a symbolic link; symlinks are never followed"]
-    stack: list[tuple[str, int]] = [("", 0)]
-    while stack:
-        rel, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            problems.append(f"{root / rel}: nested more than {MAX_DEPTH} folders deep; keep the submission's "
-                            "folders shallow (its contents were not read)")
-            continue
-        try:
-            entries = sorted(os.scandir(root / rel) if rel else os.scandir(root), key=lambda e: e.name)
-        except OSError as exc:
-            problems.append(f"{root / rel}: cannot be listed ({exc.strerror})")
-            continue
-        for entry in entries:
-            sub = f"{rel}/{entry.name}" if rel else entry.name
-            if entry.name in SKIPPED_ANYWHERE or (not rel and entry.name in SKIPPED_TOP):
-                continue
-            if entry.is_symlink():
-                problems.append(f"{root / sub}: is a symbolic link; commit the file itself (symlinks are never "
-                                "followed)")
-            elif entry.is_dir(follow_symlinks=False):
-                stack.append((sub, depth + 1))
-            elif entry.is_file(follow_symlinks=False):
-                files.append(sub)
-            else:
-                problems.append(f"{root / sub}: is not a regular file or folder; remove it")
-        if len(files) > MAX_FILES:
-            problems.append(f"{root}: more than {MAX_FILES} files; keep the submission to its code and assets")
-            break
-    return sorted(files), problems
 
 
 def folder_problems(sub: Submission) -> list[str]:

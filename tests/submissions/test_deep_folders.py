@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from personalrewardbench.cli import main
+from personalrewardbench.submissions.listing import MAX_DEPTH, list_folder
 from personalrewardbench.submissions.snapshot import Snapshot
-from personalrewardbench.submissions.spec import MAX_DEPTH, SubmissionError, list_folder, validate_folder
+from personalrewardbench.submissions.spec import SubmissionError, validate_folder
 
 
 def _chain(top: Path, depth: int) -> None:
