@@ -32,18 +32,10 @@ about the server:
 - A 200 that is no answer (not JSON, an ``error`` object, no choices, no text,
   ``abort``-ed; :mod:`personalrewardbench.llm.openai_answers`) fails that request;
   it is no refusal and says nothing about log-probabilities.
-- Any other 4xx refuses that request (``usage.refused_requests``). Context-length
-  refusals are handled in :mod:`personalrewardbench.llm.openai_fitting`. A context-length
-  refusal (:func:`~personalrewardbench.llm.openai_server.context_refusal`) is sent
-  once more fitted to the stated limit (scaled by the server's count of the prompt
-  when given; with no limit stated, to half the refused prompt), marked truncated;
-  a second refusal fails it. A refusal of the reply cap whose prompt fits the budget
-  the stated limit leaves for that cap (a server smaller than ``/v1/models`` or
-  ``--max-model-len`` said: "max_tokens=N cannot be greater than max_model_len=M",
-  "... in the completion", an output-token limit) is sent once more with the cap
-  that fits, its prompt untouched. Later prompts and caps are fitted to a stated
-  limit before they are sent, unless the server already answered a longer prompt. A refusal of
-  ``top_logprobs`` that names a cap ("max allowed: 5") is sent again within it.
+- Any other 4xx refuses that request (``usage.refused_requests``), except context-length
+  and reply-cap refusals, which are sent once more fitted to the stated limit
+  (:mod:`personalrewardbench.llm.openai_fitting`), and a refusal of ``top_logprobs`` that
+  names a cap ("max allowed: 5"), sent again within it.
 - The identity (part of every cache key) names the base URL and what ``/v1/models``
   reports (:mod:`personalrewardbench.llm.openai_server`); when the name asked for is
   not listed but one model is (llama.cpp answers any name), that model's entry. A
