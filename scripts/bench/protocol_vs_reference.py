@@ -10,7 +10,7 @@ configuration through ``prb evaluate --backend openai --base-url ...``. Printed 
 user and phase: requests that reached the server, demos per judge prompt, persona
 writer input, and requests per validation candidate (judgments asked / sent).
 
-    python scripts/bench/protocol_vs_reference.py --ref-python /work/ref-venv/bin/python
+    python scripts/bench/protocol_vs_reference.py   # the reference's venv: $PRB_REF_VENV, else .venv-ref (scripts/setup test)
     python scripts/bench/protocol_vs_reference.py --json out.json --program full
 
 The reference venv: synthesizeme==0.0.11a1, dspy==2.6.24, litellm==1.63.14, openai==1.109.1.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -218,8 +219,11 @@ def table(ref: dict, ours: dict, ref_cands: dict, our_cands: dict) -> tuple[str,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ref-python", default="/work/ref-venv/bin/python",
-                    help="python of a venv with synthesizeme==0.0.11a1, dspy 2.6.24, litellm 1.63.14, openai 1.109.1")
+    default_ref = Path(os.environ.get("PRB_REF_VENV") or Path(__file__).resolve().parents[2] / ".venv-ref")
+    ap.add_argument("--ref-python", default=str(default_ref / "bin" / "python"),
+                    help="python of a venv with synthesizeme==0.0.11a1, dspy 2.6.24, litellm 1.63.14, openai 1.109.1 "
+                         "(default: $PRB_REF_VENV/bin/python, else .venv-ref/bin/python, which `scripts/setup test` "
+                         "makes)")
     ap.add_argument("--program", choices=("trimmed", "full"), default="trimmed",
                     help="the reference's Theta with one worked example (default) or all six")
     ap.add_argument("--our-config", default="{}",

@@ -9,26 +9,24 @@ phase reading, not any figure. The real server path is what the benchmark
 itself runs (see README-vs-reference.md).
 
 Needs the reference's venv (synthesizeme 0.0.11a1, dspy 2.6): $PRB_REF_VENV or
-.venv-ref; skipped without one (building it needs the package index).
+.venv-ref, which ``scripts/setup test`` makes (see tests/bench/reference_venv.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
+from tests.bench.reference_venv import REF_VENV, reference_python
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
-REF_VENV = Path(os.environ.get("PRB_REF_VENV") or REPO / ".venv-ref")
 FIELD = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
 VALUES = {"reasoning": "The person seems to like the shorter summary.", "preference": "First",
           "synthesized_persona": "Prefers short, direct summaries that keep the key facts."}
@@ -70,8 +68,7 @@ class _Server(BaseHTTPRequestHandler):
 
 
 def test_both_sides_run_and_are_counted(tmp_path):
-    if not (REF_VENV / "bin" / "python").exists():
-        pytest.skip(f"no reference venv at {REF_VENV}; set PRB_REF_VENV (synthesizeme==0.0.11a1, dspy==2.6.24)")
+    reference_python()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     out = tmp_path / "run"
