@@ -115,20 +115,29 @@ def test_folder_checks_readme_entry_module_and_class(tmp_path):
     assert "README.md is missing" in msg
     assert "module file adapter.py not found" in msg
     (folder / "adapter.py").write_text("class Other:\n    pass\n")
-    with pytest.raises(SubmissionError, match="no 'class MyMethod' in adapter.py"):
-        validate_folder(folder)
+    # a class not found statically is a note (the module may create it another way), never a refusal
+    from personalrewardbench.submissions.folder_check import check_folder
+
+    report = check_folder(folder)
+    assert not any("MyMethod" in p for p in report.problems)
+    assert any("has no top-level 'class MyMethod'" in n and "checked when the run starts" in n
+               for n in report.notes)
 
 
 def test_template_validates_and_scores_in_the_sandbox(tmp_path, tiny):
     folder = write_template("fresh-idea", tmp_path)
     sub = validate_folder(folder)
     assert sub.method_names() == ["fresh-idea", "fresh-idea-strong"]
-    with SandboxedMethod(folder, "fresh-idea-strong") as m:
+    with SandboxedMethod(folder, "fresh-idea") as m:
         preds = run_method(m, tiny)
         arts = m.artifacts()
     assert all(0.0 <= p <= 1.0 for p in preds)
     # users 0 and 2 prefer longer answers, user 1 shorter: the template learns it
     assert arts["user0"].startswith("length lean +") and arts["user1"].startswith("length lean -")
+    with SandboxedMethod(folder, "fresh-idea-strong") as m:  # the non-personalized control
+        run_method(m, tiny)
+        leans = {u: a[len("length lean "):][0] for u, a in m.artifacts().items()}
+    assert len(set(leans.values())) == 1, leans  # every user pulled to the population's side
     with pytest.raises(SubmissionError, match="already exists"):
         write_template("fresh-idea", tmp_path)
     with pytest.raises(SubmissionError, match="'fresh-idea-2'"):
