@@ -45,6 +45,11 @@ class Unreadable(Exception):
     """The constructor's parameters cannot be read exactly from source; the message says why."""
 
 
+class Missing(Exception):
+    """Nothing in the module can bind the entry class's name (no binding of it, no star import, no
+    module ``__getattr__``, nothing dynamic): the import at run time would fail."""
+
+
 def resolve_entry_module(folder: Path, module: str) -> tuple[Path | None, bool]:
     """The file the harness imports for entry module ``module`` (dotted) from ``folder``, and
     whether it is Python source (False: a compiled extension or bytecode, or a namespace
@@ -134,6 +139,9 @@ class ModuleView:
         if not found:
             close = difflib.get_close_matches(name, sorted(self.top_classes), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if not self.dynamic and "__getattr__" not in self.bindings and name not in self.globals_declared:
+                raise Missing(f"{self.file_name} defines no {name!r}{hint}, and nothing in it can create that name; "
+                              "fix the class name in [method].entry or in the module")
             raise Unreadable(f"{self.file_name} has no top-level 'class {name}'{hint}; if the module creates it "
                              "some other way, the run will find it")
         lines = ", ".join(str(getattr(n, "lineno", "?")) for n in found)
@@ -272,6 +280,8 @@ def config_key_problems(module_file: Path, class_name: str,
         args, line = init_of(ModuleView(tree, display), class_name)
     except Unreadable as exc:
         return [], str(exc)
+    except Missing as exc:
+        return [f"[method].entry: {exc}"], None
     where = f"{class_name}.__init__ ({display}, line {line})" if args is not None else \
         f"{class_name} ({display}, line {line}; it inherits Method's constructor)"
     return _param_problems(where, args, configs), None

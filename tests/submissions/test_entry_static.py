@@ -142,7 +142,7 @@ PLAIN = "class Thing(Method):\n" + GOOD_INIT
     (PLAIN + "import sys\nsys.modules[__name__].Thing = int\n", "uses .modules (line 6)"),
     (PLAIN + "from elsewhere import *\n", "star import"),
     ("Thing = type('Thing', (Method,), {})\n", "not a plain top-level class statement (line 2"),
-    ("class Thng(Method):\n    pass\n", "has no top-level 'class Thing' (did you mean 'Thng'?)"),
+    ("def __getattr__(name):\n    return int\n", "has no top-level 'class Thing'"),  # PEP 562 module __getattr__
     (PLAIN + "[(Thing := 1) for _ in range(1)]\n", "bound more than once"),
     # generated or replaced constructors
     ("from dataclasses import dataclass\n@dataclass\nclass Thing(Method):\n    alpha: float = 1.0\n",
@@ -165,6 +165,14 @@ def test_what_cannot_be_read_exactly_is_a_note_not_a_verdict(tmp_path: Path, sou
     # alpha = 2.0 may well be valid (the dataclass takes it) or not (the rebinding's takes nothing):
     # either way validate must neither refuse nor claim to have checked
     _stands_aside(_folder(tmp_path, {"adapter.py": METHOD + source}), why)
+
+
+def test_a_class_nothing_can_bind_is_refused(tmp_path: Path) -> None:
+    # no binding of the name, no star import, no module __getattr__, nothing dynamic: the import would fail
+    folder = _folder(tmp_path, {"adapter.py": METHOD + "class Thng(Method):\n    pass\n"})
+    with pytest.raises(SubmissionError, match=r"adapter.py defines no 'Thing' \(did you mean 'Thng'\?\), and nothing "
+                                              "in it can create that name"):
+        validate_folder(folder)
 
 
 def test_a_plain_class_is_still_checked(tmp_path: Path) -> None:

@@ -115,13 +115,9 @@ def test_folder_checks_readme_entry_module_and_class(tmp_path):
     assert "README.md is missing" in msg
     assert "module file adapter.py not found" in msg
     (folder / "adapter.py").write_text("class Other:\n    pass\n")
-    # a class not found statically is a note (the module may create it another way), never a refusal
-    from personalrewardbench.submissions.folder_check import check_folder
-
-    report = check_folder(folder)
-    assert not any("MyMethod" in p for p in report.problems)
-    assert any("has no top-level 'class MyMethod'" in n and "checked when the run starts" in n
-               for n in report.notes)
+    # nothing in the module can bind MyMethod: refused, naming the fix
+    with pytest.raises(SubmissionError, match=r"adapter.py defines no 'MyMethod'.*fix the class name"):
+        validate_folder(folder)
 
 
 def test_template_validates_and_scores_in_the_sandbox(tmp_path, tiny):
