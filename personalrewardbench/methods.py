@@ -292,6 +292,13 @@ def config_keys(cls: type) -> list[str] | None:
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def _positional_only_note(cls: type) -> str:
+    """`` (positional-only, not settable by name: a, b)`` for the constructor's positional-only
+    parameters (before ``/``), else ``""``."""
+    names = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is p.POSITIONAL_ONLY and n != "self"]
+    return f" (positional-only, which a config cannot set by name: {', '.join(names)})" if names else ""
+
+
 def check_config(name: str, cls: type, kwargs: Mapping[str, Any]) -> None:
     """MethodError naming every unknown key (with the valid ones) or the missing required ones."""
     valid = config_keys(cls)
@@ -303,7 +310,8 @@ def check_config(name: str, cls: type, kwargs: Mapping[str, Any]) -> None:
             hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, valid, n=1))
                      else repr(k) for k in unknown]
             raise MethodError(f"method {name}: unknown config key{'s' if len(unknown) > 1 else ''} "
-                              f"{', '.join(hints)}; valid keys: {', '.join(valid) or 'none (it takes no config)'}")
+                              f"{', '.join(hints)}; valid keys: {', '.join(valid) or 'none'}{_positional_only_note(cls)}"
+                              + ("" if valid or _positional_only_note(cls) else " (it takes no config)"))
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as exc:

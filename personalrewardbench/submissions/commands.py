@@ -40,15 +40,22 @@ def limits_from_args(args: argparse.Namespace) -> SandboxLimits:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from personalrewardbench.submissions.folder_check import check_folder
+
     failed = 0
     for path in args.paths:
+        notes: list[str] = []
         try:
-            sub = validate_folder(path)
+            report = check_folder(path)
+            notes = report.notes
+            sub = report.submission_or_raise()
         except SubmissionError as exc:
             failed += 1
             print(f"FAIL {exc}")
-            continue
-        print(f"ok   {path}: {', '.join(sub.method_names())}")
+        else:
+            print(f"ok   {path}: {', '.join(sub.method_names())}")
+        for note in notes:
+            print(f"  note: {note}")
     return 1 if failed else 0
 
 
@@ -124,7 +131,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             llm.close()
     text = console_summary(outcomes, title=f"{sub.name}: sandboxed scores")
     if baseline_dirs:
-        text += "Baseline runs (in-process):\n" + "".join(f"  {n} on {d}: {p}\n" for n, d, p in baseline_dirs)
+        text += "\nBaseline runs (in-process):\n" + "".join(f"  {n} on {d}: {p}\n" for n, d, p in baseline_dirs)
     print(text, end="")
     return 1 if any(o.status in ("failed", "skipped") for o in outcomes) else 0
 

@@ -1,85 +1,261 @@
-"""Static check that a submission's config keys are parameters of its entry class's ``__init__``.
+"""Static checks of a submission's entry: its module file, its class, and its config keys.
 
-``prb submission validate`` runs no submission code, so this reads the entry module's syntax
-tree (:mod:`ast`): the entry class's ``__init__`` (or, when the class defines none, that of a
-base class defined in the same module). A config key that is not one of its parameters, or a
-parameter without a default that no config sets, is a problem naming the key, the class and
-the fix. The check stands aside (no problem) when it cannot know: ``__init__`` takes
-``**kwargs``, or the parameters come from a class defined elsewhere (an imported base class
-other than :class:`personalrewardbench.Method`, whose constructor takes no arguments).
+``prb submission validate`` runs no submission code, so this reads syntax trees (:mod:`ast`):
+
+1. The entry module is resolved exactly as the harness will import it: the folder is imported
+   as a package, so ``adapter`` is found by the standard library's own path finder
+   (:class:`importlib.machinery.FileFinder`) in the folder, a package ``adapter/__init__.py``
+   before a module ``adapter.py``, a compiled extension before Python source.
+2. The entry class counts only as a plain top-level ``class`` statement of that module, the
+   only binding of its name anywhere at module level (no assignment, import, definition inside
+   ``if``/``try``, second definition, ``global`` rebinding, ``del``, and no use of
+   ``globals()``, ``sys.modules`` or similar that could rebind it at run time).
+3. Its constructor parameters come from its own ``__init__``, or that of a single base class
+   defined the same way in that module, or :class:`personalrewardbench.Method` (no arguments).
+
+Each config key must then be a parameter that can be passed by name (not positional-only),
+and every parameter without a default must be set. Where the answer cannot be read exactly
+(the class is decorated, e.g. ``@dataclass``, has a metaclass, inherits ``__init__`` from a
+class defined elsewhere, takes ``**kwargs``, is not a plain top-level class, or the module is
+compiled), the check stands aside with a *note* saying so: the keys are then checked when the
+run starts (:func:`personalrewardbench.methods.check_config`), never refused here.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
-from collections.abc import Mapping
+import importlib.machinery as machinery
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-METHOD_BASES = {"Method", "personalrewardbench.Method", "personalrewardbench.methods.Method"}
+PRB_MODULES = ("personalrewardbench", "personalrewardbench.methods")
+LOADERS = [(machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
+           (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES),
+           (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES)]  # the order of Python's own path hook
+# names and attributes through which module code can rebind a module-level name at run time
+DYNAMIC_NAMES = frozenset({"globals", "vars", "locals", "exec", "eval", "__import__", "__builtins__"})
+DYNAMIC_ATTRS = frozenset({"modules", "__dict__", "__setattr__", "f_globals", "__globals__", "import_module",
+                           "getmodule"})
+CLASS_DUNDERS = ("__new__", "__signature__", "__init_subclass__")
 
 
-def _dotted(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
+class Unreadable(Exception):
+    """The constructor's parameters cannot be read exactly from source; the message says why."""
 
 
-def _init_params(classes: Mapping[str, ast.ClassDef], name: str, seen: set[str]
-                 ) -> tuple[list[str], list[str], int] | None:
-    """(parameters, those without a default, line of ``__init__``) of class ``name``; None when
-    unknown (``**kwargs``, or inherited from a class not defined in this module)."""
-    if name in seen or name not in classes:
-        return None
-    seen.add(name)
-    cls = classes[name]
-    for item in cls.body:
-        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name == "__init__":
-            a = item.args
-            if a.kwarg is not None:
-                return None
-            positional = [*a.posonlyargs, *a.args][1:]  # without self
-            defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
-            params = [p.arg for p in positional] + [p.arg for p in a.kwonlyargs]
-            required = [p.arg for p, d in zip(positional, defaults, strict=True) if d is None]
-            required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
-            return params, required, item.lineno
-    bases = [_dotted(b) for b in cls.bases]
-    local = [b for b in bases if b in classes]
-    if local:
-        return _init_params(classes, local[0], seen)
-    if all(b in METHOD_BASES or b == "object" for b in bases):
-        return [], [], cls.lineno  # Method's constructor takes no arguments
+class Missing(Exception):
+    """Nothing in the module can bind the entry class's name (no binding of it, no star import, no
+    module ``__getattr__``, nothing dynamic): the import at run time would fail."""
+
+
+def resolve_entry_module(folder: Path, module: str) -> tuple[Path | None, bool]:
+    """The file the harness imports for entry module ``module`` (dotted) from ``folder``, and
+    whether it is Python source (False: a compiled extension or bytecode, or a namespace
+    package with no file). ``(None, False)`` when nothing is found. Uses the standard library's
+    :class:`importlib.machinery.FileFinder` with the loaders of Python's default path hook, so a
+    package (``adapter/__init__.py``) wins over ``adapter.py`` exactly as at import time."""
+    locations, fullname, spec = [str(folder)], "_prb_entry", None
+    for part in module.split("."):
+        fullname += f".{part}"
+        spec = next((s for loc in locations
+                     if (s := machinery.FileFinder(loc, *LOADERS).find_spec(fullname)) is not None), None)
+        if spec is None:
+            return None, False
+        locations = list(spec.submodule_search_locations or [])
+    if spec is None or spec.origin is None or spec.loader is None:  # a namespace package: no file
+        return (None, False) if spec is None else (Path(locations[0]) if locations else None, False)
+    return Path(spec.origin), isinstance(spec.loader, machinery.SourceFileLoader)
+
+
+def _scope_walk(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """Every node that runs in the scope of ``body`` (not inside nested functions, lambdas or class
+    bodies, whose names are their own; a nested class or function's *name* and decorators are here)."""
+    stack: list[ast.AST] = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            outer: list[ast.AST] = [*node.decorator_list]
+            if isinstance(node, ast.ClassDef):
+                outer += [*node.bases, *node.keywords]
+            else:
+                outer += [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+            stack.extend(outer)
+        elif isinstance(node, ast.Lambda):
+            stack.extend(node.args.defaults)
+        elif isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            # comprehension targets are its own; only a walrus inside binds in this scope
+            stack.extend(n for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def _bound_names(node: ast.AST) -> list[str]:
+    """Names ``node`` binds (or deletes) in the scope it runs in; ``*`` for a star import."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+        return [node.id]
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [node.name]
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return [a.asname or a.name.split(".")[0] for a in node.names]
+    if isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+        return [node.name]
+    if isinstance(node, ast.MatchMapping) and node.rest:
+        return [node.rest]
+    return []
+
+
+def _dynamic_use(tree: ast.Module) -> str | None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES:
+            return f"it uses {node.id} (line {node.lineno}), which can rebind names at run time"
+        if isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRS:
+            return f"it uses .{node.attr} (line {node.lineno}), which can rebind names at run time"
     return None
 
 
-def config_key_problems(module_file: Path, class_name: str,
-                        configs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[str]:
-    """Problems with ``configs`` (``"[method].config"`` / ``"[variants.x].config"`` -> (the table's own
-    keys, the constructor kwargs it yields: a variant's merged over ``[method].config``)) against
-    ``class_name.__init__`` in ``module_file``, read statically.
-    A module that cannot be read or parsed gives no problem here (the syntax check reports it)."""
-    try:
-        tree = ast.parse(module_file.read_bytes(), filename=str(module_file))
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    found = _init_params(classes, class_name, set())
-    if found is None:
-        return []
-    params, required, line = found
-    where = f"{class_name}.__init__ ({module_file.name}, line {line})"
+class ModuleView:
+    """What a module's source says, statically, about its top-level names."""
+
+    def __init__(self, tree: ast.Module, file_name: str) -> None:
+        self.file_name = file_name
+        self.bindings: dict[str, list[ast.AST]] = {}
+        for node in _scope_walk(tree.body):
+            for name in _bound_names(node):
+                self.bindings.setdefault(name, []).append(node)
+        self.globals_declared = {n for node in ast.walk(tree) if isinstance(node, ast.Global) for n in node.names}
+        self.top_classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        self.plain = {id(n) for n in tree.body if isinstance(n, ast.ClassDef)}
+        self.dynamic = _dynamic_use(tree)
+
+    def plain_class(self, name: str) -> ast.ClassDef:
+        """The top-level ``class name`` statement, when it is the name's only module-level binding."""
+        found = self.bindings.get(name, [])
+        where = name
+        if "*" in self.bindings:
+            raise Unreadable(f"{self.file_name} has a star import ('from ... import *'), which may bind {name}")
+        if not found:
+            close = difflib.get_close_matches(name, sorted(self.top_classes), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if not self.dynamic and "__getattr__" not in self.bindings and name not in self.globals_declared:
+                raise Missing(f"{self.file_name} defines no {name!r}{hint}, and nothing in it can create that name; "
+                              "fix the class name in [method].entry or in the module")
+            raise Unreadable(f"{self.file_name} has no top-level 'class {name}'{hint}; if the module creates it "
+                             "some other way, the run will find it")
+        lines = ", ".join(str(getattr(n, "lineno", "?")) for n in found)
+        if len(found) > 1:
+            raise Unreadable(f"{where} is bound more than once at module level (lines {lines})")
+        node = found[0]
+        if not (isinstance(node, ast.ClassDef) and id(node) in self.plain):
+            raise Unreadable(f"{where} is not a plain top-level class statement (line {lines}: it is bound by an "
+                             "assignment, import, definition inside if/try/with, or similar)")
+        if name in self.globals_declared:
+            raise Unreadable(f"{where} is declared global in a function, which can rebind it")
+        if self.dynamic:
+            raise Unreadable(f"{self.file_name}: {self.dynamic}")
+        return node
+
+    def is_method_base(self, base: ast.expr) -> bool:
+        """True when ``base`` is :class:`personalrewardbench.Method`, imported once from the package."""
+        if isinstance(base, ast.Name):
+            binds = self.bindings.get(base.id, [])
+            return (len(binds) == 1 and isinstance(binds[0], ast.ImportFrom) and binds[0].level == 0
+                    and binds[0].module in PRB_MODULES
+                    and any(a.name == "Method" and (a.asname or a.name) == base.id for a in binds[0].names))
+        if isinstance(base, ast.Attribute) and base.attr == "Method" and isinstance(base.value, ast.Name):
+            binds = self.bindings.get(base.value.id, [])
+            return (len(binds) == 1 and isinstance(binds[0], ast.Import)
+                    and any(a.name in PRB_MODULES and (a.asname or a.name) == base.value.id for a in binds[0].names))
+        return False
+
+
+def _class_scope_bindings(cls: ast.ClassDef) -> dict[str, list[ast.AST]]:
+    out: dict[str, list[ast.AST]] = {}
+    for node in _scope_walk(cls.body):
+        for name in _bound_names(node):
+            out.setdefault(name, []).append(node)
+    return out
+
+
+def init_of(view: ModuleView, name: str, seen: frozenset[str] = frozenset()) -> tuple[ast.arguments | None, int]:
+    """(arguments of the ``__init__`` that builds class ``name``, its line); ``None`` arguments: the
+    class takes no constructor arguments (it reaches :class:`~personalrewardbench.Method`).
+    Raises :class:`Unreadable` where that cannot be read exactly."""
+    if name in seen:
+        raise Unreadable(f"{name} inherits from itself")
+    cls = view.plain_class(name)
+    if cls.decorator_list:
+        raise Unreadable(f"{name} is decorated (line {cls.decorator_list[0].lineno}: "
+                         f"@{ast.unparse(cls.decorator_list[0])}), which may generate or replace its __init__")
+    if cls.keywords:
+        raise Unreadable(f"{name} has class keywords ({ast.unparse(cls.keywords[0])}), e.g. a metaclass, which may "
+                         "change how it is constructed")
+    scope = _class_scope_bindings(cls)
+    for dunder in CLASS_DUNDERS:
+        if dunder in scope:
+            raise Unreadable(f"{name} defines {dunder}, which may change how it is constructed")
+    inits = scope.get("__init__", [])
+    if inits:
+        node = inits[0]
+        if len(inits) > 1 or not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node not in cls.body:
+            raise Unreadable(f"{name}.__init__ is not one plain def in the class body")
+        if node.decorator_list:
+            raise Unreadable(f"{name}.__init__ is decorated, which may change its parameters")
+        if node.args.kwarg is not None:
+            raise Unreadable(f"{name}.__init__ takes **{node.args.kwarg.arg}, so any key may be valid")
+        return node.args, node.lineno
+    bases = [b for b in cls.bases if not (isinstance(b, ast.Name) and b.id == "object")]
+    if any(isinstance(b, ast.Starred) for b in bases):
+        raise Unreadable(f"{name} takes its base classes from a starred expression")
+    if not bases or all(view.is_method_base(b) for b in bases):
+        return None, cls.lineno
+    if len(bases) > 1:
+        raise Unreadable(f"{name} has several base classes and no __init__ of its own")
+    base = bases[0]
+    binds = view.bindings.get(base.id, []) if isinstance(base, ast.Name) else []
+    if isinstance(base, ast.Name) and len(binds) == 1 and isinstance(binds[0], ast.ClassDef):
+        try:
+            return init_of(view, base.id, seen | {name})
+        except Unreadable as exc:
+            raise Unreadable(f"{name} inherits __init__ from {base.id}: {exc}") from None
+    raise Unreadable(f"{name} inherits __init__ from {ast.unparse(base)}, which is not defined in {view.file_name}")
+
+
+def _param_problems(where: str, args: ast.arguments | None,
+                    configs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[str]:
+    pairs: list[tuple[ast.arg, bool]] = []  # (parameter, has a default), self excluded
+    n_posonly = 0
+    kwonly: list[tuple[ast.arg, bool]] = []
+    if args is not None:
+        every = [*args.posonlyargs, *args.args]
+        pairs = list(zip(every, [False] * (len(every) - len(args.defaults)) + [True] * len(args.defaults),
+                         strict=True))[1:]
+        n_posonly = max(len(args.posonlyargs) - 1, 0)
+        kwonly = [(a, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    posonly, named = pairs[:n_posonly], pairs[n_posonly:] + kwonly
+    params = [a.arg for a, _ in named]
+    required = [a.arg for a, d in named if not d]
+    takes = ", ".join(params) or "no arguments by name"
     problems = []
+    needed_posonly = [a.arg for a, d in posonly if not d]
+    if needed_posonly:
+        problems.append(f"{where} has positional-only parameter(s) without a default ({', '.join(needed_posonly)}), "
+                        "which no config can set; give them defaults or remove the '/'")
+    posonly_names = {a.arg for a, _ in posonly}
     for table, (own, config) in configs.items():
         for key in own:
-            if key not in params:
-                close = difflib.get_close_matches(key, params, n=1)
-                fix = f"did you mean {close[0]!r}? " if close else ""
-                problems.append(f"{table} key {key!r} is not a parameter of {where}, which takes "
-                                f"{', '.join(params) or 'no arguments'}; {fix}rename the key or add the parameter")
+            if key in params:
+                continue
+            if key in posonly_names:
+                problems.append(f"{table} key {key!r} names a positional-only parameter of {where} (before '/'), "
+                                "which cannot be set by name; remove the '/' or the key")
+                continue
+            close = difflib.get_close_matches(key, params, n=1)
+            fix = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"{table} key {key!r} is not a parameter of {where}, which takes {takes}; "
+                            f"{fix}rename the key or add the parameter")
         missing = [p for p in required if p not in config]
         if missing:
             problems.append(f"{table}: {where} requires {', '.join(missing)} (no default); set "
@@ -87,9 +263,57 @@ def config_key_problems(module_file: Path, class_name: str,
     return problems
 
 
-def submission_config_problems(sub: Any, module_file: Path) -> list[str]:
-    """:func:`config_key_problems` for a parsed submission (:class:`~.spec.Submission`): its
-    ``[method].config`` and each ``[variants.<suffix>].config`` merged over it."""
+def config_key_problems(module_file: Path, class_name: str,
+                        configs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+                        display: str | None = None) -> tuple[list[str], str | None]:
+    """(problems, reason the keys cannot be checked statically or None) for ``configs``
+    (``"[method].config"`` / ``"[variants.x].config"`` -> (the table's own keys, the constructor kwargs
+    it yields: a variant's merged over ``[method].config``)) against ``class_name`` in ``module_file``
+    (named ``display`` in messages, by default its file name).
+    A module that cannot be read or parsed gives neither (the syntax check reports it)."""
+    try:
+        tree = ast.parse(module_file.read_bytes(), filename=str(module_file))
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return [], None
+    try:
+        display = display or module_file.name
+        args, line = init_of(ModuleView(tree, display), class_name)
+    except Unreadable as exc:
+        return [], str(exc)
+    except Missing as exc:
+        return [f"[method].entry: {exc}"], None
+    where = f"{class_name}.__init__ ({display}, line {line})" if args is not None else \
+        f"{class_name} ({display}, line {line}; it inherits Method's constructor)"
+    return _param_problems(where, args, configs), None
+
+
+def entry_report(sub: Any, listed: list[str] | None = None, *, check_keys: bool = True
+                 ) -> tuple[list[str], list[str]]:
+    """(problems, notes) for the entry of a parsed submission (:class:`~.spec.Submission`): its
+    module resolved as the harness imports it, its class and the config keys of ``[method].config``
+    and each ``[variants.<suffix>].config`` (merged over it). ``listed``: the folder's files as
+    :func:`~.listing.list_folder` gives them (what the sandbox's snapshot holds). ``check_keys=False``:
+    the configs are unusable (already reported), so only the module and class are checked."""
+    folder = sub.folder.resolve()
+    found, is_source = resolve_entry_module(folder, sub.entry_module)
+    entry = f"[method].entry {sub.entry!r}"
+    if found is None:
+        want = Path(*sub.entry_module.split(".")).with_suffix(".py")
+        return [f"{entry}: module file {want} not found in {folder}; put the adapter code in the folder or fix "
+                "the entry"], []
+    rel = found.relative_to(folder).as_posix() if found.is_relative_to(folder) else str(found)
+    if listed is not None and found.is_file() and rel not in listed:
+        return [f"{entry}: the module resolves to {rel}, which is not part of the submission (skipped folders: "
+                "results/, __pycache__, .git); move the code"], []
+    if not is_source:
+        what = "a namespace package (a folder with no __init__.py)" if found.is_dir() else "compiled, not Python source"
+        return [], [f"{entry}: class {sub.entry_class} not checked statically: {rel} is {what}; its config keys are "
+                    "checked when the run starts"]
     configs = {"[method].config": (sub.config, sub.config)} | {
         f"[variants.{k}].config": (v.config, {**sub.config, **v.config}) for k, v in sub.variants.items()}
-    return config_key_problems(module_file, sub.entry_class, configs)
+    if not check_keys:
+        configs = {}
+    problems, reason = config_key_problems(found, sub.entry_class, configs, rel)
+    notes = [] if reason is None else [f"{entry}: class {sub.entry_class} in {rel} cannot be checked statically: "
+                                       f"{reason}; its config keys are checked when the run starts"]
+    return problems, notes

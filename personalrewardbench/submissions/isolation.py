@@ -125,6 +125,28 @@ def python_binds(extra: Iterable[str | Path] = ()) -> list[str]:
     return chosen
 
 
+# run a module of the harness with -I (no PYTHONPATH, no user site, no script folder on sys.path), first
+# putting the folder that holds the running personalrewardbench package at the front of sys.path
+BOOTSTRAP = ("import runpy, sys; root = sys.argv.pop(1); module = sys.argv.pop(1); "
+             "root in sys.path or sys.path.insert(0, root); runpy.run_module(module, run_name='__main__', alter_sys=True)")
+
+
+def harness_root() -> str:
+    """The folder holding the running ``personalrewardbench`` package (a site-packages folder, or a
+    checkout when the harness was found through an editable install or ``PYTHONPATH``)."""
+    import personalrewardbench
+
+    return str(Path(personalrewardbench.__file__).resolve().parent.parent)
+
+
+def harness_module_command(module: str, *args: str) -> list[str]:
+    """``python -I -B -c BOOTSTRAP ROOT MODULE ARGS...``: run ``module`` (like ``python -m``) with the
+    harness copy that is running now, wherever it was found, even under ``-I``, which ignores
+    ``PYTHONPATH``. In the sandbox ROOT shows only what :func:`python_binds` binds under it (the package
+    folder, and the Python installation when it lies there), so nothing else becomes importable."""
+    return [sys.executable, "-I", "-B", "-c", BOOTSTRAP, harness_root(), module, *args]
+
+
 def others_can_read(path: str | Path) -> bool:
     """True when a user with no special rights (uid 65534) can reach and read ``path`` (mode bits only)."""
     p = Path(os.path.abspath(path))
@@ -176,8 +198,6 @@ def bwrap_command(snapshot: Path, *, tmp_mb: int, extra_read_only: Iterable[str 
             cmd += ["--ro-bind", d, d]
     for path in etc:
         cmd += ["--symlink", os.readlink(path), path] if os.path.islink(path) else ["--ro-bind", path, path]
-    for path in binds:
-        cmd += ["--ro-bind", path, path]
     # /proc/sys read-only: its files belong to the namespaces' owner, which for a root harness is the sandbox user
     cmd += ["--ro-bind", str(snapshot), SNAPSHOT_MOUNT, "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
             "--dev", "/dev"]
@@ -188,6 +208,8 @@ def bwrap_command(snapshot: Path, *, tmp_mb: int, extra_read_only: Iterable[str 
         cmd += ["--ro-bind-try", "/sys", "/sys"]
     for mount in TMP_MOUNTS:
         cmd += ["--perms", "1777", "--size", str(int(tmp_mb) * 1024 * 1024), "--tmpfs", mount]
+    for path in binds:  # after the tmpfs mounts, so that a harness or model under /tmp stays visible
+        cmd += ["--ro-bind", path, path]
     cmd += ["--remount-ro", "/", "--chdir", "/tmp", "--"]
     return cmd
 

@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -120,7 +119,7 @@ class SandboxedMethod(Method):
         workdir = os.path.join(self._tmp, "work")
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
-        worker = [sys.executable, "-I", "-B", "-m", "personalrewardbench.submissions.worker", str(p2c_r), str(c2p_w)]
+        worker = iso.harness_module_command("personalrewardbench.submissions.worker", str(p2c_r), str(c2p_w))
         passed = [p2c_r, c2p_w]
         try:
             if self.mode == "bwrap":
@@ -135,8 +134,8 @@ class SandboxedMethod(Method):
                 folder, home, env_home = iso.SNAPSHOT_MOUNT, "/tmp/work", "/tmp/work"
             else:
                 os.makedirs(workdir, mode=0o700)
-                cmd = [sys.executable, "-I", "-B", "-m", "personalrewardbench.submissions.reaper",
-                       "--fds", f"{p2c_r},{c2p_w}", "--", *worker]
+                cmd = iso.harness_module_command("personalrewardbench.submissions.reaper", "--fds",
+                                                 f"{p2c_r},{c2p_w}", "--", *worker)
                 folder, home, env_home = str(self.snapshot.path), workdir, workdir
         except iso.IsolationUnavailable as exc:
             for fd in (*passed, p2c_w, c2p_r):

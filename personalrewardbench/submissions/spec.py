@@ -39,8 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from personalrewardbench.errors import MethodError
-from personalrewardbench.source_check import python_syntax_problems
-from personalrewardbench.submissions.listing import list_folder
 
 SUBMISSION_FILE = "submission.toml"
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -154,7 +152,9 @@ def _check_name(problems: list[str], where: str, value: str | None) -> None:
         )
 
 
-def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submission | None:
+def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> tuple[Submission, set[str]]:
+    """The submission ``data`` describes, appending each problem to ``problems``; with the names of the
+    fields (``name``, ``entry``, ``config``, ``variants``) whose value is unusable (a placeholder stands in)."""
     for table in data:
         if table not in KNOWN_KEYS:
             problems.append(f"unknown table [{table}]; known tables: {', '.join(f'[{t}]' for t in KNOWN_KEYS)}")
@@ -220,6 +220,8 @@ def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submis
 
     variants: dict[str, Variant] = {}
     var_data = data.get("variants", {})
+    var_ok = isinstance(var_data, Mapping) and all(
+        isinstance(vd, Mapping) and isinstance(vd.get("config", {}), Mapping) for vd in var_data.values())
     if not isinstance(var_data, Mapping):
         problems.append("[variants] must hold tables like [variants.cot] with config = {...}")
         var_data = {}
@@ -240,13 +242,15 @@ def _parse(data: Mapping[str, Any], folder: Path, problems: list[str]) -> Submis
             vdesc = ""
         variants[suffix] = Variant(suffix=suffix, config=dict(vconf), description=vdesc)
 
-    if problems:
-        return None
+    unknown = {f for f, ok in (("name", name is not None and NAME_RE.match(name) and len(name) <= MAX_NAME),
+                               ("entry", entry is not None and ENTRY_RE.match(entry)),
+                               ("config", isinstance(meth.get("config", {}), Mapping)),
+                               ("variants", var_ok)) if not ok}
     return Submission(
         folder=folder, name=name or "", authors=tuple(a.strip() for a in authors), contact=contact or "",
         description=description or "", license=license_ or "", entry=entry or "", config=dict(config),
         paper=paper, requirements=Requirements(datasets=tuple(datasets), **flags), variants=variants,
-    )
+    ), unknown
 
 
 def _raise(path: Path, problems: list[str]) -> None:
@@ -254,21 +258,35 @@ def _raise(path: Path, problems: list[str]) -> None:
     raise SubmissionError(f"{path}: {len(problems)} problem(s):\n{lines}")
 
 
-def read_submission(folder: str | Path) -> Submission:
-    """Parse and check ``<folder>/submission.toml``; raise SubmissionError listing every problem.
-
-    A submission.toml that is a symbolic link is refused (symlinks are never followed).
-    """
+def _locate(folder: str | Path) -> Path:
+    """The submission.toml of ``folder`` (or ``folder`` itself when it names a .toml file); raise
+    SubmissionError when it is a symbolic link or missing (suggesting a method folder of that name)."""
     folder = Path(folder)
     path = folder / SUBMISSION_FILE if folder.is_dir() or not folder.name.endswith(".toml") else folder
-    folder = path.parent
     if path.is_symlink():
         raise SubmissionError(f"{path}: is a symbolic link; commit the file itself (symlinks are never followed)")
     if not path.is_file():
-        raise SubmissionError(f"{path}: not found; a method folder needs a submission.toml "
-                              "(run `prb submission new NAME` for a template)")
+        hint = _suggest_folder(folder) if not folder.exists() else None
+        raise SubmissionError(f"{path}: not found; " + (f"did you mean {hint}? " if hint else "") +
+                              "a method folder needs a submission.toml (run `prb submission new NAME` for a template)")
+    return path
+
+
+def _suggest_folder(folder: Path) -> str | None:
+    """An existing method folder named like ``folder`` under submissions/ or baselines/ (of the current
+    directory, then of the method roots, :func:`personalrewardbench.methods.method_dirs`)."""
+    from personalrewardbench.methods import method_dirs
+
+    for base in (Path("submissions"), Path("baselines"), *method_dirs()):
+        candidate = base / folder.name
+        if candidate.resolve() != folder.resolve() and (candidate / SUBMISSION_FILE).is_file():
+            return str(candidate)
+    return None
+
+
+def _load(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(_read_text_nofollow(path))
+        return tomllib.loads(_read_text_nofollow(path))
     except tomllib.TOMLDecodeError as exc:
         raise SubmissionError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
     except UnicodeDecodeError:
@@ -278,12 +296,34 @@ def read_submission(folder: str | Path) -> Submission:
     except (ValueError, MemoryError) as exc:  # e.g. an integer of thousands of digits
         raise SubmissionError(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:120]}); keep integers "
                               "within 64 bits and the file small") from None
+
+
+def read_submission(folder: str | Path) -> Submission:
+    """Parse and check ``<folder>/submission.toml``; raise SubmissionError listing every problem.
+
+    A submission.toml that is a symbolic link is refused (symlinks are never followed).
+    """
+    path = _locate(folder)
     problems: list[str] = []
-    sub = _parse(data, folder, problems)
-    if sub is None:
+    sub, _ = _parse(_load(path), path.parent, problems)
+    if problems:
         _raise(path, problems)
-    assert sub is not None
     return sub
+
+
+def parse_for_report(folder: str | Path) -> tuple[Path, Submission | None, set[str], list[str]]:
+    """Like :func:`read_submission` but returning instead of raising, so that validation can go on
+    to the folder checks: (the submission.toml path, the parsed submission with placeholders, or None
+    when the file is not readable TOML, the unusable fields as in :func:`_parse`, the problems).
+    Still raises SubmissionError when there is no submission.toml (not a method folder)."""
+    path = _locate(folder)
+    try:
+        data = _load(path)
+    except SubmissionError as exc:
+        return path, None, set(), [str(exc).removeprefix(f"{path}: ")]
+    problems: list[str] = []
+    sub, unknown = _parse(data, path.parent, problems)
+    return path, sub, unknown, problems
 
 
 def _read_text_nofollow(path: Path) -> str:
@@ -320,58 +360,12 @@ def _config_problems(where: str, value: Any) -> list[str]:
     return problems
 
 
-def folder_problems(sub: Submission) -> list[str]:
-    """Problems with the folder around a parsed submission.toml (README, entry module, folder name,
-    symbolic links or special files anywhere in it, Python files that do not compile)."""
-    files, problems = list_folder(sub.folder)
-    if not problems:  # a tree list_folder refuses (links, absurd depth) is already a named problem
-        problems += python_syntax_problems(sub.folder, files)
-    folder = sub.folder.resolve()
-    if folder.parent.name in ("submissions", "baselines") and folder.name != sub.name:
-        problems.append(f"folder name {folder.name!r} differs from [submission].name {sub.name!r}; "
-                        "rename one so they match")
-    problems += name_clashes(sub)
-    if not (folder / "README.md").is_file() or (folder / "README.md").is_symlink():
-        problems.append(f"{folder / 'README.md'} is missing; describe the method, its settings and how it was run")
-    parts = sub.entry_module.split(".")
-    mod_file = folder.joinpath(*parts).with_suffix(".py")
-    pkg_init = folder.joinpath(*parts, "__init__.py")
-    if not mod_file.is_file() and not pkg_init.is_file():
-        problems.append(f"[method].entry {sub.entry!r}: module file {mod_file.relative_to(folder)} not found in "
-                        f"{folder}; put the adapter code in the folder or fix the entry")
-    elif mod_file.is_file() and not mod_file.is_symlink():
-        text = mod_file.read_bytes().decode("utf-8", errors="replace")
-        if not re.search(rf"^class\s+{re.escape(sub.entry_class)}\b", text, re.M):
-            problems.append(f"[method].entry {sub.entry!r}: no 'class {sub.entry_class}' in "
-                            f"{mod_file.relative_to(folder)}; fix the class name in entry")
-        else:
-            from personalrewardbench.submissions.config_keys import submission_config_problems
-
-            problems += submission_config_problems(sub, mod_file)
-    return problems
-
-
-def name_clashes(sub: Submission) -> list[str]:
-    """Method names of ``sub`` (base and variants) already registered by another method folder: a
-    submission named ``length``, or ``bt`` with ``[variants.rm]``, would otherwise claim a baseline's name."""
-    from personalrewardbench.methods import method_folders
-
-    mine = (sub.folder.resolve().parent.name, sub.folder.resolve().name)
-    out = []
-    for name, other in sorted(method_folders().items()):
-        if name in sub.method_names() and (other.parent.name, other.name) != mine:
-            out.append(f"method name {name!r} is already taken by {other.parent.name}/{other.name}; rename the "
-                       "submission or the variant so that every name it declares is new")
-    return out
-
-
 def validate_folder(folder: str | Path) -> Submission:
-    """Check a method folder completely; raise SubmissionError listing every problem."""
-    sub = read_submission(folder)
-    problems = folder_problems(sub)
-    if problems:
-        _raise(sub.folder / SUBMISSION_FILE, problems)
-    return sub
+    """Check a method folder completely (:func:`~.folder_check.check_folder`); raise SubmissionError
+    listing every problem."""
+    from personalrewardbench.submissions.folder_check import check_folder
+
+    return check_folder(folder).submission_or_raise()
 
 
 def find_submission_folders(root: str | Path) -> list[Path]:

@@ -115,7 +115,8 @@ def test_folder_checks_readme_entry_module_and_class(tmp_path):
     assert "README.md is missing" in msg
     assert "module file adapter.py not found" in msg
     (folder / "adapter.py").write_text("class Other:\n    pass\n")
-    with pytest.raises(SubmissionError, match="no 'class MyMethod' in adapter.py"):
+    # nothing in the module can bind MyMethod: refused, naming the fix
+    with pytest.raises(SubmissionError, match=r"adapter.py defines no 'MyMethod'.*fix the class name"):
         validate_folder(folder)
 
 
@@ -123,12 +124,16 @@ def test_template_validates_and_scores_in_the_sandbox(tmp_path, tiny):
     folder = write_template("fresh-idea", tmp_path)
     sub = validate_folder(folder)
     assert sub.method_names() == ["fresh-idea", "fresh-idea-strong"]
-    with SandboxedMethod(folder, "fresh-idea-strong") as m:
+    with SandboxedMethod(folder, "fresh-idea") as m:
         preds = run_method(m, tiny)
         arts = m.artifacts()
     assert all(0.0 <= p <= 1.0 for p in preds)
     # users 0 and 2 prefer longer answers, user 1 shorter: the template learns it
     assert arts["user0"].startswith("length lean +") and arts["user1"].startswith("length lean -")
+    with SandboxedMethod(folder, "fresh-idea-strong") as m:  # the non-personalized control
+        run_method(m, tiny)
+        leans = {u: a[len("length lean "):][0] for u, a in m.artifacts().items()}
+    assert len(set(leans.values())) == 1, leans  # every user pulled to the population's side
     with pytest.raises(SubmissionError, match="already exists"):
         write_template("fresh-idea", tmp_path)
     with pytest.raises(SubmissionError, match="'fresh-idea-2'"):
