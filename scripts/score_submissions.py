@@ -92,23 +92,6 @@ def default_baselines(baselines_dir: Path) -> list[str]:
     return names
 
 
-def name_clashes(sub: Any) -> list[str]:
-    """The submission's method names (base and variants) that a different folder already registers: a
-    baseline (which the harness runs in-process) or another submission. Empty when every name is new."""
-    from personalrewardbench.methods import list_methods
-
-    known = list_methods()
-    out = []
-    for name in sub.method_names():
-        source = known.get(name)
-        if source is None:
-            continue
-        where = Path(source)
-        if not (where.name == sub.folder.name and where.parent.name == SUBMISSIONS):  # not this submission itself
-            out.append(f"{name!r} is already taken by {source}")
-    return out
-
-
 def benchmark_for(spec: str, notes: list[str]) -> Any:
     """The benchmark ``spec`` names; the synthetic sample is drawn with a secret seed for this job, since the
     package ships its generator (with the public seed a method could regenerate every label)."""
@@ -179,11 +162,6 @@ def score_all(args: argparse.Namespace, folders: list[Path], notes: list[str], o
             sub = validate_folder(folder)
         except SubmissionError as exc:
             outcomes.append(_failed(folder.name, "-", str(exc), "invalid"))
-            continue
-        clashes = name_clashes(sub)
-        if clashes:
-            outcomes.append(_failed(sub.name, "-", f"{folder}: method names must be new: " + "; ".join(clashes)
-                                    + ". Rename the submission (or the variant).", "invalid"))
             continue
         valid.append(sub)
     if not valid:
