@@ -236,14 +236,17 @@ def read_results(run_dir: Path | str) -> dict[str, Any]:
 
 
 MAX_FOLDER_DEPTH = 32  # results/<dataset>/<method>/<run-id> is 3 deep; far deeper trees are not read
+SITE_MARKER = ".prb-site"  # the file `prb leaderboard build` writes at the top of every site it renders
 
 
 def scan_folders(root: Path | str, max_depth: int = MAX_FOLDER_DEPTH) -> Iterator[tuple[Path, list[str], list[Path], str | None]]:
     """Walk ``root`` top-down in name order without recursion and without entering linked folders.
 
     Yields ``(folder, entry names, linked sub-folders, problem)``: ``problem`` is set (and the
-    other fields empty) for a folder that cannot be listed or lies more than ``max_depth`` below
-    ``root``; such folders are not entered. A ``root`` that cannot be listed yields nothing.
+    other fields empty) for a folder that cannot be listed, lies more than ``max_depth`` below
+    ``root``, or is a rendered leaderboard site (holds :data:`SITE_MARKER`: its ``data/`` copies of
+    results.json are not runs); such folders are not entered. A ``root`` that cannot be listed
+    yields nothing.
     """
     root = Path(root)
     stack: list[tuple[Path, int]] = [(root, 0)]
@@ -258,6 +261,10 @@ def scan_folders(root: Path | str, max_depth: int = MAX_FOLDER_DEPTH) -> Iterato
         except OSError as exc:
             if depth:
                 yield here, [], [], f"cannot be listed ({exc.strerror})"
+            continue
+        if any(e.name == SITE_MARKER for e in entries):
+            yield here, [], [], (f"is a leaderboard site (written by `prb leaderboard build`, marked by {SITE_MARKER}); "
+                                 "its copies of results.json are not runs; not read")
             continue
         links = [here / e.name for e in entries if e.is_symlink() and e.is_dir()]
         yield here, [e.name for e in entries], links, None
