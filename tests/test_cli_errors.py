@@ -266,7 +266,13 @@ def test_verify_defaults_and_never_creates_a_seal_key(work: Path, tmp_path: Path
     assert "checking results/ and prb-output/results/" in proc.stderr, out
     assert "0 of 2 results verified" in proc.stdout, out  # both found; this folder has no key to check seals
     assert "run this from the folder where the runs were made" in proc.stdout, out
+    # each run says its seal went unchecked for want of a key (not tampered) and how to check the figures alone
+    assert proc.stdout.count("seal not checked, for want of a key (not a sign of tampering)") == 2, out
+    assert proc.stdout.count("pass --ignore-seal to check the figures alone") == 2, out
+    assert "no seal could be checked without a seal key: --ignore-seal verifies the figures alone" in proc.stdout
     assert not (here / "cache" / "seal.key").exists() and not (here / ".prb-cache").exists()
+    proc = _run(["verify", "--predictions-only", "--ignore-seal"], here)
+    assert proc.returncode == 0 and "2 of 2 results verified" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

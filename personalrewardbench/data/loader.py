@@ -94,6 +94,9 @@ def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
         import difflib
 
         names = ", ".join(KNOWN_NAMES)
+        if any(c in s for c in "*?["):
+            raise DataError(f"no file or folder matches {s} (the shell passes a pattern that matches nothing "
+                            "unchanged); --dataset takes one path or name per option: check the path")
         if looks_like_path(s):
             raise DataError(f"no such file or folder: {s}; check the path (or pass a dataset name: {names})")
         close = difflib.get_close_matches(s.lower(), KNOWN_NAMES, n=3, cutoff=0.6)

@@ -42,7 +42,10 @@ def build_command(args: argparse.Namespace) -> int:
     dirs = args.results or default_results_dirs(Path.cwd())
     missing = [d for d in dirs if not os.path.lexists(d)]
     if missing:
-        raise UserError(f"results folder not found: {missing[0]}; pass an existing folder to --results")
+        from personalrewardbench.results import unmatched_pattern
+
+        raise UserError(unmatched_pattern(missing[0]) or f"results folder not found: {missing[0]}; pass an existing "
+                        "folder to --results")
     try:
         report = build_site(dirs, args.out, include_reported=not args.no_reported, repo_url=args.repo_url,
                             plots=not args.no_plots)
