@@ -44,7 +44,7 @@ def _collect(source: str, records: Iterable[tuple[str, Mapping[str, Any]]], aren
     pairs: list[PreferencePair] = []
     group_of: dict[str, str] = {}
     first_seen: dict[str, str] = {}
-    for where, rec in tqdm(records, desc=f"reading {source}", unit=" records", disable=not progress):
+    for where, rec in tqdm(records, desc=f"reading {source}", unit=" records", disable=None if progress else True):
         counts["records_read"] += 1
         if source == "prism_raw":
             got = pairs_from_conversation(rec, where, prism, counts)
