@@ -136,12 +136,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("merge-dataset-folder", ["merge", "{w}/res/synthetic-sample"],
      "the run folders under it are {w}/res/synthetic-sample/length/s0-abc"),
     ("compare-missing-folder", ["compare", "{w}/run-a", "{w}/no-such-run"], "no-such-run"),
+    ("compare-unexpanded-glob", ["compare", "{w}/res/synthetic-sample/length/s9-*", "{w}/run-a"],
+     "no run folder matches {w}/res/synthetic-sample/length/s9-*"),
     ("compare-different-benchmarks", ["compare", "{w}/run-a", "{w}/run-b"], "different benchmark versions"),
     # prb run
     ("run-unknown-method", ["run", "--methods", "lenght", "--out", "{w}/o/results"], "did you mean: length"),
     ("run-users-word", ["run", "--methods", "length", "--users", "several", "--out", "{w}/o/results"], "--users"),
     ("run-missing-dataset", ["run", "--dataset", "{w}/nowhere", "--out", "{w}/o/results"], "nowhere"),
     ("run-empty-methods", ["run", "--methods", "", "--out", "{w}/o/results"], "--methods: no method named"),
+    ("run-dataset-missing-path", ["run", "--dataset", "../no-such/summarize-from-feedback", "--methods", "length",
+                                  "--out", "{w}/o/results"],
+     "no such file or folder: ../no-such/summarize-from-feedback; check the path"),
     ("run-dataset-typo", ["run", "--dataset", "synthtic", "--methods", "length", "--out", "{w}/o/results"],
      "did you mean: synthetic"),
     ("run-bootstrap-negative", ["run", "--methods", "length", "--bootstrap", "-1", "--out", "{w}/o/results"],
@@ -152,6 +157,8 @@ CASES: list[tuple[str, list[str], str]] = [
     # prb leaderboard build
     ("leaderboard-missing-results", ["leaderboard", "build", "--results", "{w}/nowhere", "--out", "{w}/site"],
      "nowhere"),
+    ("leaderboard-out-inside-results", ["leaderboard", "build", "--results", "{w}/res", "--out", "{w}/res/site"],
+     "--out {w}/res/site lies inside the results folder --results {w}/res"),
     ("leaderboard-out-is-a-file", ["leaderboard", "build", "--results", "{w}/run-a", "--out", "{w}/a-file"],
      "a-file"),
     # prb submission *
