@@ -81,12 +81,22 @@ def _unexpected(exc: BaseException) -> str:
             "and report it with the command you ran")
 
 
+def _stderr_is_terminal() -> bool:
+    """Whether stderr (where progress bars go) is a terminal; a pipe or a log file is not."""
+    try:
+        return bool(sys.stderr and sys.stderr.isatty())
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `prb` command; returns its exit status.
 
     0 success; 1 a command's own failure (a method failed, a verification mismatch, an
     unexpected error); 2 a user error (one ``prb: error:`` line naming the thing and the fix);
     130 interrupted. ``PRB_DEBUG=1`` re-raises unexpected errors with their traceback.
+    When stderr is not a terminal (a pipe, a log file) a verb with ``--quiet`` runs as if given it:
+    no progress bars, its own or its libraries', to garble the log.
     """
     from personalrewardbench.threads import prepare_environment
 
@@ -105,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         check_folder_options(args)
         apply_cache_dir(args)
+        if hasattr(args, "quiet") and not _stderr_is_terminal():  # piped or logged: bars would garble it
+            args.quiet = True
         if getattr(args, "quiet", False):
             from personalrewardbench.cli_options import quiet_libraries
 

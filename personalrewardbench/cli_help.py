@@ -99,7 +99,7 @@ def add_help(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Non
 
 class PrbParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are short: the verb's one-line usage, the error (with the
-    closest choice for a misspelt one) and where the full help is, not argparse's usage block of
+    closest choice for a misspelt choice, the closest option for a misspelt option) and where the full help is, not argparse's usage block of
     every option. Unrecognized arguments are reported by the verb they were given to."""
 
     def short_usage(self) -> str:
@@ -127,12 +127,42 @@ class PrbParser(argparse.ArgumentParser):
             close = difflib.get_close_matches(bad.group(1), choices, n=3, cutoff=0.5)
             if close:
                 message += f"; did you mean: {', '.join(close)}?"
+        message += self._misspelt_options(message)
         sys.stderr.write(f"{self.short_usage()}\n{self.prog}: error: {message}\nsee `{self.prog} --help` for "
                          "every option and examples\n")
         sys.exit(2)
 
+    _argv: tuple[str, ...] = ()  # the arguments being parsed (for hints in errors of any sub-parser)
+
+    def _misspelt_options(self, message: str) -> str:
+        """``"; did you mean --methods?"`` for each ``--option`` given that this verb does not know and
+        that is close to one it does (difflib), when the error is about unknown or missing arguments."""
+        import difflib
+        import re
+
+        if m := re.match(r"unrecognized arguments: (.*)", message):
+            tokens = m.group(1).split()
+        elif message.startswith("the following arguments are required"):
+            tokens = list(PrbParser._argv)
+        else:
+            return ""
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for token in dict.fromkeys(t.split("=", 1)[0] for t in tokens if t.startswith("--")):
+            close = difflib.get_close_matches(token, options, n=1, cutoff=0.6) if token not in options else []
+            if close:
+                hints.append((close[0], token))
+        if not hints:
+            return ""
+        if len(hints) == 1 and m:
+            return f"; did you mean {hints[0][0]}?"
+        return "; did you mean " + ", ".join(f"{good} (for {bad})" for good, bad in hints) + "?"
+
     def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                    namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        import sys
+
+        PrbParser._argv = tuple(sys.argv[1:] if args is None else args)
         ns, extras = self.parse_known_args(args, namespace)
         if extras:
             self._chosen(ns).error(f"unrecognized arguments: {' '.join(extras)}")

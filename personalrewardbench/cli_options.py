@@ -32,6 +32,12 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 method"``, ``"2 methods"``, ``"0 methods"``: ``n`` and the word in its number (``many``
+    when the plural is not ``word + "s"``)."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
     try:

@@ -315,7 +315,7 @@ def run_evaluation(
             book.wrote(ARTIFACTS_FILE)
             _save_progress(book, progress, env.llm, usage0, seconds_fit, seconds_predict, t0)
         bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc=f"{method.name} predict",
-                   unit="q", disable=not show_progress)
+                   unit="q", disable=None if show_progress else True)
         try:
             for start in range(0, len(todo), max(1, chunk_size)):
                 chunk = todo[start:start + chunk_size]

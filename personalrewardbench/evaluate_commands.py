@@ -183,7 +183,8 @@ def verify_folders(paths: list[str], *, dataset: str | None = None, predictions_
         if not ignore_seal:
             seal = check_seal(run, key) if key is not None else None
             if seal is None:
-                problems.append(f"seal not checked: {key_problem}")
+                problems.append(f"seal not checked, for want of a key (not a sign of tampering): {key_problem}; "
+                                "pass --ignore-seal to check the figures alone")
             elif seal.ok:
                 notes.append(seal.detail)
             else:
@@ -195,7 +196,9 @@ def verify_folders(paths: list[str], *, dataset: str | None = None, predictions_
             print(f"       {line}", file=out)
         for line in problems:
             print(f"  - {line}", file=out)
-    print(f"{len(runs) - failed} of {len(runs)} results verified" + (f"; {failed} FAILED" if failed else ""), file=out)
+    print(f"{len(runs) - failed} of {len(runs)} results verified" + (f"; {failed} FAILED" if failed else "")
+          + ("; no seal could be checked without a seal key: --ignore-seal verifies the figures alone"
+             if failed and key is None and not ignore_seal else ""), file=out)
     return failed
 
 
@@ -252,18 +255,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{out['a']} vs {out['b']} on {out['dataset']}: {out['n_pairs']} shared pairs, {out['n_users']} users")
     print(f"  accuracy {_fmt(out['accuracy_a'])} vs {_fmt(out['accuracy_b'])}; "
           f"difference {100 * out['difference']:+.1f} points")
-    kinds = {"bootstrap-basic": "paired bootstrap", "wilson": "Wilson score", "clopper-pearson": "exact",
-             "identical": "the same run"}
+    from personalrewardbench.intervals import interval_note
 
     def ci(name: str) -> str:  # None: fewer than 2 pairs/users
         c, kind = out[name], out["ci_kind"][name]
         if not c:
             return f"none ({out['ci_detail'][name].get('reason', 'too few units')})"
-        return f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}] ({kinds.get(kind, kind)})"
+        return f"[{100 * c[0]:+.1f}, {100 * c[1]:+.1f}] ({interval_note(kind, out['ci_detail'][name])})"
 
     print(f"  95% CI over pairs {ci('ci95')}; over users {ci('ci95_users')}")
     print(f"  p = {out['p_value']:.4g} ({out['p_value_test']}; {out['wins_a']} pairs favour {out['a']}, "
-          f"{out['wins_b']} favour {out['b']})")
+          f"{out['wins_b']} favour {out['b']}, ties left out)")
+    if out["p_value"] < 0.05 and any(out["ci_kind"][n] in ("wilson", "clopper-pearson") and out[n]
+                                     and out[n][0] <= 0 <= out[n][1] for n in ("ci95", "ci95_users")):
+        print("  note: a conservative interval (Wilson, Clopper-Pearson) can include 0 while the sign test is "
+              "decisive: it covers 95% whatever the spread between units, the test counts only pairs that differ")
     if out["n_only_a"] or out["n_only_b"]:
         print(f"  note: {out['n_only_a']} judgments only in the first run, {out['n_only_b']} only in the second")
     return 0
@@ -288,7 +294,8 @@ MERGE_EXAMPLES = """examples:
   prb merge results/prism/my-method/s0-shard0of2-* results/prism/my-method/s0-shard1of2-* --out merged/
 """
 COMPARE_EXAMPLES = """examples:
-  prb compare results/synthetic-sample/embed-logreg/s0-* results/synthetic-sample/length/s0-*
+  prb compare prb-output/results/synthetic-sample/embed-logreg/s0-* prb-output/results/synthetic-sample/length/s0-*
+  prb compare results/prism/my-method/s0-1a2b3c4d results/prism/length/s0-5e6f7a8b   # runs of `prb evaluate`
   prb compare RUN_A RUN_B --json --bootstrap 5000
 """
 
@@ -357,9 +364,14 @@ def register(subparsers: Any) -> None:
     c = subparsers.add_parser("compare", help="paired comparison of two runs on the same pairs", formatter_class=raw,
                               epilog=COMPARE_EXAMPLES,
                               description="Paired difference in accuracy (A minus B) on the judgments both runs "
-                                          "made, with paired-bootstrap 95% CIs over pairs and over users and a "
-                                          "two-sided exact sign test over pairs. Both runs must be on the same "
-                                          "benchmark version.")
+                                          "made, with 95% CIs over pairs and over users and a p-value. Each interval "
+                                          "is chosen by one rule (personalrewardbench/intervals.py) and printed with "
+                                          "its kind: the paired basic bootstrap; the Wilson score interval below 50 "
+                                          "effective units (or with fewer than 10 units that differ from the most "
+                                          "common one), conservative; the exact Clopper-Pearson interval when one run "
+                                          "wins every unit. The p-value is the two-sided exact sign test over the "
+                                          "pairs where the two runs' numbers of correct judgments differ (ties left "
+                                          "out). Both runs must be on the same benchmark version.")
     c.add_argument("a", help="first run folder")
     c.add_argument("b", help="second run folder")
     c.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)

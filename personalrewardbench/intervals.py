@@ -231,3 +231,33 @@ def difference_interval(diff: float, boot: np.ndarray, weights: np.ndarray, valu
     if ci is None:
         return None, kind, detail
     return [max(-1.0, 2 * ci[0] - 1), min(1.0, 2 * ci[1] - 1)], kind, detail
+
+
+def interval_note(kind: str, detail: dict[str, Any] | None) -> str:
+    """A few words saying which interval the rule chose and why, for a printed line, e.g.
+    ``"Wilson score: 40 users < 50, conservative"`` or ``"paired bootstrap"``; from ``kind`` and
+    the ``detail`` :func:`choose_interval` / :func:`difference_interval` return (its ``unit``,
+    ``n_effective`` and ``reason``). A conservative interval can be wide where a test on the same
+    data is decisive: it covers at least 95% whatever the spread, so it is never narrower than the
+    data allow."""
+    d = detail or {}
+    unit, reason, n_eff = str(d.get("unit") or "unit"), str(d.get("reason") or ""), d.get("n_effective")
+    if kind == "bootstrap-basic":
+        return "paired bootstrap" if d.get("scale") else "bootstrap"
+    if kind == "wilson":
+        if isinstance(n_eff, int | float) and n_eff < MIN_BOOTSTRAP_UNITS and "effective" in reason:
+            why = f"{n_eff:.3g} {unit}s < {MIN_BOOTSTRAP_UNITS}"
+        elif reason.startswith("only "):
+            why = reason.split(":", 1)[0]  # "only 3 pairs differ from the most common pair result (< 10)"
+        elif "disabled" in reason:
+            why = "no bootstrap (--bootstrap 0)"
+        else:
+            why = "the bootstrap is degenerate here"
+        return f"Wilson score: {why}, conservative"
+    if kind == "clopper-pearson":
+        head = reason.split(":", 1)[0]
+        return f"exact Clopper-Pearson: {head}, conservative" if head else "exact Clopper-Pearson, conservative"
+    if kind == "identical":
+        return "the same run on both sides"
+    return reason or kind
+

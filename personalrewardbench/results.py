@@ -24,7 +24,7 @@ import shlex
 import stat
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -235,63 +235,6 @@ def read_results(run_dir: Path | str) -> dict[str, Any]:
     return res
 
 
-MAX_FOLDER_DEPTH = 32  # results/<dataset>/<method>/<run-id> is 3 deep; far deeper trees are not read
-
-
-def scan_folders(root: Path | str, max_depth: int = MAX_FOLDER_DEPTH) -> Iterator[tuple[Path, list[str], list[Path], str | None]]:
-    """Walk ``root`` top-down in name order without recursion and without entering linked folders.
-
-    Yields ``(folder, entry names, linked sub-folders, problem)``: ``problem`` is set (and the
-    other fields empty) for a folder that cannot be listed or lies more than ``max_depth`` below
-    ``root``; such folders are not entered. A ``root`` that cannot be listed yields nothing.
-    """
-    root = Path(root)
-    stack: list[tuple[Path, int]] = [(root, 0)]
-    while stack:
-        here, depth = stack.pop()
-        if depth > max_depth:
-            yield here, [], [], f"nested more than {max_depth} folders deep; not read"
-            continue
-        try:
-            with os.scandir(here) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            if depth:
-                yield here, [], [], f"cannot be listed ({exc.strerror})"
-            continue
-        links = [here / e.name for e in entries if e.is_symlink() and e.is_dir()]
-        yield here, [e.name for e in entries], links, None
-        subdirs = [here / e.name for e in entries if not e.is_symlink() and e.is_dir(follow_symlinks=False)]
-        stack.extend((d, depth + 1) for d in reversed(subdirs))
-
-
-def walk_run_dirs(root: Path | str) -> Iterator[Path]:
-    """Folders at or below ``root`` that hold a ``results.json`` entry (a file or, to be reported,
-    a link), sorted. Symbolically linked folders are never entered; see :func:`scan_folders`."""
-    for folder, names, _, problem in scan_folders(root):
-        if problem is None and RESULTS_FILE in names:
-            yield folder
-
-
-def find_runs(paths: Sequence[Path | str]) -> list[Path]:
-    """Run folders (holding results.json) at or below ``paths``, sorted; linked folders are not entered."""
-    out: set[Path] = set()
-    for p in map(Path, paths):
-        if p.name == RESULTS_FILE and (p.is_file() or p.is_symlink()):
-            out.add(p.parent)
-        elif (p / RESULTS_FILE).exists() or (p / RESULTS_FILE).is_symlink():
-            out.add(p)
-        elif p.is_dir():
-            out.update(walk_run_dirs(p))
-        elif p.exists():
-            raise ResultsError(f"{p}: is a file, not a results folder; pass a run folder (holding {RESULTS_FILE}) "
-                               "or a folder of runs, e.g. prb-output/results")
-        else:
-            raise ResultsError(f"{p}: no such results folder; pass a run folder (holding {RESULTS_FILE}) or a "
-                               "folder of runs, e.g. prb-output/results")
-    return sorted(out)
-
-
 def file_hashes(run_dir: Path) -> dict[str, str]:
     return {name: sha256_file(Path(run_dir) / name) for name in HASHED_FILES if (Path(run_dir) / name).exists()}
 
@@ -394,3 +337,15 @@ def provenance(*, method: Any, llm: Any, seed: int, command: str | None, started
         "started_at": started_at,
         "finished_at": now_utc(),
     }
+
+
+# The folder walks live in run_folders.py; their names stay importable from here.
+from personalrewardbench.run_folders import (  # noqa: E402, F401
+    MAX_FOLDER_DEPTH,
+    SITE_MARKER,
+    find_runs,
+    scan_folders,
+    unmatched_pattern,
+    walk_run_dirs,
+)
+

@@ -25,10 +25,10 @@ from personalrewardbench.cpu_plan import (
     CPU_HEAVY_USERS,
     CPU_HEAVY_USERS_BY_METHOD,
     CPU_USERS_ON_PUBLISHED,
-    HEAVY_CAPABILITIES,
     SMALL_SETTINGS,
     SMALL_SUBSTITUTES,
 )
+from personalrewardbench.run_methods import check_method_names, is_heavy, needs_llm
 
 SHORTCUT_METHODS = ("random", "position", "length", "leak-probe")
 ENCODER_METHODS = ("embed-logreg", "bt-rm")
@@ -57,6 +57,7 @@ class Plan:
     users: int | None = None
     small: bool = True
     heavy_users: dict[str, int] = field(default_factory=dict)  # method -> users, on the embedded CPU plan
+    specs: list[str | None] = field(default_factory=list)  # the --dataset value of each benchmark (None: default)
 
     def users_for(self, method: str) -> int | None:
         """The seeded number of users ``method`` runs on (None: all)."""
@@ -136,11 +137,30 @@ def default_methods(args: argparse.Namespace, notes: list[str]) -> list[str]:
     return [m for m in methods if m in known]
 
 
-def load_benchmarks(specs: list[str] | None, notes: list[str]) -> list[Any]:
+def unique(items: list[str], what: str, notes: list[str]) -> list[str]:
+    """``items`` without repeats, first occurrence kept in order; a note names what was dropped."""
+    kept = list(dict.fromkeys(items))
+    if len(kept) < len(items):
+        twice = [x for x in kept if items.count(x) > 1]
+        notes.append(f"{what} {', '.join(twice)} named more than once; each runs once")
+    return kept
+
+
+def load_benchmarks(specs: list[str] | None, notes: list[str]) -> tuple[list[Any], list[str | None]]:
+    """The benchmarks to run on and the ``--dataset`` value each came from (None: chosen by default).
+    Repeated values, and values naming the same benchmark (same content hash), load once."""
     from personalrewardbench.data import DataError, load_benchmark
 
     if specs:
-        return [load_benchmark(s) for s in specs]
+        benches: dict[str, tuple[Any, str]] = {}
+        for s in unique(specs, "--dataset", notes):
+            b = load_benchmark(s)
+            if b.content_hash in benches:
+                notes.append(f"--dataset {s} is the same benchmark as --dataset {benches[b.content_hash][1]} "
+                             f"(content hash {b.content_hash[:12]}); it runs once")
+                continue
+            benches[b.content_hash] = (b, s)
+        return [b for b, _ in benches.values()], [s for _, s in benches.values()]
     loaded, reasons = [], []
     for name in PUBLISHED:
         try:
@@ -151,68 +171,20 @@ def load_benchmarks(specs: list[str] | None, notes: list[str]) -> list[Any]:
         notes.append("benchmark: the published PersonalRewardBench ("
                      + ", ".join(b.name for b in loaded) + ") from the Hugging Face hub")
         notes += [f"not loaded: {r}" for r in reasons]
-        return loaded
+        return loaded, [None] * len(loaded)
     from personalrewardbench.data.synthetic import sample_benchmark
 
     notes.append("benchmark: the SYNTHETIC sample (generated users with planted preferences; numbers say "
                  "nothing about real users), because the published one could not be loaded: " + reasons[0])
-    return [sample_benchmark(seed=0)]
-
-
-def _capabilities(name: str) -> frozenset[str]:
-    from personalrewardbench.methods import MethodError, _resolve_class, resolve_method
-
-    try:
-        info = resolve_method(name)
-        return frozenset(getattr(_resolve_class(info.entry, info.folder), "capabilities", ()))
-    except (MethodError, ImportError):  # reported when the method is built
-        return frozenset()
-
-
-def is_heavy(name: str) -> bool:
-    """Whether ``name`` trains a network or calls the LLM (capabilities ``train-rm`` or ``llm``)."""
-    return bool(_capabilities(name) & HEAVY_CAPABILITIES)
-
-
-def needs_llm(name: str) -> bool:
-    """Whether method ``name`` uses the harness's LLM: its submission.toml says ``llm = true``, or
-    (``module:Class``, entry points) its class declares the ``llm`` capability."""
-    from personalrewardbench.methods import MethodError, _resolve_class, resolve_method
-
-    try:
-        info = resolve_method(name)
-        if info.folder is not None:
-            return bool(info.requirements.get("llm"))
-        return "llm" in getattr(_resolve_class(info.entry, None), "capabilities", ())
-    except (MethodError, ImportError):  # reported when the method is built
-        return False
-
-
-def check_method_names(methods: list[str]) -> None:
-    """Every name resolves (registered, ``module:Class`` or a folder), else one UserError naming each
-    unknown one with the closest known names, before any work starts."""
-    from personalrewardbench.cli import UserError
-    from personalrewardbench.methods import MethodError, resolve_method
-
-    if not methods:
-        raise UserError("--methods: no method named; give comma-separated names, e.g. --methods length,embed-logreg "
-                        "(`prb evaluate --list-methods` lists them), or leave --methods out to run every baseline")
-    problems = []
-    for name in methods:
-        try:
-            resolve_method(name)
-        except MethodError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise UserError("--methods: " + "; ".join(problems))
+    return [sample_benchmark(seed=0)], [None]
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     notes: list[str] = []
-    methods = ([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None
-               else default_methods(args, notes))
+    methods = (unique([m.strip() for m in args.methods.split(",") if m.strip()], "--methods", notes)
+               if args.methods is not None else default_methods(args, notes))
     check_method_names(methods)  # before the benchmarks load: a typo is named at once
-    benchmarks = load_benchmarks(args.dataset, notes)
+    benchmarks, specs = load_benchmarks(args.dataset, notes)
     embedded = args.backend == "transformers" and not args.model
     small = embedded and not args.full
     if args.users in (None, "auto"):
@@ -263,7 +235,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                          f"model: {'; '.join(parts)} of the users (nested samples); the others on "
                          f"{'all users' if users is None else f'{users} users'} (--users all runs every method on "
                          "everyone)")
-    return Plan(benchmarks=benchmarks, methods=methods, notes=notes, users=users, small=small, heavy_users=heavy)
+    return Plan(benchmarks=benchmarks, methods=list(dict.fromkeys(methods)), notes=notes, users=users, small=small,
+                heavy_users=heavy, specs=specs)
 
 
 class _LazyLLM:
@@ -307,7 +280,7 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
                         show_progress=not args.quiet)
         n_users = plan.users_for(name)
         out.run_dir = default_run_dir(args.out, method, bench, env, n_users=n_users)
-        specs = dict(zip(map(id, plan.benchmarks), args.dataset or [], strict=False))  # recorded for prb verify
+        specs = dict(zip(map(id, plan.benchmarks), plan.specs, strict=False))  # recorded for prb verify
         before = usage_counters(env.llm)
         out.results = run_evaluation(method, bench, env, out.run_dir, n_users=n_users, resume=not args.no_resume,
                                      resamples=args.bootstrap, command=shlex.join(["prb", *sys.argv[1:]]),
@@ -335,17 +308,24 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
 
 
 def run_main(args: argparse.Namespace) -> int:
-    from personalrewardbench.leaderboard.build import SiteError, build_site
+    from personalrewardbench.cli_options import plural
+    from personalrewardbench.leaderboard.build import SiteError, build_site, check_out_apart
     from personalrewardbench.leaderboard.commands import print_build_report
     from personalrewardbench.run_report import outcome_lines, summary_table
 
     site = args.site or (OUTPUT_DIR / "site" if args.out == OUTPUT_DIR / "results" else Path(args.out).parent / "site")
+    try:
+        check_out_apart(site, [args.out], out_option="--site", results_option="--out")  # before any work
+    except SiteError as exc:
+        from personalrewardbench.cli import UserError
+
+        raise UserError(str(exc)) from None
     plan = make_plan(args)
     for note in plan.notes:
         print(f"prb run: {note}")
     jobs = [(b, m) for b in plan.benchmarks for m in plan.methods]
-    print(f"prb run: {len(jobs)} evaluations ({len(plan.methods)} methods x {len(plan.benchmarks)} dataset(s)) "
-          f"-> {args.out}/", flush=True)
+    print(f"prb run: {plural(len(jobs), 'evaluation')} ({plural(len(plan.methods), 'method')} x "
+          f"{plural(len(plan.benchmarks), 'dataset')}) -> {args.out}/", flush=True)
     llm = _LazyLLM(args)
     if any(needs_llm(m) for m in plan.methods):  # start it now: a server that is down is one message, not N
         try:

@@ -336,9 +336,11 @@ def compare_runs(a: Path | str, b: Path | str, *, resamples: int = 1000, seed: i
 def check_run_folder(path: Path | str) -> Path:
     """``path`` as a run folder (one holding results.json); ResultsError otherwise, naming the run folders
     found below it (a method or dataset folder given instead of one of its runs) or saying what to pass."""
-    from personalrewardbench.results import RESULTS_FILE, find_runs
+    from personalrewardbench.results import RESULTS_FILE, find_runs, unmatched_pattern
 
     p = Path(path)
+    if problem := unmatched_pattern(p):
+        raise ResultsError(problem)
     if p.is_dir() and not (p / RESULTS_FILE).exists():
         runs = find_runs([p])
         if runs:

@@ -136,12 +136,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("merge-dataset-folder", ["merge", "{w}/res/synthetic-sample"],
      "the run folders under it are {w}/res/synthetic-sample/length/s0-abc"),
     ("compare-missing-folder", ["compare", "{w}/run-a", "{w}/no-such-run"], "no-such-run"),
+    ("compare-unexpanded-glob", ["compare", "{w}/res/synthetic-sample/length/s9-*", "{w}/run-a"],
+     "no run folder matches {w}/res/synthetic-sample/length/s9-*"),
     ("compare-different-benchmarks", ["compare", "{w}/run-a", "{w}/run-b"], "different benchmark versions"),
     # prb run
     ("run-unknown-method", ["run", "--methods", "lenght", "--out", "{w}/o/results"], "did you mean: length"),
     ("run-users-word", ["run", "--methods", "length", "--users", "several", "--out", "{w}/o/results"], "--users"),
     ("run-missing-dataset", ["run", "--dataset", "{w}/nowhere", "--out", "{w}/o/results"], "nowhere"),
     ("run-empty-methods", ["run", "--methods", "", "--out", "{w}/o/results"], "--methods: no method named"),
+    ("run-dataset-missing-path", ["run", "--dataset", "../no-such/summarize-from-feedback", "--methods", "length",
+                                  "--out", "{w}/o/results"],
+     "no such file or folder: ../no-such/summarize-from-feedback; check the path"),
     ("run-dataset-typo", ["run", "--dataset", "synthtic", "--methods", "length", "--out", "{w}/o/results"],
      "did you mean: synthetic"),
     ("run-bootstrap-negative", ["run", "--methods", "length", "--bootstrap", "-1", "--out", "{w}/o/results"],
@@ -152,6 +157,8 @@ CASES: list[tuple[str, list[str], str]] = [
     # prb leaderboard build
     ("leaderboard-missing-results", ["leaderboard", "build", "--results", "{w}/nowhere", "--out", "{w}/site"],
      "nowhere"),
+    ("leaderboard-out-inside-results", ["leaderboard", "build", "--results", "{w}/res", "--out", "{w}/res/site"],
+     "--out {w}/res/site lies inside the results folder --results {w}/res"),
     ("leaderboard-out-is-a-file", ["leaderboard", "build", "--results", "{w}/run-a", "--out", "{w}/a-file"],
      "a-file"),
     # prb submission *
@@ -266,7 +273,13 @@ def test_verify_defaults_and_never_creates_a_seal_key(work: Path, tmp_path: Path
     assert "checking results/ and prb-output/results/" in proc.stderr, out
     assert "0 of 2 results verified" in proc.stdout, out  # both found; this folder has no key to check seals
     assert "run this from the folder where the runs were made" in proc.stdout, out
+    # each run says its seal went unchecked for want of a key (not tampered) and how to check the figures alone
+    assert proc.stdout.count("seal not checked, for want of a key (not a sign of tampering)") == 2, out
+    assert proc.stdout.count("pass --ignore-seal to check the figures alone") == 2, out
+    assert "no seal could be checked without a seal key: --ignore-seal verifies the figures alone" in proc.stdout
     assert not (here / "cache" / "seal.key").exists() and not (here / ".prb-cache").exists()
+    proc = _run(["verify", "--predictions-only", "--ignore-seal"], here)
+    assert proc.returncode == 0 and "2 of 2 results verified" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

@@ -72,7 +72,7 @@ def test_cpu_plan_runs_heavy_methods_on_a_user_subset(monkeypatch) -> None:
     from personalrewardbench.data.synthetic import sample_benchmark
 
     bench = sample_benchmark(n_users=12, n_train=(3, 3), n_val=1, n_test=1)
-    monkeypatch.setattr(run_command, "load_benchmarks", lambda specs, notes: [bench])
+    monkeypatch.setattr(run_command, "load_benchmarks", lambda specs, notes: ([bench], [None]))
     args = argparse.Namespace(dataset=None, methods="length,embed-logreg,bt-rm,default-judge,synthesizeme-just-personas",
                               backend="transformers", model=None, full=False, users=None)
     plan = run_command.make_plan(args)

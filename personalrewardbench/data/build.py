@@ -32,7 +32,7 @@ from personalrewardbench.data.schema import Benchmark, PreferencePair
 from personalrewardbench.data.splits import SplitSettings, split_users
 from personalrewardbench.data.store import make_benchmark
 from personalrewardbench.data.summarize import comparison_records, pair_from_comparison
-from personalrewardbench.data.text import Findings
+from personalrewardbench.data.text import Findings, normalize_text
 from personalrewardbench.data.validate import check_user_id_variants, pair_content_key
 
 RAW_SOURCES = ("chatbot_arena_raw", "prism_raw", "summarize_feedback")
@@ -44,7 +44,7 @@ def _collect(source: str, records: Iterable[tuple[str, Mapping[str, Any]]], aren
     pairs: list[PreferencePair] = []
     group_of: dict[str, str] = {}
     first_seen: dict[str, str] = {}
-    for where, rec in tqdm(records, desc=f"reading {source}", unit=" records", disable=not progress):
+    for where, rec in tqdm(records, desc=f"reading {source}", unit=" records", disable=None if progress else True):
         counts["records_read"] += 1
         if source == "prism_raw":
             got = pairs_from_conversation(rec, where, prism, counts)
@@ -53,6 +53,9 @@ def _collect(source: str, records: Iterable[tuple[str, Mapping[str, Any]]], aren
                 else pair_from_comparison(rec, where, counts)
             got = [one] if one is not None else []
         for pair, group in got:
+            if not all(normalize_text(m.content) for m in pair.context):  # an empty turn or system prompt
+                counts["empty_context_message_dropped"] += 1
+                continue
             if pair.pair_id in first_seen:
                 if source == "summarize_feedback":  # the same labeler judged the same two summaries again
                     counts["repeated_judgments_dropped"] += 1

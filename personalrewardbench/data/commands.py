@@ -122,7 +122,8 @@ def register(subparsers: Any) -> None:
         "pair's context, test pairs repeating train/val pairs, ...) and the structure-only accuracy with a 95% "
         "Clopper-Pearson interval (chance = 50%). Prints a table and writes JSON."))
     _add_dataset_args(a)
-    a.add_argument("--out", default=None, metavar="FILE", help="JSON report (default: <dataset name>-audit.json)")
+    a.add_argument("--out", default=None, metavar="FILE", help="JSON report (default: prb-output/<dataset name>-audit.json, in the "
+                   "output folder of `prb run`)")
     a.add_argument("--per-user", action="store_true", help="print one row per user too (the JSON always has them)")
     a.set_defaults(func=cmd_audit)
 
@@ -255,8 +256,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     bench = _load(args)
     report = audit_benchmark(bench)
     print(format_table(report, per_user=args.per_user))
-    out = write_report(report, args.out or f"{bench.name}-audit.json")
-    print(f"wrote {out}")
+    if args.out:
+        out = write_report(report, args.out)
+        print(f"wrote {out}")
+    else:
+        from personalrewardbench.run_command import OUTPUT_DIR
+
+        out = write_report(report, OUTPUT_DIR / f"{Path(bench.name).name or 'dataset'}-audit.json")
+        print(f"wrote {out} (the JSON report, per user too; --out FILE writes it elsewhere)")
     return 0
 
 

@@ -60,6 +60,20 @@ def sniff_source(path: Path) -> str:
                     "`prb data build --source ... --input PATH`.")
 
 
+# Suffixes of the files a dataset can be read from (and of the ones refused with a hint, records.TABULAR).
+DATA_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet", ".arrow", ".gz", ".zst", ".csv", ".tsv", ".xlsx",
+                 ".xls", ".ods", ".pkl")
+
+
+def looks_like_path(spec: str) -> bool:
+    """True when a ``--dataset`` value is meant as a path, not a dataset name: it holds a path
+    separator, starts with ``.`` or ``~``, or ends in a data-file suffix (:data:`DATA_SUFFIXES`).
+    A missing path is then reported as such, never matched against the dataset names."""
+    seps = {"/", os.sep, os.altsep or "/"}
+    return (any(c in spec for c in seps) or spec.startswith((".", "~"))
+            or spec.lower().endswith(DATA_SUFFIXES))
+
+
 def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
                    cache_dir: str | os.PathLike[str] | None = None, survey: Any = None) -> Benchmark:
     """Load a benchmark by name or path (see module doc). Raises DataError with a fix."""
@@ -79,13 +93,16 @@ def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
     if not path.exists():
         import difflib
 
-        close = difflib.get_close_matches(s.lower(), KNOWN_NAMES, n=3, cutoff=0.6)
         names = ", ".join(KNOWN_NAMES)
+        if any(c in s for c in "*?["):
+            raise DataError(f"no file or folder matches {s} (the shell passes a pattern that matches nothing "
+                            "unchanged); --dataset takes one path or name per option: check the path")
+        if looks_like_path(s):
+            raise DataError(f"no such file or folder: {s}; check the path (or pass a dataset name: {names})")
+        close = difflib.get_close_matches(s.lower(), KNOWN_NAMES, n=3, cutoff=0.6)
         if close:
             raise DataError(f"unknown dataset {s!r}; did you mean: {', '.join(close)}? (dataset names: {names}; "
                             "or a path to local files)")
-        if "/" in s or os.sep in s or path.suffix:
-            raise DataError(f"{s}: no such file or folder; check the path (or pass a dataset name: {names})")
         raise DataError(f"unknown dataset {s!r}: not one of {names} and no such file or folder. "
                         "Pass a dataset name or a path to local files.")
     kind = sniff_source(path)

@@ -41,13 +41,15 @@ TEXT_REPAIRS = (TEXT_INVALID_UTF8, TEXT_UNPAIRED_SURROGATE, TEXT_NUL)
 SPLIT_DISAGREEMENT = "split_disagreement"
 IDENTICAL_RESPONSES = "identical_responses"
 EMPTY_RESPONSE = "empty_response"
+EMPTY_CONTEXT_MESSAGE = "empty_context_message"  # a message empty after normalize_text (e.g. "\u200b", "  ")
+EMPTY_CONTEXT = "empty_context"  # no context message has any text after normalize_text
 TEST_REPEATS_HISTORY = "test_repeats_history"
 SERIALIZED_MESSAGE = "serialized_message"
 RESPONSE_SHAPE_MISMATCH = "response_shape_mismatch"
 STRING_CONTEXT = "string_context"
 USER_ID_VARIANTS = "user_id_variants"  # ids equal after normalize_text ("u1" and "u1 "): one user split in two?
-CONTENT_QUIRKS = (SPLIT_DISAGREEMENT, IDENTICAL_RESPONSES, EMPTY_RESPONSE, TEST_REPEATS_HISTORY, SERIALIZED_MESSAGE,
-                  RESPONSE_SHAPE_MISMATCH, STRING_CONTEXT, USER_ID_VARIANTS)
+CONTENT_QUIRKS = (SPLIT_DISAGREEMENT, IDENTICAL_RESPONSES, EMPTY_RESPONSE, EMPTY_CONTEXT_MESSAGE, EMPTY_CONTEXT,
+                  TEST_REPEATS_HISTORY, SERIALIZED_MESSAGE, RESPONSE_SHAPE_MISMATCH, STRING_CONTEXT, USER_ID_VARIANTS)
 # Always warnings: a split value read through an alias or after stripping/case-folding (" Test").
 SPLIT_VALUE_NORMALIZED = "split_value_normalized"
 NON_FINITE_NUMBER = "non_finite_number"  # NaN/Infinity in a meta or profile field, written as null

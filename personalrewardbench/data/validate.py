@@ -2,7 +2,10 @@
 
 Errors (raised as one :class:`DataError` naming dataset, row and field, with a fix), always:
 missing/ill-typed required fields, unknown split or role, empty context, duplicate pair ids.
-For locally built or supplied data also: empty or identical responses, a response or message
+For locally built or supplied data also: empty or identical responses, a context message that is
+empty and a context with no message that has text ("empty" always in :func:`normalize_text` form:
+only whitespace or invisible format characters such as ``"\u200b\u00ad"`` is empty, for responses
+and context messages alike), a response or message
 that is a serialized message object (``"{'role': 'model', 'content': ...}"``), leakage (the
 same pair, in either order, in test and in train/val of one user), and user ids that differ
 only by whitespace or Unicode normalization (``"u1"`` and ``"u1 "``: one user split in two).
@@ -34,6 +37,8 @@ from personalrewardbench.data.errors import DataError
 from personalrewardbench.data.marks import one_sided_marks
 from personalrewardbench.data.schema import ROLES, SPLITS, PreferencePair
 from personalrewardbench.data.text import (
+    EMPTY_CONTEXT,
+    EMPTY_CONTEXT_MESSAGE,
     EMPTY_RESPONSE,
     FORMAT_MARK_ONE_SIDED,
     IDENTICAL_RESPONSES,
@@ -76,6 +81,12 @@ def pair_content_key(p: PreferencePair) -> str:
     return h.hexdigest()
 
 
+def _empty(text: str) -> str:
+    """How an empty text is described: plainly empty, or empty once whitespace and invisible
+    (format) characters are removed (:func:`normalize_text`)."""
+    return "is empty" if not text else "is empty (only whitespace or invisible characters)"
+
+
 def _check_fields(p: PreferencePair, name: str, where: str, official: bool, findings: Findings) -> None:
     def fail(field: str, problem: str, fix: str) -> None:
         raise DataError(f"{name}: {where} (pair_id={p.pair_id!r}): field {field!r} {problem}. {fix}")
@@ -93,6 +104,7 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
         fail("split", f"is {p.split!r}, not one of {list(SPLITS)}", "Use train, val or test.")
     if not p.context:
         fail("context", "is empty", "Give the conversation the responses answer (at least one user message).")
+    has_text = bool(comparison_context(p.context)) if all(isinstance(m.content, str) for m in p.context) else True
     for k, m in enumerate(p.context):
         if m.role not in ROLES:
             fail(f"context[{k}].role", f"is {m.role!r}", f"Use one of {list(ROLES)}.")
@@ -101,9 +113,16 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
         if len(m.content) > VERY_LONG_CHARS:
             findings.warn(VERY_LONG_TEXT, f"{where} (pair_id={p.pair_id!r}): field 'context[{k}].content' holds "
                                           f"{len(m.content):,} characters")
-        if m.content.lstrip()[:1] in ("{", "[") and (what := serialized_message(m.content)):
+        if has_text and not normalize_text(m.content):
+            quirk(EMPTY_CONTEXT_MESSAGE, f"context[{k}].content", _empty(m.content),
+                  "Drop the message (an empty system prompt or turn adds nothing) or fill in its text.")
+        elif m.content.lstrip()[:1] in ("{", "[") and (what := serialized_message(m.content)):
             quirk(SERIALIZED_MESSAGE, f"context[{k}].content", f"is {what}, not the message text",
                   "A CSV or pandas round trip serialized it; write the message's own content.")
+    if not has_text:
+        quirk(EMPTY_CONTEXT, "context", "has no message with text (" + ("its one message is" if len(p.context) == 1 else
+              f"each of its {len(p.context)} messages is") + " empty or only whitespace or invisible characters)",
+              "Give the conversation the responses answer (at least one user message with text), or drop the pair.")
     for field in ("chosen", "rejected"):
         v = getattr(p, field)
         if not isinstance(v, str):
@@ -112,7 +131,7 @@ def _check_fields(p: PreferencePair, name: str, where: str, official: bool, find
             findings.warn(VERY_LONG_TEXT, f"{where} (pair_id={p.pair_id!r}): field {field!r} holds {len(v):,} "
                                           "characters")
         if not normalize_text(v):
-            quirk(EMPTY_RESPONSE, field, "is empty", "Drop the pair or fill in the response text.")
+            quirk(EMPTY_RESPONSE, field, _empty(v), "Drop the pair or fill in the response text.")
         elif v.lstrip()[:1] in ("{", "[") and (what := serialized_message(v)):
             quirk(SERIALIZED_MESSAGE, field, f"is {what}, not the response text",
                   "A CSV or pandas round trip serialized it; write the response's own content.")

@@ -20,9 +20,10 @@ from personalrewardbench.leaderboard.method_page import method_html
 from personalrewardbench.leaderboard.plots import dataset_figures
 from personalrewardbench.leaderboard.table import Group, Row, build_board, export_record, slug
 from personalrewardbench.leaderboard.verification import collect_runs
+from personalrewardbench.results import SITE_MARKER
 from personalrewardbench.seal import SealKey
 
-MARKER = ".prb-site"
+MARKER = SITE_MARKER  # ".prb-site": results walks never enter a folder holding it
 STATIC = Path(__file__).parent / "static"
 
 
@@ -53,6 +54,23 @@ def load_reported_runs() -> tuple[list[RunResult], list[Skipped]]:
     except Exception as exc:  # noqa: BLE001 - a broken reported CSV must not stop the build
         return [], [Skipped("leaderboard/reported/reported-results.csv", f"could not be read: {exc}")]
     return reported_runs([r.to_dict() if hasattr(r, "to_dict") else r for r in rows]), []
+
+
+def check_out_apart(out: Path, results_dirs: Iterable[Path], *, out_option: str = "--out",
+                    results_option: str = "--results") -> None:
+    """SiteError when the site folder ``out`` is a results root, lies inside one or holds one (paths
+    compared after resolving links): the site keeps copies of results.json under ``data/``, which
+    ``prb verify`` and later builds of that root would read as runs (unsealed ones), and a build
+    would delete the results it did not write. The options name the folders in the message."""
+    o = Path(out).expanduser().resolve()
+    for d in results_dirs:
+        r = Path(d).expanduser().resolve()
+        if o == r or o.is_relative_to(r) or r.is_relative_to(o):
+            how = "is" if o == r else "lies inside" if o.is_relative_to(r) else "holds"
+            raise SiteError(f"{out_option} {out} {how} the results folder {results_option} {d}: the site's copies of "
+                            "results.json (under data/) would be read as unsealed runs by `prb verify` and later "
+                            f"builds; pass a {out_option} folder outside every results folder (e.g. {out_option} "
+                            "my-site)")
 
 
 def _prepare_out(out: Path) -> set[Path]:
@@ -110,8 +128,12 @@ def build_site(results_dirs: Iterable[Path], out_dir: Path, *, include_reported:
     :mod:`personalrewardbench.leaderboard.verification`); every other folder is listed, with its
     reason, in the report and on the page. ``seal_key`` defaults to this machine's key
     (``$PRB_SEAL_KEY`` or the cache's seal.key); ``plots=False`` leaves out the figures.
+    Raises SiteError (before writing anything) when ``out_dir`` is, lies inside or holds one of
+    ``results_dirs`` (:func:`check_out_apart`), or is a file or a foreign non-empty folder.
     """
     out_dir = Path(out_dir)
+    results_dirs = list(results_dirs)
+    check_out_apart(out_dir, results_dirs)
     before = _prepare_out(out_dir)
     runs, skipped = collect_runs(results_dirs, finder=finder, key=seal_key)
     if include_reported:

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--results", action="append", type=Path, metavar="DIR",
                    help="a results folder to read (repeatable); default: results/ and submissions/*/results/")
-    b.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    b.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"output folder, outside every --results folder (default: {DEFAULT_OUT}, the repository's "
+                   "tracked site; --out my-site for a private build)")
     b.add_argument("--no-reported", action="store_true", help="leave out the numbers quoted from papers")
     b.add_argument("--no-plots", action="store_true", help="leave out the figures (quick preview of the tables)")
     b.add_argument("--repo-url", default=os.environ.get("PRB_REPO_URL"),
@@ -40,23 +42,32 @@ def build_command(args: argparse.Namespace) -> int:
     dirs = args.results or default_results_dirs(Path.cwd())
     missing = [d for d in dirs if not os.path.lexists(d)]
     if missing:
-        raise UserError(f"results folder not found: {missing[0]}; pass an existing folder to --results")
+        from personalrewardbench.results import unmatched_pattern
+
+        raise UserError(unmatched_pattern(missing[0]) or f"results folder not found: {missing[0]}; pass an existing "
+                        "folder to --results")
     try:
         report = build_site(dirs, args.out, include_reported=not args.no_reported, repo_url=args.repo_url,
                             plots=not args.no_plots)
     except SiteError as exc:
         raise UserError(str(exc)) from exc
     print_build_report(report)
+    if Path(args.out).resolve() == (Path.cwd() / DEFAULT_OUT).resolve():
+        print(f"leaderboard: wrote the repository's tracked site {DEFAULT_OUT}/ (`git status` shows what changed); "
+              "pass --out DIR for a private build (e.g. --out my-site)")
     return 0
 
 
 def print_build_report(report) -> None:  # noqa: ANN001 - BuildReport, imported lazily
     for s in report.skipped:
         print(f"excluded {s.path}: {s.reason}", file=sys.stderr)
+    from personalrewardbench.cli_options import plural
+
     runs = [r for r in report.runs if r.tier != "reported"]
     published = len(report.runs) - len(runs)
     n_ds = len({r.dataset for r in runs})
-    print(f"leaderboard: {len(runs)} run{'' if len(runs) == 1 else 's'} over {n_ds} dataset(s) + {published} "
-          f"published number{'' if published == 1 else 's'} quoted from papers; {len(report.skipped)} results "
-          "folder(s) excluded" + (" (listed above and on the page)" if report.skipped else ""))
+    print(f"leaderboard: {plural(len(runs), 'run')} over {plural(n_ds, 'dataset')} + "
+          f"{plural(published, 'published number')} quoted from papers; "
+          f"{plural(len(report.skipped), 'results folder')} excluded"
+          + (" (listed above and on the page)" if report.skipped else ""))
     print(f"site: {report.index.resolve().as_uri()}")

@@ -81,7 +81,7 @@ class EmbeddingCache:
         self.hits += len(first) - len(todo)
         if todo:
             enc = self._load_encoder()
-            bar = tqdm(total=len(todo), desc=desc, disable=not self.show_progress)
+            bar = tqdm(total=len(todo), desc=desc, disable=None if self.show_progress else True)
             for s in range(0, len(todo), _CHUNK):
                 chunk = todo[s:s + _CHUNK]
                 out = enc.encode([first[k] for k in chunk], batch_size=self.batch_size, normalize_embeddings=True,

@@ -106,7 +106,7 @@ class HierarchicalLogReg:
             raise ValueError("no training rows")
         has_val = X_val is not None and len(X_val) > 0
         n_fits = 1 + (len(self.C_grid) + (len(self.lam_grid) if self.personalize else 0) if has_val else 0)
-        bar = tqdm(total=n_fits, desc="logistic regression fits", unit="fit", disable=not progress, leave=False)
+        bar = tqdm(total=n_fits, desc="logistic regression fits", unit="fit", disable=None if progress else True, leave=False)
         X_all = np.vstack([X_train, X_val]) if has_val else X_train
         self.scale = np.sqrt(np.mean(X_train**2, axis=0)) + 1e-8
         Xt = X_train / self.scale

@@ -70,7 +70,8 @@ class RewardScorer:
         encs = [encode_item(self.tok, it, self.max_length) for it in distinct]
         out = np.zeros(len(distinct), dtype=np.float64)
         self.model.eval()
-        bar = tqdm(total=len(distinct), desc=desc, disable=not self.show_progress or len(distinct) < 2 * self.batch_size)
+        show = self.show_progress and len(distinct) >= 2 * self.batch_size
+        bar = tqdm(total=len(distinct), desc=desc, disable=None if show else True)  # None: no bar off a terminal
         with torch.inference_mode(), autocast(self.device, self.bf16):
             for batch in length_batches([len(e["input_ids"]) for e in encs], self.batch_size):
                 r = rewards(self.model, pad_batch(self.tok, [encs[i] for i in batch], self.device))

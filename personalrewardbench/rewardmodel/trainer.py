@@ -132,7 +132,7 @@ def train_bradley_terry(model: Any, tok: Any, train: Sequence[BTExample], val: S
         state["resumed_from_batch"] = state["batch"]
 
     torch.manual_seed(cfg.seed * 1_000_003 + state["batch"])  # dropout masks: reproducible, also after a resume
-    bar = tqdm(total=total_batches, initial=state["batch"], desc="bt-train", disable=not show_progress)
+    bar = tqdm(total=total_batches, initial=state["batch"], desc="bt-train", disable=None if show_progress else True)
     run_loss, run_n = 0.0, 0
     b = state["batch"]
     while b < total_batches and not state["stopped_early"]:

@@ -156,6 +156,16 @@ def _terminal_safe(text: Any) -> str:
     return _CONTROL.sub("", _ANSI.sub("", str(text)))
 
 
+def _why(c: dict, name: str) -> str:
+    """`` (Wilson score: 40 users < 50, conservative)`` after a conservative interval of comparison
+    ``c`` (kinds wilson / clopper-pearson, :func:`~personalrewardbench.intervals.interval_note`), else ""."""
+    from personalrewardbench.intervals import interval_note
+
+    kind = (c.get("ci_kind") or {}).get(name)
+    return f" ({interval_note(kind, (c.get('ci_detail') or {}).get(name))})" \
+        if kind in ("wilson", "clopper-pearson") else ""
+
+
 def _plain(text: Any, limit: int = 300) -> str:
     """``text`` on one line for a terminal: escape sequences and control characters removed."""
     return _terminal_safe(str(text).replace("\r", " ").replace("\n", " "))[:limit]
@@ -185,9 +195,10 @@ def console_summary(outcomes: Sequence[Any], *, title: str = "Submission scores"
                 ci, cu = c.get("ci95") or [None, None], c.get("ci95_users") or [None, None]
                 p = c.get("p_value")
                 lines.append(f"  {_plain(c['b'], 60)}: {_pct(c['accuracy_a'])} vs {_pct(c['accuracy_b'])}, difference "
-                             f"{_pp(c['difference'])} [95% CI pairs {_pp(ci[0])}, {_pp(ci[1])}; users {_pp(cu[0])}, "
-                             f"{_pp(cu[1])}], p = {'n/a' if not isinstance(p, int | float) else f'{p:.3g}'} "
-                             f"(sign test), {_plain(c.get('n_judgments'), 12)} judgments")
+                             f"{_pp(c['difference'])} [95% CI pairs {_pp(ci[0])}, {_pp(ci[1])}{_why(c, 'ci95')}; "
+                             f"users {_pp(cu[0])}, {_pp(cu[1])}{_why(c, 'ci95_users')}], "
+                             f"p = {'n/a' if not isinstance(p, int | float) else f'{p:.3g}'} "
+                             f"(two-sided exact sign test over pairs), {_plain(c.get('n_judgments'), 12)} judgments")
     failures = [o for o in outcomes if o.status in ("failed", "skipped")]
     if failures:
         lines += ["", "Problems:"]

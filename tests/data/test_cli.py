@@ -54,7 +54,8 @@ def test_build_prism_raw_and_published_copy(tmp_path, capsys):
 def test_errors_are_one_line(tmp_path, capsys):
     assert main(["data", "stats", "--dataset", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"prb: error: {tmp_path / 'missing'}: no such file or folder") and "\n" not in err
+    assert err.startswith(f"prb: error: no such file or folder: {tmp_path / 'missing'}; check the path") \
+        and "\n" not in err
     assert main(["data", "stats", "--dataset", "prims"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("prb: error: unknown dataset 'prims'; did you mean: prism") and "\n" not in err
@@ -70,3 +71,15 @@ def test_help_explains_options(capsys):
     text = capsys.readouterr().out
     for opt in ("--source", "--input", "--out", "--seed", "--min-pairs-per-user", "--split-fractions", "--no-cache"):
         assert opt in text
+
+
+@pytest.mark.parametrize("spec", ["../shared/data/summarize-from-feedback", "./summarize_feedback", ".prism",
+                                  "~/no-such-prism", "prism.jsonl", "synthetic.parquet", "data/synthetic"])
+def test_a_missing_path_is_named_as_a_path_not_matched_to_a_dataset_name(tmp_path, monkeypatch, capsys, spec):
+    """A --dataset value that looks like a path (a separator, a leading '.' or '~', a data-file suffix)
+    and does not exist is reported as a missing path, even when it resembles a dataset name."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "stats", "--dataset", spec]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"prb: error: no such file or folder: {spec}; check the path"), err
+    assert "did you mean" not in err and "\n" not in err

@@ -108,13 +108,13 @@ def test_nan_in_a_survey_profile_is_null(tmp_path):
 @pytest.mark.parametrize("extra", [{"role": "system", "content": ""}, {"role": "system", "content": " \n\u200b"}])
 def test_repeat_with_an_empty_system_message_added_is_a_repeat(tmp_path, extra):
     """user101's train pair (row 0) again in test with an empty system message before its context:
-    the same conversation. Local data: the leakage error; the audit of the official layout: the test
-    pair repeats a history pair (decided, correctly)."""
+    the same conversation. Local data: the empty message is itself an error (named by line and field);
+    the official layout: it is counted, and the test pair repeats a history pair (decided, correctly)."""
     rows = _rows()
     rep = json.loads(json.dumps(rows[0]))
     rep.update(split="test", conversation_id="again")
     rep["context"].insert(0, extra)
-    with pytest.raises(DataError, match="leakage for user 'user101'"):
+    with pytest.raises(DataError, match=rf"pairs.jsonl line {len(rows) + 1} .*field 'context\[0\].content' is empty"):
         load_benchmark(write_jsonl(tmp_path / "pairs.jsonl", [*rows, rep]))
 
     def edit(split: str, rs: list[dict]) -> None:
@@ -123,6 +123,7 @@ def test_repeat_with_an_empty_system_message_added_is_a_repeat(tmp_path, extra):
 
     bench = load_benchmark(hub_copy(tmp_path, REPO, edit=edit))
     assert bench.manifest.warnings["test_repeats_history"] == 1
+    assert bench.manifest.warnings["empty_context_message"] == 1
     b = audit_benchmark(bench)["users"]["user101"]
     assert b["signals"]["repeats_history_pair"]["pairs"] == 1 and b["signals"]["repeats_history_pair"]["on_chosen"] == 1
 

@@ -51,7 +51,7 @@ def test_prb_run_on_real_comparisons(summarize_dir: Path, tmp_path: Path, capsys
     # the build line counts this board's runs apart from the published numbers quoted from papers
     n_published = sum(r["tier"] == "reported" for r in doc["rows"])
     assert n_published > 0
-    assert f"leaderboard: 3 runs over 1 dataset(s) + {n_published} published numbers quoted from papers" in out
+    assert f"leaderboard: 3 runs over 1 dataset + {n_published} published numbers quoted from papers" in out
     # "How to read this board" links to #excluded: the anchor exists even when nothing was excluded
     html = (tmp_path / "site" / "index.html").read_text()
     assert 'href="#excluded"' in html and 'id="excluded"' in html and "Excluded results (0)" in html
@@ -116,7 +116,7 @@ def test_cpu_plan_substitutes_the_methods_that_do_not_fit_a_cpu(monkeypatch) -> 
     from personalrewardbench.methods import load_method
 
     monkeypatch.setattr(run_command, "_installed", lambda module: True)
-    monkeypatch.setattr(run_command, "load_benchmarks", lambda specs, notes: [])
+    monkeypatch.setattr(run_command, "load_benchmarks", lambda specs, notes: ([], []))
     args = argparse.Namespace(dataset=None, methods=None, backend="transformers", model=None, full=False, users=None)
     plan = run_command.make_plan(args)
     subs = {"default-judge": "default-judge-direct", "memory": "memory-direct",
