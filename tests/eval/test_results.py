@@ -72,9 +72,13 @@ def test_llm_identity_tokens_and_prompt_hashes(tmp_path):
 
 
 def _tamper_line(path, n):
+    """Flip the first decided prediction (p not 0.5 or null) at or after line ``n``: flipping a decided
+    judgment always changes its correctness (a tie set to 0.9 may stay wrong, and the line order
+    follows the per-run query secret, so a fixed line may hold a tie)."""
     lines = path.read_text().splitlines()
+    n = next(i for i in range(n, len(lines)) if json.loads(lines[i])["p"] not in (0.5, None))
     rec = json.loads(lines[n])
-    rec["p"] = 1.0 - rec["p"] if rec["p"] not in (0.5, None) else 0.9
+    rec["p"] = 1.0 - rec["p"]
     lines[n] = json.dumps(rec)
     path.write_text("\n".join(lines) + "\n")
 
