@@ -84,16 +84,23 @@ class Completion:
     finish_reason: str = "stop"  # "stop" | "length" | "error"
     cached: bool = False
     prompt_truncated: bool = False  # the backend had to left-truncate the prompt to fit
+    reply_clamped: bool = False  # the reply cap sent was below the asked ``max_tokens`` (the context left less)
+    other_model: str | None = None  # the model the server said answered, when not the one asked (see Usage)
 
 
 KINDS = ("choice", "generate")
 #: Counters kept per request kind in ``Usage.by_kind`` (and as totals on ``Usage``).
 KIND_COUNTERS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "truncated_prompts",
                  "failed_requests", "refused_requests", "choice_fallbacks", "unlisted_choices", "retries",
-                 "clamped_max_tokens")
+                 "clamped_max_tokens", "model_mismatches")
+#: The counters that describe an answer itself (not the exchange that got it): stored with the answer's
+#: cache entry and counted again each time the entry answers a request, so a rerun from the cache reports
+#: the degradation the first run did. Failures and choice fallbacks are never cached; refusals and
+#: retries describe one run's traffic, not the answer.
+ANSWER_COUNTERS = ("truncated_prompts", "unlisted_choices", "clamped_max_tokens", "model_mismatches")
 #: The counters that mark degraded answers (what a run's summary warns about).
 DEGRADED_COUNTERS = ("choice_fallbacks", "failed_requests", "refused_requests", "truncated_prompts",
-                     "unlisted_choices")
+                     "unlisted_choices", "model_mismatches")
 
 
 def _kind_table() -> dict[str, dict[str, int]]:
@@ -123,6 +130,11 @@ class Usage:
     - ``clamped_max_tokens``: generations sent with a reply cap below the asked ``max_tokens``
       because the context (its length less the prompt's tokens) leaves less room; not a
       degradation: the reply may still fill the context.
+    - ``model_mismatches``: answers whose ``model`` field names another model than the one asked (and
+      than the server lists for it); kept, not failed (some servers and proxies echo another name),
+      but counted and warned about; ``extra["other_models"]``: ``{name: answers}`` of those names.
+    - The counters in :data:`ANSWER_COUNTERS` describe the answer and count cache hits too (a
+      replayed answer is counted as it was when computed).
     - ``by_kind``: the same counters split by request kind, ``{"choice": {...}, "generate": {...}}``;
       a choice fallback's greedy generation is a ``generate`` request of its own.
     """
@@ -139,6 +151,7 @@ class Usage:
     unlisted_choices: int = 0
     retries: int = 0
     clamped_max_tokens: int = 0
+    model_mismatches: int = 0
     by_kind: dict[str, dict[str, int]] = field(default_factory=_kind_table)
     extra: dict = field(default_factory=dict)
 
@@ -171,7 +184,8 @@ def degraded_note(counts: Mapping[str, Any]) -> str | None:
     words = {"choice_fallbacks": "choice fallbacks (greedy answers scored 0/1, not log-probabilities)",
              "failed_requests": "failed requests", "refused_requests": "refused by the server",
              "truncated_prompts": "truncated prompts",
-             "unlisted_choices": "choices outside the top log-probabilities (upper bounds)"}
+             "unlisted_choices": "choices outside the top log-probabilities (upper bounds)",
+             "model_mismatches": "answers naming another model than the one asked"}
     parts = [f"{int(counts[k])} {words[k]}" for k in DEGRADED_COUNTERS if (counts.get(k) or 0) > 0]
     return "LLM answers degraded: " + "; ".join(parts) if parts else None
 

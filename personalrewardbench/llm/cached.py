@@ -16,6 +16,12 @@ cache at once (so an interrupted run resumes where it stopped), and update
 ``usage``. Identical requests inside one call are computed once; the copies
 are answered by the first (``cached=True``, counted as cache hits: like the
 reference's cached identical requests, they never reach the model).
+
+A cache entry is ``{"value", "truncated", "flags", "other_model"}``: ``flags`` names the
+:data:`~personalrewardbench.llm.base.ANSWER_COUNTERS` that described the answer when it was computed
+(from the backend's ``Completion``/``ChoiceScore`` fields), and each replay counts them again, so a
+rerun from the cache reports the degradation the first run did. Failed requests and choice fallbacks
+are not stored (a rerun asks again and counts them again).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import threading
 import time
 from abc import abstractmethod
@@ -34,7 +41,16 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from personalrewardbench.data.schema import Message
-from personalrewardbench.llm.base import LLM, Chat, Completion, GenerationParams, LLMError, Usage, check_deadline
+from personalrewardbench.llm.base import (
+    ANSWER_COUNTERS,
+    LLM,
+    Chat,
+    Completion,
+    GenerationParams,
+    LLMError,
+    Usage,
+    check_deadline,
+)
 from personalrewardbench.llm.cache import RequestCache, request_key
 from personalrewardbench.llm.truncate import fit_chat
 
@@ -49,7 +65,8 @@ class ChoiceScore:
     ``fallback``: the scores come from a greedy answer, not log-probabilities
     (counted, never cached as a choice score). ``unlisted``: some choice's
     log-probability is only an upper bound (it was outside the listed top tokens).
-    ``truncated``: the backend cut the prompt further (after a context refusal).
+    ``truncated``: the backend cut the prompt further (after a context refusal). ``other_model``: the
+    model the server said answered, when not the one asked (``usage.model_mismatches``).
     """
 
     logprobs: dict[str, float]
@@ -59,6 +76,27 @@ class ChoiceScore:
     fallback: bool = False
     unlisted: bool = False
     truncated: bool = False
+    other_model: str | None = None
+
+
+#: How many distinct other-model names ``usage.extra["other_models"]`` keeps (the rest are summed under
+#: ``"(other names)"``): the names come from a server's answers, so their number is bounded.
+MAX_OTHER_MODELS = 8
+
+
+def stored_flags(entry: Mapping[str, Any]) -> tuple[set[str], str | None]:
+    """The :data:`~personalrewardbench.llm.base.ANSWER_COUNTERS` a cache entry was stored with, and the
+    other model that answered it (None: the one asked). Entries written before the flags were stored
+    carry only ``truncated``; junk in the fields is ignored."""
+    raw = entry.get("flags")
+    flags = {f for f in raw if isinstance(f, str) and f in ANSWER_COUNTERS} if isinstance(raw, list) else set()
+    if entry.get("truncated"):
+        flags.add("truncated_prompts")
+    other = entry.get("other_model")
+    other = other if isinstance(other, str) and other else None
+    if other is not None:
+        flags.add("model_mismatches")
+    return flags, other
 
 
 def no_information(logprobs: Mapping[str, float], choices: Sequence[str]) -> bool:
@@ -158,17 +196,20 @@ class CachedLLM(LLM):
             return [(c, {"text": c.text, "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                          "latency_s": c.latency_s, "finish_reason": c.finish_reason}) for c in outs]
 
-        def from_cache(v: dict, truncated: bool) -> Completion:
+        def from_cache(v: dict, flags: set[str], other: str | None) -> Completion:
             return Completion(text=v["text"], prompt_tokens=v["prompt_tokens"],
                               completion_tokens=v["completion_tokens"], latency_s=v["latency_s"],
-                              finish_reason=v["finish_reason"], cached=True, prompt_truncated=truncated)
+                              finish_reason=v["finish_reason"], cached=True,
+                              prompt_truncated="truncated_prompts" in flags,
+                              reply_clamped="clamped_max_tokens" in flags, other_model=other)
 
         def finish(c: Completion, truncated: bool) -> Completion:
             return dataclasses.replace(c, prompt_truncated=truncated or c.prompt_truncated)
 
         def outcome(c: Completion) -> dict[str, Any]:
             return {"failed": c.finish_reason == "error", "truncated": c.prompt_truncated,
-                    "tokens": (c.prompt_tokens, c.completion_tokens)}
+                    "tokens": (c.prompt_tokens, c.completion_tokens), "clamped": c.reply_clamped,
+                    "other_model": c.other_model}
 
         return self._run("generate", chats, key_params, (), params.max_tokens, compute, from_cache, finish, outcome)
 
@@ -182,7 +223,7 @@ class CachedLLM(LLM):
                 raise RuntimeError(f"{self.backend_name} backend returned {len(outs)} scores for {len(batch)}")
             return [(s, {"logprobs": s.logprobs, "prompt_tokens": s.prompt_tokens, "extra": s.extra}) for s in outs]
 
-        def from_cache(v: dict, truncated: bool) -> dict[str, float]:
+        def from_cache(v: dict, flags: set[str], other: str | None) -> dict[str, float]:
             return {c: float(v["logprobs"][c]) for c in choices}
 
         def failed(s: ChoiceScore) -> bool:
@@ -195,7 +236,7 @@ class CachedLLM(LLM):
             bad = failed(s)
             return {"failed": bad, "truncated": s.truncated, "tokens": (s.prompt_tokens, 0),
                     "fallback": s.fallback and not bad, "unlisted": s.unlisted and not bad,
-                    "store": not (bad or s.fallback)}
+                    "store": not (bad or s.fallback), "other_model": s.other_model}
 
         return self._run("choice", chats, key_params, choices, self.choice_reserve_tokens, compute, from_cache,
                          finish, outcome)
@@ -232,20 +273,26 @@ class CachedLLM(LLM):
         keys = [request_key(self.identity, kind, key_params, r, choices) for r in rendered]
         stored = self._cache.get_many(keys) if self._cache is not None else {}
         results: list[Any] = [None] * len(norm)
-        hits = {"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated_prompts": 0}
+        hits = dict.fromkeys(("calls", "cache_hits", "prompt_tokens", "completion_tokens", *ANSWER_COUNTERS), 0)
+        others: dict[str, int] = {}
         todo: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
             if k in stored:
                 v = stored[k]
-                results[i] = from_cache(v["value"], v["truncated"])
+                flags, other = stored_flags(v)
+                results[i] = from_cache(v["value"], flags, other)
                 hits["prompt_tokens"] += v["value"].get("prompt_tokens", 0)
                 hits["completion_tokens"] += v["value"].get("completion_tokens", 0)
                 hits["calls"] += 1
                 hits["cache_hits"] += 1
-                hits["truncated_prompts"] += int(bool(v["truncated"]))
+                for name in flags:  # the answer is as degraded as when it was computed
+                    hits[name] += 1
+                if other is not None:
+                    others[other] = others.get(other, 0) + 1
             else:
                 todo.setdefault(k, []).append(i)
         self._account(kind, hits)
+        self._note_other_models(others)
         order = sorted(todo, key=lambda k: self.batch_order_key(rendered[todo[k][0]]))
         bar = tqdm(total=len(order), desc=f"{self.backend_name} {kind}", unit="req", leave=False,
                    disable=not self.progress or len(order) <= self.batch_size)
@@ -261,8 +308,8 @@ class CachedLLM(LLM):
                     outs = compute([f[0] for f in fitted])
                 to_store = []
                 counts = dict.fromkeys(("calls", "cache_hits", "prompt_tokens", "completion_tokens",
-                                        "truncated_prompts", "failed_requests", "choice_fallbacks",
-                                        "unlisted_choices"), 0)
+                                        "failed_requests", "choice_fallbacks", *ANSWER_COUNTERS), 0)
+                others = {}
                 computed = [0, 0]
                 for k, (_, cut), (out, value) in zip(batch_keys, fitted, outs, strict=True):
                     o = outcome(out)
@@ -278,15 +325,23 @@ class CachedLLM(LLM):
                     counts["calls"] += n
                     counts["prompt_tokens"] += p * n
                     counts["completion_tokens"] += c * n
-                    counts["truncated_prompts"] += truncated * n
                     counts["failed_requests"] += o["failed"] * n
                     counts["choice_fallbacks"] += o.get("fallback", False) * n
-                    counts["unlisted_choices"] += o.get("unlisted", False) * n
+                    other = o.get("other_model") or None
+                    flags = {"truncated_prompts": truncated, "unlisted_choices": o.get("unlisted", False),
+                             "clamped_max_tokens": o.get("clamped", False), "model_mismatches": other is not None}
+                    for name, on in flags.items():
+                        counts[name] += bool(on) * n
+                    if other is not None:
+                        others[other] = others.get(other, 0) + n
                     if not o["failed"] and o.get("store", True):
-                        to_store.append((k, kind, self.identity, {"value": value, "truncated": truncated}))
+                        entry = {"value": value, "truncated": truncated,
+                                 "flags": sorted(name for name, on in flags.items() if on)}
+                        to_store.append((k, kind, self.identity, {**entry, **({"other_model": other} if other else {})}))
                 if self._cache is not None:
                     self._cache.put_many(to_store)
                 self._account(kind, counts, computed=(computed[0], computed[1]))
+                self._note_other_models(others)
                 bar.update(len(batch_keys))
         finally:
             bar.close()
@@ -299,6 +354,24 @@ class CachedLLM(LLM):
             u = self.usage
             u.extra["computed_prompt_tokens"] = u.extra.get("computed_prompt_tokens", 0) + computed[0]
             u.extra["computed_completion_tokens"] = u.extra.get("computed_completion_tokens", 0) + computed[1]
+
+    def _note_other_models(self, others: Mapping[str, int]) -> None:
+        """Tally answers that named another model (``{name: answers}``) in ``usage.extra["other_models"]``
+        and warn once per name for this LLM object, naming the model asked and the one that answered."""
+        if not others:
+            return
+        asked = getattr(self, "model", None) or self.identity
+        with self._usage_lock:
+            tally = self.usage.extra.setdefault("other_models", {})
+            new = []
+            for name, n in others.items():
+                key = name if name in tally or len(tally) < MAX_OTHER_MODELS else "(other names)"
+                new += [name] if key not in tally else []
+                tally[key] = tally.get(key, 0) + n
+        for name in new:
+            print(f"prb: warning: the server's answers name the model {name!r}, not {asked!r} that was asked for; "
+                  "they are kept and counted in model_mismatches (llama.cpp and some proxies echo another name; "
+                  "otherwise check --base-url and --model)", file=sys.stderr)
 
     def close(self) -> None:
         if self._cache is not None:

@@ -170,7 +170,6 @@ class TransformersLLM(CachedLLM):
 
         results: list[Completion | None] = [None] * len(prompts)
         max_new = [max(1, min(params.max_tokens, self.context_length - len(p))) for p in prompts]
-        self._account("generate", {"clamped_max_tokens": sum(m < params.max_tokens for m in max_new)})
         with torch_inference():
             for group in self.engine.split([len(p) for p in prompts], max(max_new)):
                 t0 = time.perf_counter()
@@ -187,7 +186,8 @@ class TransformersLLM(CachedLLM):
                         if s in text:
                             text, reason = text[:text.index(s)], "stop"
                     results[j] = Completion(text=text, prompt_tokens=len(prompts[j]),
-                                            completion_tokens=len(g.tokens), latency_s=latency, finish_reason=reason)
+                                            completion_tokens=len(g.tokens), latency_s=latency, finish_reason=reason,
+                                            reply_clamped=max_new[j] < params.max_tokens)
         return results  # type: ignore[return-value]
 
 

@@ -104,6 +104,34 @@ def _listed(listed: Any) -> list[tuple[str, Any]]:
     return [(str(t.get("token", "")), t["logprob"]) for t in items if t.get("logprob") is not None]
 
 
+#: How many characters of an answer's ``model`` field are kept (it is shown in warnings and results).
+MODEL_NAME_CHARS = 120
+#: A dated snapshot an alias resolves to (OpenAI answers ``gpt-4o-mini`` with ``gpt-4o-mini-2024-07-18``,
+#: older models with ``-0613``): the same model as the alias asked for.
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+def other_model(body: Any, names: Sequence[Any]) -> str | None:
+    """The ``model`` an answer names when it is none of ``names`` (the name asked, its ``/v1/models``
+    entry's id, root, parent); None when it is one of them (any case, or a dated snapshot of one:
+    ``_SNAPSHOT``) or the answer names no model (the field absent, empty or not a string).
+
+    The name is returned printable (control characters escaped) and cut to ``MODEL_NAME_CHARS``.
+    vLLM echoes the served name asked for; llama.cpp echoes the name asked (older versions
+    ``gpt-3.5-turbo``); a proxy may answer with the upstream model's name.
+    """
+    said = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(said, str) or not said.strip():
+        return None
+    said = said.strip()
+    known = {n.strip().casefold() for n in names if isinstance(n, str) and n.strip()}
+    low = said.casefold()
+    if low in known or _SNAPSHOT.sub("", low) in known:
+        return None
+    shown = said.encode("unicode_escape").decode("ascii") if not said.isprintable() else said
+    return shown[:MODEL_NAME_CHARS]
+
+
 def first_named_choice(text: str, choices: Sequence[str]) -> str | None:
     """The choice whose name appears first in ``text`` (whole word, any case)."""
     best: tuple[int, int, str] | None = None

@@ -31,7 +31,14 @@ about the server:
   batch. 401/403 (key) and 404 (model) are an :class:`LLMError` naming the fix.
 - A 200 that is no answer (not JSON, an ``error`` object, no choices, no text,
   ``abort``-ed; :mod:`personalrewardbench.llm.openai_answers`) fails that request;
-  it is no refusal and says nothing about log-probabilities.
+  it is no refusal and says nothing about log-probabilities. So does a reply larger
+  than its byte limit (:func:`~personalrewardbench.llm.openai_http.reply_byte_limit`:
+  1 MiB plus 1 KiB per requested token, more with log-probabilities), read as it
+  arrives and abandoned there, not retried.
+- An answer whose ``model`` names another model than the one asked (and than its
+  ``/v1/models`` entry) is kept, since llama.cpp and proxies may echo other names, but
+  counted (``usage.model_mismatches``, stored with its cache entry) and warned about
+  once per name, naming both.
 - Any other 4xx refuses that request (``usage.refused_requests``), except context-length
   and reply-cap refusals, which are sent once more fitted to the stated limit
   (:mod:`personalrewardbench.llm.openai_fitting`), and a refusal of ``top_logprobs`` that
@@ -68,7 +75,6 @@ import random
 import sys
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -79,19 +85,19 @@ from personalrewardbench.llm.cached import CachedLLM, ChoiceScore, as_chat, item
 from personalrewardbench.llm.choices import read_top_tokens
 from personalrewardbench.llm.openai_answers import (
     answer_choice,
-    answer_error,
     choice_text,
     count_field,
     finish_reason,
     first_named_choice,
     logprobs_cap,
+    other_model,
     retry_after_s,
     top_logprobs,
     usage_count,
 )
 from personalrewardbench.llm.openai_fitting import ContextFitting
+from personalrewardbench.llm.openai_http import Answer, TooLarge, post_limited, read_answer, reply_byte_limit
 from personalrewardbench.llm.openai_server import (
-    ContextRefusal,
     TokenCounter,
     context_refusal,
     deadline_s,
@@ -112,18 +118,6 @@ _warned_unnamed: set[tuple[str, str]] = set()
 
 class _Unreachable(Exception):
     pass
-
-
-@dataclass
-class _Answer:
-    """One request's outcome: the JSON of a successful answer, or the status and text of a refusal."""
-
-    body: dict | None
-    status: int = 200
-    error: str = ""
-    retries: int = 0
-    refusal: ContextRefusal | None = None
-    transient: bool = False  # failed after all retries (retryable status, timeout, dropped connection)
 
 
 def _run(coro: Coroutine) -> Any:
@@ -182,6 +176,7 @@ class OpenAILLM(ContextFitting, CachedLLM):
         if entry is None and len(info) == 1:  # llama.cpp answers any name with its one model
             entry = {**info[0], "root": info[0].get("root") or info[0]["id"]}
         entry = entry or {}
+        self._names = (model, entry.get("id"), entry.get("root"), entry.get("parent"))  # an answer may name these
         self.served = served_model(self.base_url, model, entry, revision)
         self.tokens = TokenCounter(self.base_url, model, self._headers(), self.timeout,
                                    [entry.get("root"), entry.get("parent"), model], revision)
@@ -240,8 +235,8 @@ class OpenAILLM(ContextFitting, CachedLLM):
         return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]] \
             if isinstance(data, list) else []
 
-    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> _Answer:
-        """POST /chat/completions with retries of transient errors; the request's :class:`_Answer`.
+    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> Answer:
+        """POST /chat/completions with retries of transient errors; the request's :class:`Answer`.
 
         Raises ``_Unreachable`` only when the last attempt could not connect at all. An attempt that
         ran out of time is followed by one with twice the deadline (a long reply is not cut short
@@ -249,13 +244,18 @@ class OpenAILLM(ContextFitting, CachedLLM):
         """
         last, down, attempt = "", False, 0
         r: httpx.Response | None = None
+        data = b""
         deadline = deadline_s(self.timeout)
+        limit = reply_byte_limit(body)
         for attempt in range(self.max_retries + 1):  # noqa: B007 - ``attempt`` is the retry count after the loop
             async with sem:
                 try:
                     timeout = httpx.Timeout(deadline, connect=self.timeout.connect)
-                    r = await asyncio.wait_for(client.post("/chat/completions", json=body, timeout=timeout), deadline)
+                    r, data = await asyncio.wait_for(post_limited(client, "/chat/completions", body, timeout, limit),
+                                                     deadline)
                     down = False
+                except TooLarge as exc:  # a runaway or hostile reply: this request fails (not refused, not retried)
+                    return Answer(None, 0, str(exc), retries=attempt)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens: the server is down
                     r, last, down = None, type(exc).__name__, True
                 except (httpx.HTTPError, TimeoutError) as exc:  # timeouts, dropped or garbled answers
@@ -265,13 +265,14 @@ class OpenAILLM(ContextFitting, CachedLLM):
             asked: float | None = None
             if r is not None:
                 if r.status_code < 400:
-                    return self._read(r, attempt)
+                    return read_answer(r.status_code, data, attempt)
+                text = data.decode("utf-8", "replace")
                 if r.status_code in (401, 403, 404):
                     raise LLMError(f"the server at {self.base_url} answered HTTP {r.status_code} for model "
-                                   f"{self.model!r}: {r.text[:200]}; check --model and --api-key")
+                                   f"{self.model!r}: {text[:200]}; check --model and --api-key")
                 if r.status_code not in RETRY_STATUS:
-                    return _Answer(None, r.status_code, r.text[:2000], retries=attempt,
-                                   refusal=context_refusal(r.status_code, r.text))
+                    return Answer(None, r.status_code, text[:2000], retries=attempt,
+                                   refusal=context_refusal(r.status_code, text))
                 last, asked = f"HTTP {r.status_code}", retry_after_s(r.headers.get("retry-after"))
                 if asked is not None and asked > MAX_WAIT_S:  # a spent quota: waiting would stall the run
                     last += f", asked to retry after {asked:g} s"
@@ -281,20 +282,9 @@ class OpenAILLM(ContextFitting, CachedLLM):
                 await asyncio.sleep(min(wait, MAX_WAIT_S))
         if r is None and down:
             raise _Unreachable(last)
-        return _Answer(None, r.status_code if r is not None else 0, last, retries=attempt, transient=True)
+        return Answer(None, r.status_code if r is not None else 0, last, retries=attempt, transient=True)
 
-    @staticmethod
-    def _read(r: httpx.Response, attempt: int) -> _Answer:
-        """A 2xx/3xx answer: its JSON when it holds a choice, else a failed (not refused) request."""
-        try:
-            data = r.json()
-        except ValueError:
-            return _Answer(None, r.status_code, "the answer is not JSON", retries=attempt)
-        why = answer_error(data)
-        return _Answer(None, r.status_code, why, retries=attempt) if why else _Answer(data, r.status_code,
-                                                                                    retries=attempt)
-
-    async def _gather(self, bodies: list[dict]) -> list[_Answer]:
+    async def _gather(self, bodies: list[dict]) -> list[Answer]:
         sem = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers(), timeout=self.timeout,
                                      follow_redirects=True) as client:
@@ -302,12 +292,13 @@ class OpenAILLM(ContextFitting, CachedLLM):
 
     def _alive(self) -> bool:
         """Whether the server answers a minimal chat request now (one try, within the timeout)."""
+        probe = self._body([Message("user", "Hi")], max_tokens=1, temperature=0.0)
         with httpx.Client(headers=self._headers(), timeout=self.timeout, follow_redirects=True) as client:
             status, body = fetch_json(client, "POST", f"{self.base_url}/chat/completions", deadline_s(self.timeout),
-                                      json=self._body([Message("user", "Hi")], max_tokens=1, temperature=0.0))
+                                      json=probe, max_bytes=reply_byte_limit(probe))
         return 200 <= status < 300 and answer_choice(body) is not None
 
-    def _send(self, kind: str, bodies: list[dict], *, count_refused: bool = True) -> list[_Answer]:
+    def _send(self, kind: str, bodies: list[dict], *, count_refused: bool = True) -> list[Answer]:
         try:
             answers = _run(_within(self._gather(bodies), time_left())) if bodies else []
         except _Unreachable as exc:
@@ -337,21 +328,26 @@ class OpenAILLM(ContextFitting, CachedLLM):
                               **({"stop": list(params.stop)} if params.stop else {}))
 
         t0 = time.perf_counter()
-        answers, refit = self._exchange("generate", chats, body, params.max_tokens, cap=params.max_tokens)
+        answers, refit, clamped = self._exchange("generate", chats, body, params.max_tokens, cap=params.max_tokens)
         latency = (time.perf_counter() - t0) / max(1, len(chats))
         out = []
-        for chat, a, cut in zip(chats, answers, refit, strict=True):
+        for chat, a, cut, low in zip(chats, answers, refit, clamped, strict=True):
             ch = answer_choice(a.body)
+            flags = {"prompt_truncated": cut, "reply_clamped": low, "other_model": self._other_model(a.body)}
             if ch is None or finish_reason(ch) == "error":  # no answer, no text, or aborted: never cached
-                out.append(Completion("", self.count_tokens(chat), 0, latency, finish_reason="error",
-                                      prompt_truncated=cut))
+                out.append(Completion("", self.count_tokens(chat), 0, latency, finish_reason="error", **flags))
                 continue
             out.append(Completion(
                 text=choice_text(ch) or "",
                 prompt_tokens=usage_count(a.body, "prompt_tokens") or self.count_tokens(chat),
                 completion_tokens=usage_count(a.body, "completion_tokens") or 0, latency_s=latency,
-                finish_reason=finish_reason(ch), prompt_truncated=cut))
+                finish_reason=finish_reason(ch), **flags))
         return out
+
+    def _other_model(self, body: dict | None) -> str | None:
+        """The model an answer names when it is not the one asked (nor its ``/v1/models`` entry's id, root
+        or parent, nor an OpenAI dated snapshot of one); None when it is, or when the answer names none."""
+        return other_model(body, self._names)
 
     def _choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScore]:
         out: list[ChoiceScore | None] = [None] * len(chats)
@@ -361,7 +357,7 @@ class OpenAILLM(ContextFitting, CachedLLM):
         def body(c: Chat, prompt_tokens: int | None = None) -> dict:
             return self._body(c, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self._top_k)
 
-        answers, refit = self._exchange("choice", [chats[i] for i in ask], body, self.choice_reserve_tokens)
+        answers, refit, _ = self._exchange("choice", [chats[i] for i in ask], body, self.choice_reserve_tokens)
         caps = [logprobs_cap(a.status, a.error) if a.body is None and a.refusal is None else None for a in answers]
         lower = [j for j, cap in enumerate(caps) if cap and cap < self._top_k]
         if lower:  # the server gives fewer top log-probabilities than asked: ask again within its cap
@@ -371,13 +367,14 @@ class OpenAILLM(ContextFitting, CachedLLM):
                             strict=True):
                 answers[j], caps[j] = a, None
         with_lp = without_lp = 0
+        other: list[str | None] = [None] * len(chats)
         for j, (i, a, cut) in enumerate(zip(ask, answers, refit, strict=True)):
-            cut_at[i] = cut
+            cut_at[i], other[i] = cut, self._other_model(a.body)
             if caps[j] == 0:  # log-probabilities refused outright: the greedy fallback answers
                 without_lp += 1
                 continue
             if a.body is None:
-                out[i] = ChoiceScore({}, self.count_tokens(chats[i]), failed=True, truncated=cut)
+                out[i] = ChoiceScore({}, self.count_tokens(chats[i]), failed=True, truncated=cut, other_model=other[i])
                 continue
             top = top_logprobs(a.body)
             if top is None:
@@ -387,7 +384,8 @@ class OpenAILLM(ContextFitting, CachedLLM):
             ptoks = usage_count(a.body, "prompt_tokens") or self.count_tokens(chats[i])
             match = read_top_tokens(choices, top)
             if match is not None:  # else: nothing about the choices in the list; the fallback answers
-                out[i] = ChoiceScore(match.logprobs, ptoks, unlisted=bool(match.unlisted), truncated=cut)
+                out[i] = ChoiceScore(match.logprobs, ptoks, unlisted=bool(match.unlisted), truncated=cut,
+                                     other_model=other[i])
         if with_lp:
             self._no_logprobs = False
         elif without_lp:
@@ -399,6 +397,6 @@ class OpenAILLM(ContextFitting, CachedLLM):
                 named = first_named_choice(g.text, choices) if g.finish_reason != "error" else None
                 scores = {} if named is None else {c: 0.0 if c == named else -math.inf for c in choices}
                 out[i] = ChoiceScore(scores, g.prompt_tokens, failed=named is None, fallback=True,
-                                     truncated=cut_at[i] or g.prompt_truncated)
+                                     truncated=cut_at[i] or g.prompt_truncated, other_model=other[i])
         return [o for o in out if o is not None]
 

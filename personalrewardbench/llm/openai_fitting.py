@@ -2,7 +2,7 @@
 
 :class:`ContextFitting` is the part of the openai backend that decides, per request, the reply
 cap sent (``max_tokens``, at most what the context leaves after the prompt: :meth:`reply_room`,
-counted in ``usage.clamped_max_tokens``) and what to do with a context-length refusal
+marked on the answer, counted in ``usage.clamped_max_tokens``) and what to do with a context-length refusal
 (:func:`~personalrewardbench.llm.openai_server.context_refusal`):
 
 - a refusal of the reply cap whose prompt fits the budget the stated limit leaves for the asked
@@ -46,16 +46,16 @@ class ContextFitting:
     _account: Callable[..., None]
 
     def _exchange(self, kind: str, chats: Sequence[Chat], body: Callable[..., dict],
-                  reserve: int, cap: int | None = None) -> tuple[list[Any], list[bool]]:
+                  reserve: int, cap: int | None = None) -> tuple[list[Any], list[bool], list[bool]]:
         """Send one request per chat; a context-length refusal is answered and sent once more.
 
         ``body(chat, prompt_tokens=None)`` builds a request (``prompt_tokens``: the server's count of
         the prompt, when a refusal gave it). A refusal of the reply cap (``cap``: the asked
         ``max_tokens``) whose prompt fits the budget the stated limit leaves for ``reserve`` is sent
         again with the cap lowered to what the limit leaves; any other context refusal is sent again
-        with the prompt fitted to the stated limit. Requests whose ``max_tokens`` went out below
-        ``cap`` are counted in ``usage.clamped_max_tokens``. Returns each chat's final answer and
-        whether its prompt was cut after a refusal.
+        with the prompt fitted to the stated limit. Returns each chat's final answer, whether its
+        prompt was cut after a refusal, and whether its ``max_tokens`` went out below ``cap`` (the
+        answer's ``reply_clamped``, counted in ``usage.clamped_max_tokens`` by the shared base).
         """
         bodies = [body(c) for c in chats]
         clamped = {i for i, b in enumerate(bodies) if cap is not None and b.get("max_tokens", cap) < cap}
@@ -84,9 +84,7 @@ class ContextFitting:
             self._note_answered([resend[i][0] for i in order], again_answers)
             for i, a in zip(order, again_answers, strict=True):
                 answers[i] = a
-        if clamped:
-            self._account(kind, {"clamped_max_tokens": len(clamped)})
-        return answers, refit
+        return answers, refit, [i in clamped for i in range(len(chats))]
 
     def _cap_only(self, chat: Chat, refusal: ContextRefusal, reserve: int) -> bool:
         """Whether a reply-cap refusal leaves the prompt as it is: the limits it states are kept, and

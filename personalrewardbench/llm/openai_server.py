@@ -204,11 +204,14 @@ def deadline_s(timeout: httpx.Timeout) -> float:
     return float(timeout.read or timeout.connect or 60.0)
 
 
-def fetch_json(client: httpx.Client, method: str, url: str, deadline: float, **kw: Any) -> tuple[int, Any]:
+def fetch_json(client: httpx.Client, method: str, url: str, deadline: float, *, max_bytes: int = 64 << 20,
+               **kw: Any) -> tuple[int, Any]:
     """``(status, JSON body or None)`` of one request, or ``(0, None)`` on any transport error.
 
     The body is read as it arrives and abandoned once ``deadline`` seconds have passed, so a server
-    that trickles bytes (each read within the read timeout) cannot hold the caller for ever.
+    that trickles bytes (each read within the read timeout) cannot hold the caller for ever, and once
+    it passes ``max_bytes`` (default 64 MiB: a hosted API's model list, a long prompt's ``/tokenize``
+    answer take a few MB), so one that sends without end cannot fill the memory.
     """
     t0 = time.monotonic()
     try:
@@ -218,6 +221,8 @@ def fetch_json(client: httpx.Client, method: str, url: str, deadline: float, **k
                 data += chunk
                 if time.monotonic() - t0 > deadline:
                     return 0, None
+                if len(data) > max_bytes:  # an answer, but none to read
+                    return r.status_code, None
             try:
                 return r.status_code, json.loads(bytes(data)) if data else None
             except ValueError:

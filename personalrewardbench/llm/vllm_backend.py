@@ -133,19 +133,19 @@ class VLLMBackend(CachedLLM):
             if params.temperature > 0:
                 sp["seed"] = item_seed(params.seed, self.render(c))
             sps.append(self._vllm.SamplingParams(**sp))
-        self._account("generate", {"clamped_max_tokens": sum(sp.max_tokens < params.max_tokens for sp in sps)})
         t0 = time.perf_counter()
         outs = self._engine_generate(self._prompts(ids), sps)
         latency = (time.perf_counter() - t0) / max(1, len(chats))
         results = []
-        for o, p in zip(outs, ids, strict=True):
+        for o, p, sp in zip(outs, ids, sps, strict=True):
+            low = sp.max_tokens < params.max_tokens
             if o is None or not o.outputs:
-                results.append(Completion("", len(p), 0, latency, finish_reason="error"))
+                results.append(Completion("", len(p), 0, latency, finish_reason="error", reply_clamped=low))
                 continue
             c = o.outputs[0]
             reason = "length" if c.finish_reason == "length" else "stop"
             results.append(Completion(text=c.text, prompt_tokens=len(p), completion_tokens=len(c.token_ids),
-                                      latency_s=latency, finish_reason=reason))
+                                      latency_s=latency, finish_reason=reason, reply_clamped=low))
         return results
 
     def _choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[ChoiceScore]:

@@ -5,7 +5,8 @@ the test: ``Scripted(handler)`` calls ``handler(request)`` for each request (``{
 "body"}``) and sends back the :class:`Reply` it returns, byte for byte, including broken ones: a
 body that is not JSON, a gzip header over garbage, a connection reset, a body that never ends
 (``mode="hang"``: headers then silence; ``mode="trickle"``: one blank byte at a time), a body cut
-off mid-way (``mode="close_mid"``). ``port`` lets a second server take the first one's place.
+off mid-way (``mode="close_mid"``), a body sent in chunks with no ``Content-Length`` (``mode="chunked"``).
+``port`` lets a second server take the first one's place.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Reply:
     status: int = 200
     body: Any = None  # dict/list: JSON; str/bytes: sent as is
     headers: dict[str, str] = field(default_factory=dict)
-    mode: str = "normal"  # normal | hang | trickle | close_mid | reset
+    mode: str = "normal"  # normal | hang | trickle | close_mid | reset | chunked
     content_type: str = "application/json"
 
 
@@ -99,7 +100,7 @@ class Scripted:
                     return
                 self.send_response(rep.status)
                 self.send_header("Content-Type", rep.content_type)
-                if rep.mode == "trickle":
+                if rep.mode in ("trickle", "chunked"):
                     self.send_header("Transfer-Encoding", "chunked")
                 else:
                     extra = 1000 if rep.mode in ("hang", "close_mid") else 0  # promise more than is sent
@@ -116,6 +117,11 @@ class Scripted:
                             self.wfile.write(b"1\r\n \r\n")  # one blank (valid leading JSON whitespace)
                             self.wfile.flush()
                             server.stop.wait(0.05)
+                    elif rep.mode == "chunked":
+                        for i in range(0, len(data), 1 << 16):
+                            piece = data[i:i + (1 << 16)]
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.write(b"0\r\n\r\n")
                     else:
                         self.wfile.write(data)
                 except OSError:
