@@ -19,7 +19,8 @@ requests fail or are refused, judgments fail (``p`` is None: counted wrong).
   also reads the legacy name ``choice_fallback``.
 
 :func:`degradation_flags` gives the board's reasons to mark a row: any choice
-fallback, or more than :data:`FAILED_SHARE_MARK` (1%) of judgments failed.
+fallback, any answer naming another model than the one asked (``model_mismatches``),
+or more than :data:`FAILED_SHARE_MARK` (1%) of judgments failed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ TOTALS = {
     "failed_requests": ("failed_requests", "failed_request"),
     "refused_requests": ("refused_requests", "refused_request", "refusals"),
     "retries": ("retries", "retried_requests"),
+    "model_mismatches": ("model_mismatches",),
 }
 FAILED_SHARE_MARK = 0.01
 MAX_COUNTERS = 200  # a method's usage() is its own business; keep what results.json carries bounded
@@ -142,6 +144,10 @@ def degradation_flags(results: Mapping[str, Any]) -> list[str]:
     if fallbacks > 0:
         flags.append(f"{int(fallbacks)} choice fallback{'s' if fallbacks != 1 else ''} (answers parsed from text: "
                      "the server gave no log-probabilities)")
+    mismatches = _total("model_mismatches", llm, method)
+    if mismatches > 0:
+        flags.append(f"{int(mismatches)} answer{'s' if mismatches != 1 else ''} naming another model than the one "
+                     "asked (the run's model identity may not name what answered)")
     n = _number(scores.get("n_judgments")) or 0
     failed = _number(scores.get("n_failed")) or 0
     if n and failed / n > FAILED_SHARE_MARK:

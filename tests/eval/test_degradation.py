@@ -102,3 +102,13 @@ def test_counters_are_read_generically() -> None:
                               "scores": {"n_judgments": 100, "n_failed": 1}}) == [
         "1 choice fallback (answers parsed from text: the server gave no log-probabilities)"]
     assert degradation_flags({"degradation": {}, "scores": {"n_judgments": 100, "n_failed": 1}}) == []
+
+
+def test_answers_from_another_model_mark_the_row() -> None:
+    flags = degradation_flags({"degradation": {"llm": {"model_mismatches": 16, "other_models": {"gpt-evil": 16}}},
+                               "scores": {"n_judgments": 32, "n_failed": 0}})
+    assert flags == ["16 answers naming another model than the one asked (the run's model identity may not name "
+                     "what answered)"]
+    sec = degradation_section({"model_mismatches": 1}, {}, {"n_judgments": 2, "n_failed": 0})
+    assert sec["model_mismatches"] == 1
+    assert degradation_flags({"degradation": {"llm": {"model_mismatches": 0}}, "scores": {"n_judgments": 2}}) == []
