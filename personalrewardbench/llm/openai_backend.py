@@ -311,7 +311,8 @@ class OpenAILLM(ContextFitting, CachedLLM):
                                f"({answers[0].error}); finished requests are cached, rerun to resume")
             raise LLMError(f"the server at {self.base_url} gives no usable answers ({no_answer[0].error}), not "
                            "even to a probe request; check that it serves non-streaming chat completions "
-                           "(POST /v1/chat/completions); finished requests are cached, rerun to resume")
+                           "(POST /v1/chat/completions) with replies of a sane size; finished requests are cached, "
+                           "rerun to resume")
         refused = sum(a.status >= 400 and not a.transient for a in answers) if count_refused else 0
         self._account(kind, {"retries": sum(a.retries for a in answers), "refused_requests": refused})
         return answers
