@@ -96,7 +96,7 @@ from personalrewardbench.llm.openai_answers import (
     usage_count,
 )
 from personalrewardbench.llm.openai_fitting import ContextFitting
-from personalrewardbench.llm.openai_http import Answer, TooLarge, post_limited, read_answer, reply_byte_limit
+from personalrewardbench.llm.openai_http import Abandoned, Answer, post_limited, read_answer, reply_byte_limit
 from personalrewardbench.llm.openai_server import (
     TokenCounter,
     context_refusal,
@@ -254,7 +254,7 @@ class OpenAILLM(ContextFitting, CachedLLM):
                     r, data = await asyncio.wait_for(post_limited(client, "/chat/completions", body, timeout, limit),
                                                      deadline)
                     down = False
-                except TooLarge as exc:  # a runaway or hostile reply: this request fails (not refused, not retried)
+                except Abandoned as exc:  # too large or undecodable: this request fails (not refused, not retried)
                     return Answer(None, 0, str(exc), retries=attempt)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens: the server is down
                     r, last, down = None, type(exc).__name__, True

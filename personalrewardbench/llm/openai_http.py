@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from personalrewardbench.llm.bounded_body import REQUEST_HEADERS, BadEncoding, BodyTooLarge, BoundedBody
 from personalrewardbench.llm.openai_answers import answer_error, count_field
 
 #: Bytes every reply may take whatever its cap: the JSON frame, ``usage``, ids, a refusal's message, the
@@ -47,7 +48,11 @@ def reply_byte_limit(body: Mapping[str, Any]) -> int:
     return REPLY_FLOOR_BYTES + tokens * per
 
 
-class TooLarge(Exception):
+class Abandoned(Exception):
+    """A reply that is not read to the end: the request fails (not refused, not retried)."""
+
+
+class TooLarge(Abandoned):
     """A reply passed its byte limit; the request fails (it is not retried: a server that sends a reply
     this large would most likely send it again)."""
 
@@ -61,19 +66,34 @@ async def post_limited(client: httpx.AsyncClient, path: str, body: dict, timeout
                        limit: int) -> tuple[httpx.Response, bytes]:
     """POST ``body`` as JSON to ``path``; the response (headers, status) and its body, read as it arrives.
 
-    Raises :class:`TooLarge` once the (decoded) body passes ``limit`` bytes, or its ``Content-Length``
-    says it will; httpx errors propagate.
+    The raw bytes are decoded here under the bound (:mod:`~personalrewardbench.llm.bounded_body`: httpx
+    would inflate a whole chunk, or several layers of gzip, before anything could count them).
+    Raises :class:`TooLarge` once the decoded body passes ``limit`` bytes, or its ``Content-Length``
+    says it will; :class:`Undecodable` for an encoding not decoded here or corrupt compressed data;
+    httpx errors propagate.
     """
-    async with client.stream("POST", path, json=body, timeout=timeout) as r:
+    async with client.stream("POST", path, json=body, timeout=timeout, headers=REQUEST_HEADERS) as r:
         stated = count_field(_number(r.headers.get("content-length")))
         if stated is not None and stated > limit:
             raise TooLarge(r.status_code, limit)
-        data = bytearray()
-        async for chunk in r.aiter_bytes():
-            data += chunk
-            if len(data) > limit:
-                raise TooLarge(r.status_code, limit)
-        return r, bytes(data)
+        try:
+            reader = BoundedBody(r.headers.get("content-encoding"), limit)
+            async for chunk in r.aiter_raw():
+                reader.feed(chunk)
+            return r, reader.finish()
+        except BodyTooLarge:
+            raise TooLarge(r.status_code, limit) from None
+        except BadEncoding as exc:
+            raise Undecodable(r.status_code, str(exc)) from None
+
+
+class Undecodable(Abandoned):
+    """A reply in a ``Content-Encoding`` not decoded here (several layers, br, zstd, ...) or corrupt; the
+    request fails, not retried (the backend asks for ``identity``)."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(f"the answer cannot be decoded: {why} (HTTP {status}); abandoned")
+        self.status = status
 
 
 def _number(text: str | None) -> int | None:

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from personalrewardbench.llm.base import Chat, check_deadline, time_left
+from personalrewardbench.llm.bounded_body import REQUEST_HEADERS, BadEncoding, BodyTooLarge, BoundedBody
 from personalrewardbench.llm.openai_answers import count_field
 
 RECORD_FILE = "served-models.json"
@@ -215,18 +216,19 @@ def fetch_json(client: httpx.Client, method: str, url: str, deadline: float, *, 
     """
     t0 = time.monotonic()
     try:
-        with client.stream(method, url, **kw) as r:
-            data = bytearray()
-            for chunk in r.iter_bytes():
-                data += chunk
+        with client.stream(method, url, headers={**kw.pop("headers", {}), **REQUEST_HEADERS}, **kw) as r:
+            reader = BoundedBody(r.headers.get("content-encoding"), max_bytes)
+            for chunk in r.iter_raw():  # decoded here, under the bound (bounded_body)
+                reader.feed(chunk)
                 if time.monotonic() - t0 > deadline:
                     return 0, None
-                if len(data) > max_bytes:  # an answer, but none to read
-                    return r.status_code, None
+            data = reader.finish()
             try:
-                return r.status_code, json.loads(bytes(data)) if data else None
+                return r.status_code, json.loads(data) if data else None
             except ValueError:
                 return r.status_code, None
+    except (BodyTooLarge, BadEncoding):  # an answer, but none to read
+        return r.status_code, None
     except httpx.HTTPError:
         return 0, None
 

@@ -84,7 +84,8 @@ class Scripted:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                req = {"method": self.command, "path": self.path, "body": body}
+                req = {"method": self.command, "path": self.path, "body": body,
+                       "accept_encoding": self.headers.get("Accept-Encoding")}
                 with server.lock:
                     server.log.append(req)
                 rep = server.handler(req)
