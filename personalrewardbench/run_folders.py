@@ -11,16 +11,18 @@ RESULTS_FILE = "results.json"  # as results.RESULTS_FILE (results.py re-exports 
 
 MAX_FOLDER_DEPTH = 32  # results/<dataset>/<method>/<run-id> is 3 deep; far deeper trees are not read
 SITE_MARKER = ".prb-site"  # the file `prb leaderboard build` writes at the top of every site it renders
+SITE_COPY = "run-results.json"  # a site's copy of a run's results.json (never read as a run)
 
 
 def scan_folders(root: Path | str, max_depth: int = MAX_FOLDER_DEPTH) -> Iterator[tuple[Path, list[str], list[Path], str | None]]:
     """Walk ``root`` top-down in name order without recursion and without entering linked folders.
 
     Yields ``(folder, entry names, linked sub-folders, problem)``: ``problem`` is set (and the
-    other fields empty) for a folder that cannot be listed, lies more than ``max_depth`` below
-    ``root``, or is a rendered leaderboard site (holds :data:`SITE_MARKER`: its ``data/`` copies of
-    results.json are not runs); such folders are not entered. A ``root`` that cannot be listed
-    yields nothing.
+    other fields empty) for a folder that cannot be listed or lies more than ``max_depth`` below
+    ``root``; such folders are not entered. A ``root`` that cannot be listed yields nothing. No
+    file a folder holds makes the walk pass it by (a marker that hid folders would hide a tampered
+    run from `prb verify`): a rendered site names its copies ``run-results.json`` instead, so they
+    are never taken for runs.
     """
     root = Path(root)
     stack: list[tuple[Path, int]] = [(root, 0)]
@@ -35,10 +37,6 @@ def scan_folders(root: Path | str, max_depth: int = MAX_FOLDER_DEPTH) -> Iterato
         except OSError as exc:
             if depth:
                 yield here, [], [], f"cannot be listed ({exc.strerror})"
-            continue
-        if any(e.name == SITE_MARKER for e in entries):
-            yield here, [], [], (f"is a leaderboard site (written by `prb leaderboard build`, marked by {SITE_MARKER}); "
-                                 "its copies of results.json are not runs; not read")
             continue
         links = [here / e.name for e in entries if e.is_symlink() and e.is_dir()]
         yield here, [e.name for e in entries], links, None

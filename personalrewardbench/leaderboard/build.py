@@ -20,10 +20,10 @@ from personalrewardbench.leaderboard.method_page import method_html
 from personalrewardbench.leaderboard.plots import dataset_figures
 from personalrewardbench.leaderboard.table import Group, Row, build_board, export_record, slug
 from personalrewardbench.leaderboard.verification import collect_runs
-from personalrewardbench.results import SITE_MARKER
+from personalrewardbench.run_folders import SITE_COPY, SITE_MARKER
 from personalrewardbench.seal import SealKey
 
-MARKER = SITE_MARKER  # ".prb-site": results walks never enter a folder holding it
+MARKER = SITE_MARKER  # ".prb-site": the folder is a site this command wrote (so it may be rewritten)
 STATIC = Path(__file__).parent / "static"
 
 
@@ -101,7 +101,8 @@ class _Writer:
 
 
 def _copy_results(w: _Writer, runs: Sequence[RunResult]) -> dict[tuple, str | None]:
-    """Copy each shown run's results.json and artifacts.json (read as regular files only) into data/."""
+    """Copy each shown run's results.json (as ``run-results.json``: a results walk never takes a site's
+    copy for a run) and artifacts.json (read as regular files only) into data/."""
     from personalrewardbench.results import read_bytes_limited
 
     hrefs: dict[tuple, str | None] = {}
@@ -112,10 +113,10 @@ def _copy_results(w: _Writer, runs: Sequence[RunResult]) -> dict[tuple, str | No
         row_id = Row(run).row_id
         folder = f"data/{slug(run.dataset)}/{slug(run.method)}/{run.tier}-{row_id}"
         src = Path(run.path)
-        w.bytes(f"{folder}/results.json", read_bytes_limited(src / "results.json"))
+        w.bytes(f"{folder}/{SITE_COPY}", read_bytes_limited(src / "results.json"))
         if (src / "artifacts.json").exists():
             w.bytes(f"{folder}/artifacts.json", read_bytes_limited(src / "artifacts.json"))
-        hrefs[run.key] = f"{folder}/results.json"
+        hrefs[run.key] = f"{folder}/{SITE_COPY}"
     return hrefs
 
 

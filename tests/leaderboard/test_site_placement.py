@@ -5,6 +5,7 @@ tracked site is gitignored."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -68,19 +69,36 @@ def test_prb_run_refuses_a_site_inside_its_results_before_any_work(tmp_path: Pat
     assert not out.exists()
 
 
-def test_a_site_already_inside_a_results_tree_is_not_read_as_runs(one_run: Path, tmp_path: Path, capsys) -> None:
-    """A site rendered into a results root (by an older version, or copied there): its data/ copies of
-    results.json are skipped with the reason, and `prb verify` checks only the real run."""
+def test_a_site_inside_a_results_tree_holds_no_runs_to_misread(one_run: Path, tmp_path: Path, capsys) -> None:
+    """A site copied into a results root: its data/ copies are named run-results.json, so `prb verify` and
+    the board see only the real run."""
     results = shutil.copytree(one_run, tmp_path / "results")
     build_site([results], tmp_path / "site", include_reported=False, plots=False)
-    assert list((tmp_path / "site" / "data").rglob("results.json"))  # the copies exist
+    assert list((tmp_path / "site" / "data").rglob("run-results.json"))  # the copies exist, under their own name
+    assert not list((tmp_path / "site").rglob("results.json"))
     shutil.copytree(tmp_path / "site", results / "old-site")
     runs, skipped = collect_runs([results])
-    assert [r.method for r in runs] == ["length"]
-    assert [(Path(s.path), "is a leaderboard site" in s.reason) for s in skipped] == [(results / "old-site", True)]
+    assert [r.method for r in runs] == ["length"] and skipped == []
     assert main(["verify", str(results)]) == 0
+    assert "1 of 1 results verified" in capsys.readouterr().out
+
+
+def test_a_site_marker_hides_no_run(one_run: Path, tmp_path: Path, capsys) -> None:
+    """An empty .prb-site file next to a tampered run must not make the walks pass the run by."""
+    results = shutil.copytree(one_run, tmp_path / "results")
+    [run] = [p.parent for p in results.rglob("results.json")]
+    hidden = tmp_path / "results" / "x" / run.relative_to(results)
+    shutil.copytree(run, hidden)
+    rec = json.loads((hidden / "results.json").read_text())
+    rec["scores"]["accuracy"] = 0.99
+    (hidden / "results.json").write_text(json.dumps(rec))
+    (tmp_path / "results" / "x" / ".prb-site").write_text("")
+    (results / ".prb-site").write_text("")
+    assert main(["verify", str(results)]) == 1
     out = capsys.readouterr().out
-    assert "old-site" not in out and "1 of 1 results verified" in out
+    assert "1 of 2 results verified" in out and "scores.accuracy: recorded 0.99" in out
+    runs, skipped = collect_runs([results])
+    assert len(runs) == 1 and [Path(s.path) for s in skipped] == [hidden / "results.json"]
 
 
 def test_default_out_says_it_wrote_the_tracked_site(one_run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
