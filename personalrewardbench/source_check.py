@@ -41,4 +41,7 @@ def python_syntax_problems(folder: str | Path, files: list[str] | None = None) -
                             "shows the same error)")
         except (ValueError, UnicodeDecodeError) as exc:  # e.g. null bytes, undecodable source
             problems.append(f"{path}: cannot be compiled ({exc}); save it as UTF-8 Python source")
+        except (RecursionError, MemoryError):  # an expression nested past the compiler's limits
+            problems.append(f"{path}: cannot be compiled (nested too deeply for the Python compiler); flatten the "
+                            "deeply nested expression")
     return problems

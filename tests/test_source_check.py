@@ -30,3 +30,20 @@ def test_validate_fails_a_template_whose_adapter_does_not_compile(tmp_path: Path
     (folder / "adapter.py").write_text(text + "    return [\n")  # unexpected indent on the line after the file
     with pytest.raises(SubmissionError, match=rf"adapter\.py, line {n_lines + 1}"):
         validate_folder(folder)
+
+
+@pytest.mark.parametrize("where", ["helper.py", "adapter.py"])
+def test_an_expression_nested_past_the_compiler_is_a_problem_not_a_crash(tmp_path: Path, capsys, where: str) -> None:
+    from personalrewardbench.cli import main
+
+    folder = write_template("my-method", tmp_path)
+    deep = "x = " + "1+" * 30000 + "1\n"  # CPython's compiler raises RecursionError on this
+    with pytest.raises(RecursionError):
+        compile(deep, "probe", "exec")
+    target = folder / where
+    target.write_text((target.read_text() if target.exists() else "") + deep)
+    assert main(["submission", "validate", str(folder)]) == 1
+    out = capsys.readouterr()
+    err = out.out + out.err
+    assert f"{where}: cannot be compiled (nested too deeply for the Python compiler)" in err
+    assert "Traceback" not in err and "RecursionError" not in err
