@@ -26,18 +26,16 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.machinery as machinery
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from personalrewardbench.submissions.name_binding import bound_names, dynamic_use, scope_walk, self_import, targets
 
 PRB_MODULES = ("personalrewardbench", "personalrewardbench.methods")
 LOADERS = [(machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
            (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES),
            (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES)]  # the order of Python's own path hook
-# names and attributes through which module code can rebind a module-level name at run time
-DYNAMIC_NAMES = frozenset({"globals", "vars", "locals", "exec", "eval", "__import__", "__builtins__"})
-DYNAMIC_ATTRS = frozenset({"modules", "__dict__", "__setattr__", "f_globals", "__globals__", "import_module",
-                           "getmodule"})
 CLASS_DUNDERS = ("__new__", "__signature__", "__init_subclass__")
 
 
@@ -69,66 +67,30 @@ def resolve_entry_module(folder: Path, module: str) -> tuple[Path | None, bool]:
     return Path(spec.origin), isinstance(spec.loader, machinery.SourceFileLoader)
 
 
-def _scope_walk(body: list[ast.stmt]) -> Iterator[ast.AST]:
-    """Every node that runs in the scope of ``body`` (not inside nested functions, lambdas or class
-    bodies, whose names are their own; a nested class or function's *name* and decorators are here)."""
-    stack: list[ast.AST] = list(reversed(body))
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            outer: list[ast.AST] = [*node.decorator_list]
-            if isinstance(node, ast.ClassDef):
-                outer += [*node.bases, *node.keywords]
-            else:
-                outer += [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
-            stack.extend(outer)
-        elif isinstance(node, ast.Lambda):
-            stack.extend(node.args.defaults)
-        elif isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
-            # comprehension targets are its own; only a walrus inside binds in this scope
-            stack.extend(n for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
-        else:
-            stack.extend(ast.iter_child_nodes(node))
-
-
-def _bound_names(node: ast.AST) -> list[str]:
-    """Names ``node`` binds (or deletes) in the scope it runs in; ``*`` for a star import."""
-    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-        return [node.id]
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return [node.name]
-    if isinstance(node, ast.Import | ast.ImportFrom):
-        return [a.asname or a.name.split(".")[0] for a in node.names]
-    if isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
-        return [node.name]
-    if isinstance(node, ast.MatchMapping) and node.rest:
-        return [node.rest]
-    return []
-
-
-def _dynamic_use(tree: ast.Module) -> str | None:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES:
-            return f"it uses {node.id} (line {node.lineno}), which can rebind names at run time"
-        if isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRS:
-            return f"it uses .{node.attr} (line {node.lineno}), which can rebind names at run time"
-    return None
-
-
 class ModuleView:
     """What a module's source says, statically, about its top-level names."""
 
     def __init__(self, tree: ast.Module, file_name: str) -> None:
         self.file_name = file_name
         self.bindings: dict[str, list[ast.AST]] = {}
-        for node in _scope_walk(tree.body):
-            for name in _bound_names(node):
+        for node in scope_walk(tree.body):
+            for name in bound_names(node):
                 self.bindings.setdefault(name, []).append(node)
         self.globals_declared = {n for node in ast.walk(tree) if isinstance(node, ast.Global) for n in node.names}
         self.top_classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
         self.plain = {id(n) for n in tree.body if isinstance(n, ast.ClassDef)}
-        self.dynamic = _dynamic_use(tree)
+        self.dynamic = dynamic_use(tree) or self_import(tree, Path(file_name))
+        # (object written to, attribute, line) of every attribute assignment or deletion anywhere in the module
+        self.attr_writes = [(ast.unparse(t.value), t.attr, t.lineno) for node in ast.walk(tree)
+                            for t in targets(node) if isinstance(t, ast.Attribute)]
+
+    def rewritten(self, name: str) -> str | None:
+        """Why class ``name`` may change after its statement: an attribute of it (``name.__init__ = ...``)
+        or an attribute named like it on another object (``module.name = ...``) is assigned or deleted."""
+        for obj, attr, line in self.attr_writes:
+            if obj == name or obj.startswith(f"{name}.") or attr == name:
+                return f"line {line} assigns {obj}.{attr}, which can change {name} or what its name refers to"
+        return None
 
     def plain_class(self, name: str) -> ast.ClassDef:
         """The top-level ``class name`` statement, when it is the name's only module-level binding."""
@@ -155,7 +117,20 @@ class ModuleView:
             raise Unreadable(f"{where} is declared global in a function, which can rebind it")
         if self.dynamic:
             raise Unreadable(f"{self.file_name}: {self.dynamic}")
+        why = self.rewritten(name)
+        if why:
+            raise Unreadable(why)
         return node
+
+    def is_harness_class(self, base: ast.expr) -> bool:
+        """True when ``base`` is a name imported once, absolutely, from a ``personalrewardbench`` module
+        (the harness's own classes, e.g. ``LLMJudgeMethod``)."""
+        if not isinstance(base, ast.Name):
+            return False
+        binds = self.bindings.get(base.id, [])
+        return (len(binds) == 1 and isinstance(binds[0], ast.ImportFrom) and binds[0].level == 0
+                and (binds[0].module or "").split(".")[0] == "personalrewardbench"
+                and any((a.asname or a.name) == base.id for a in binds[0].names))
 
     def is_method_base(self, base: ast.expr) -> bool:
         """True when ``base`` is :class:`personalrewardbench.Method`, imported once from the package."""
@@ -173,16 +148,44 @@ class ModuleView:
 
 def _class_scope_bindings(cls: ast.ClassDef) -> dict[str, list[ast.AST]]:
     out: dict[str, list[ast.AST]] = {}
-    for node in _scope_walk(cls.body):
-        for name in _bound_names(node):
+    for node in scope_walk(cls.body):
+        for name in bound_names(node):
             out.setdefault(name, []).append(node)
     return out
 
 
-def init_of(view: ModuleView, name: str, seen: frozenset[str] = frozenset()) -> tuple[ast.arguments | None, int]:
-    """(arguments of the ``__init__`` that builds class ``name``, its line); ``None`` arguments: the
-    class takes no constructor arguments (it reaches :class:`~personalrewardbench.Method`).
-    Raises :class:`Unreadable` where that cannot be read exactly."""
+def _plain_bases(view: ModuleView, name: str, cls: ast.ClassDef, seen: frozenset[str]) -> list[str]:
+    """The base classes of ``cls`` other than Method and object, each checked as a plain class of this
+    module (recursively: a base's own decorators, metaclass, ``__new__`` or bases from elsewhere change
+    how ``name`` is built too, whether or not ``name`` has its own ``__init__``)."""
+    bases = [b for b in cls.bases if not (isinstance(b, ast.Name) and b.id == "object")]
+    if any(isinstance(b, ast.Starred) for b in bases):
+        raise Unreadable(f"{name} takes its base classes from a starred expression")
+    out = []
+    for base in bases:
+        if view.is_method_base(base):
+            continue
+        if view.is_harness_class(base):  # the harness's own code: no metaclass, no __new__
+            why = view.rewritten(base.id)
+            if why:
+                raise Unreadable(why)
+            out.append(base.id)
+            continue
+        binds = view.bindings.get(base.id, []) if isinstance(base, ast.Name) else []
+        if not (isinstance(base, ast.Name) and len(binds) == 1 and isinstance(binds[0], ast.ClassDef)):
+            raise Unreadable(f"{name} has the base class {ast.unparse(base)[:60]}, which is not a plain class "
+                             f"defined in {view.file_name} (it may change how {name} is constructed)")
+        try:
+            _check_class(view, base.id, seen | {name})
+        except Unreadable as exc:
+            raise Unreadable(f"{name} inherits from {base.id}: {exc}") from None
+        out.append(base.id)
+    return out
+
+
+def _check_class(view: ModuleView, name: str, seen: frozenset[str]) -> tuple[ast.ClassDef, dict, list[str]]:
+    """(class statement, its scope's bindings, its plain bases) of class ``name``, when nothing in it or its
+    bases can change how it is constructed; else :class:`Unreadable`."""
     if name in seen:
         raise Unreadable(f"{name} inherits from itself")
     cls = view.plain_class(name)
@@ -196,6 +199,15 @@ def init_of(view: ModuleView, name: str, seen: frozenset[str] = frozenset()) -> 
     for dunder in CLASS_DUNDERS:
         if dunder in scope:
             raise Unreadable(f"{name} defines {dunder}, which may change how it is constructed")
+    return cls, scope, _plain_bases(view, name, cls, seen)
+
+
+def init_of(view: ModuleView, name: str, seen: frozenset[str] = frozenset()) -> tuple[ast.arguments | None, int]:
+    """(arguments of the ``__init__`` that builds class ``name``, its line); ``None`` arguments: the
+    class takes no constructor arguments (it reaches :class:`~personalrewardbench.Method`).
+    Raises :class:`Unreadable` where that cannot be read exactly: the class or any base is not a
+    plain class of this module (or Method), or is decorated, has a metaclass or ``__new__``."""
+    cls, scope, bases = _check_class(view, name, seen)
     inits = scope.get("__init__", [])
     if inits:
         node = inits[0]
@@ -206,21 +218,16 @@ def init_of(view: ModuleView, name: str, seen: frozenset[str] = frozenset()) -> 
         if node.args.kwarg is not None:
             raise Unreadable(f"{name}.__init__ takes **{node.args.kwarg.arg}, so any key may be valid")
         return node.args, node.lineno
-    bases = [b for b in cls.bases if not (isinstance(b, ast.Name) and b.id == "object")]
-    if any(isinstance(b, ast.Starred) for b in bases):
-        raise Unreadable(f"{name} takes its base classes from a starred expression")
-    if not bases or all(view.is_method_base(b) for b in bases):
+    if not bases:
         return None, cls.lineno
     if len(bases) > 1:
         raise Unreadable(f"{name} has several base classes and no __init__ of its own")
-    base = bases[0]
-    binds = view.bindings.get(base.id, []) if isinstance(base, ast.Name) else []
-    if isinstance(base, ast.Name) and len(binds) == 1 and isinstance(binds[0], ast.ClassDef):
-        try:
-            return init_of(view, base.id, seen | {name})
-        except Unreadable as exc:
-            raise Unreadable(f"{name} inherits __init__ from {base.id}: {exc}") from None
-    raise Unreadable(f"{name} inherits __init__ from {ast.unparse(base)}, which is not defined in {view.file_name}")
+    if view.is_harness_class(ast.Name(bases[0])):
+        raise Unreadable(f"{name} inherits __init__ from the harness class {bases[0]}, read only when the run starts")
+    try:
+        return init_of(view, bases[0], seen | {name})
+    except Unreadable as exc:
+        raise Unreadable(f"{name} inherits __init__ from {bases[0]}: {exc}") from None
 
 
 def _param_problems(where: str, args: ast.arguments | None,
@@ -287,6 +294,26 @@ def config_key_problems(module_file: Path, class_name: str,
     return _param_problems(where, args, configs), None
 
 
+def _package_code(folder: Path, module: str, found: Path) -> str | None:
+    """The first package ``__init__.py`` that runs before the entry module is imported and holds code
+    (anything but a docstring and ``pass``): the folder's own (it is imported as a package) and those of
+    the packages on the entry's dotted path. None when there is none."""
+    parts = module.split(".")
+    for depth in range(len(parts)):
+        init = folder.joinpath(*parts[:depth], "__init__.py")
+        if init == found or not init.is_file() or init.is_symlink():
+            continue
+        try:
+            body = ast.parse(init.read_bytes()).body
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OSError):
+            return init.relative_to(folder).as_posix()
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]
+        if any(not isinstance(n, ast.Pass) for n in body):
+            return init.relative_to(folder).as_posix()
+    return None
+
+
 def entry_report(sub: Any, listed: list[str] | None = None, *, check_keys: bool = True
                  ) -> tuple[list[str], list[str]]:
     """(problems, notes) for the entry of a parsed submission (:class:`~.spec.Submission`): its
@@ -309,6 +336,10 @@ def entry_report(sub: Any, listed: list[str] | None = None, *, check_keys: bool 
         what = "a namespace package (a folder with no __init__.py)" if found.is_dir() else "compiled, not Python source"
         return [], [f"{entry}: class {sub.entry_class} not checked statically: {rel} is {what}; its config keys are "
                     "checked when the run starts"]
+    runs_first = _package_code(folder, sub.entry_module, found)
+    if runs_first:
+        return [], [f"{entry}: class {sub.entry_class} in {rel} cannot be checked statically: {runs_first} runs "
+                    f"before {rel} and may change it; its config keys are checked when the run starts"]
     configs = {"[method].config": (sub.config, sub.config)} | {
         f"[variants.{k}].config": (v.config, {**sub.config, **v.config}) for k, v in sub.variants.items()}
     if not check_keys:

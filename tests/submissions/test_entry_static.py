@@ -150,8 +150,8 @@ PLAIN = "class Thing(Method):\n" + GOOD_INIT
     ("import attrs\n@attrs.define\nclass Thing(Method):\n    alpha: float = 1.0\n", "decorated (line 3: @attrs.define)"),
     ("class Meta(type):\n    pass\nclass Thing(Method, metaclass=Meta):\n    pass\n", "class keywords (metaclass=Meta)"),
     ("from pydantic import BaseModel\nclass Thing(Method, BaseModel):\n    alpha: float = 1.0\n",
-     "several base classes"),
-    ("from elsewhere import Base\nclass Thing(Base):\n    pass\n", "inherits __init__ from Base, which is not defined"),
+     "the base class BaseModel, which is not a plain class"),
+    ("from elsewhere import Base\nclass Thing(Base):\n    pass\n", "the base class Base, which is not a plain class"),
     ("class Thing(Method):\n    def __new__(cls, alpha=1.0):\n        return super().__new__(cls)\n",
      "defines __new__"),
     ("import functools\nclass Thing(Method):\n    @functools.lru_cache\n    def __init__(self):\n        pass\n",
@@ -159,12 +159,34 @@ PLAIN = "class Thing(Method):\n" + GOOD_INIT
     ("def make(**kw):\n    pass\nclass Thing(Method):\n    __init__ = make\n", "__init__ is not one plain def"),
     ("class Thing(Method):\n    def __init__(self, **kw):\n        pass\n", "takes **kw"),
     ("from dataclasses import dataclass\n@dataclass\nclass Base(Method):\n    alpha: float = 1.0\n"
-     "class Thing(Base):\n    pass\n", "inherits __init__ from Base: Base is decorated"),
+     "class Thing(Base):\n    pass\n", "inherits from Base: Base is decorated"),
+    # the class or its attributes rewritten after the statement, or through the module itself
+    (PLAIN + "def _init(self, beta=1):\n    pass\nThing.__init__ = _init\n", "assigns Thing.__init__"),
+    (PLAIN + "import inspect\nThing.__signature__ = inspect.Signature()\n", "assigns Thing.__signature__"),
+    (PLAIN + "from . import adapter as _me\n_me.Thing = int\n", "imports the module itself"),
+    (PLAIN + "import adapter\n", "imports the module itself"),
+    (PLAIN + "setattr(Thing, '__init__', lambda self, beta=1: None)\n", "uses setattr"),
+    # a base that changes construction, even when the class has its own __init__
+    ("class _B(Method):\n    def __new__(cls, *a, **k):\n        return object.__new__(cls)\n"
+     "class Thing(_B):\n" + GOOD_INIT, "_B defines __new__"),
+    ("class _M(type):\n    pass\n_B = _M('_B', (Method,), {})\nclass Thing(_B):\n" + GOOD_INIT,
+     "the base class _B, which is not a plain class"),
+    ("from elsewhere import Base\nclass Thing(Base):\n" + GOOD_INIT, "the base class Base, which is not a plain"),
 ])
 def test_what_cannot_be_read_exactly_is_a_note_not_a_verdict(tmp_path: Path, source: str, why: str) -> None:
     # alpha = 2.0 may well be valid (the dataclass takes it) or not (the rebinding's takes nothing):
     # either way validate must neither refuse nor claim to have checked
     _stands_aside(_folder(tmp_path, {"adapter.py": METHOD + source}), why)
+
+
+@pytest.mark.parametrize("init", ["from . import adapter as _a\n_a.Thing.__init__ = lambda self, beta=1: None\n",
+                                  "import os\n"])
+def test_code_in_the_package_init_makes_it_a_note(tmp_path: Path, init: str) -> None:
+    # the folder is imported as a package: its __init__.py runs before the entry module and may change it
+    folder = _folder(tmp_path, {"adapter.py": METHOD + PLAIN, "__init__.py": init}, config="{ beta = 1 }")
+    _stands_aside(folder, "__init__.py runs before adapter.py")
+    (folder / "__init__.py").write_text('"""Just a docstring."""\npass\n')  # nothing runs: checked as usual
+    assert check_folder(folder).problems[0].startswith("[method].config key 'beta' is not a parameter of Thing")
 
 
 def test_a_class_nothing_can_bind_is_refused(tmp_path: Path) -> None:
@@ -304,3 +326,16 @@ def test_template_variant_changes_predictions(tmp_path: Path, tiny) -> None:
     base, strong = run_method(load_method(base_info), tiny), run_method(load_method(strong_info), tiny)
     assert sum((a > 0.5) != (b > 0.5) for a, b in zip(base, strong, strict=True)) > 0
 
+
+
+def test_a_harness_base_is_trusted_unless_the_module_rewrites_it(tmp_path: Path) -> None:
+    source = ("from personalrewardbench.llm_judge import LLMJudgeMethod\n"
+              "class Thing(LLMJudgeMethod):\n" + GOOD_INIT)
+    folder = _folder(tmp_path, {"adapter.py": source}, config="{ beta = 1 }")
+    report = check_folder(folder)
+    assert report.notes == [] and report.problems[0].startswith("[method].config key 'beta' is not a parameter of Thing")
+    (folder / "adapter.py").write_text(source + "LLMJudgeMethod.__init__ = lambda self, beta=1: None\n")
+    _stands_aside(folder, "assigns LLMJudgeMethod.__init__")
+    (folder / "adapter.py").write_text("from personalrewardbench.llm_judge import LLMJudgeMethod\n"
+                                       "class Thing(LLMJudgeMethod):\n    pass\n")
+    _stands_aside(folder, "inherits __init__ from the harness class LLMJudgeMethod")
