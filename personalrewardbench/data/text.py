@@ -8,7 +8,8 @@
   become U+FFFD; NUL characters become U+FFFD too (they break C strings, SQLite text and
   terminals). Each repaired field is one warning.
 - :func:`normalize_text` is the form every duplicate and leakage check compares: Unicode format
-  characters (category Cf: zero-width space, soft hyphen, byte-order mark, ...) removed, Unicode
+  characters (category Cf: zero-width space, soft hyphen, byte-order mark, ...) and the other
+  default-ignorable code points (Hangul fillers, variation selectors; and the Braille blank) removed, Unicode
   NFKC, whitespace runs collapsed to one space, stripped (so "a  b\\n" and "a\\u200b b" repeat "a b").
   :func:`comparison_context` is a context in that form, its empty messages left out.
 - :meth:`Findings.finite` replaces NaN/Infinity in meta and profile fields by null (counted).
@@ -79,6 +80,15 @@ def format_char_pattern() -> re.Pattern[str]:
                                     for a, b in ranges) + "]")
 
 
+# Invisible code points that are not format characters (Cf), removed too before a text is compared or
+# judged empty: the Default_Ignorable_Code_Point characters of other categories (Unicode
+# DerivedCoreProperties.txt: combining grapheme joiner U+034F, Hangul fillers U+115F, U+1160, U+3164,
+# U+FFA0, Khmer inherent vowels U+17B4-5, Mongolian variation selectors U+180B-D and U+180F, variation
+# selectors U+FE00-F and U+E0100-E01EF) and the Braille pattern blank U+2800, which renders as a blank.
+_IGNORABLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u2800\u3164\ufe00-\ufe0f\uffa0"
+                        "\U000e0100-\U000e01ef]")
+
+
 LONG_TEXT = 1 << 20  # characters; longer texts are normalized piecewise and not cached (bounded memory)
 _PIECE = 1 << 16
 
@@ -107,15 +117,16 @@ def _collapse(s: str) -> str:
 def _normalize(s: str) -> str:
     if s.isascii():
         return _collapse(s)
-    return _collapse(unicodedata.normalize("NFKC", format_char_pattern().sub("", s)))
+    return _collapse(unicodedata.normalize("NFKC", _IGNORABLE.sub("", format_char_pattern().sub("", s))))
 
 
 _normalize_cached = functools.lru_cache(maxsize=1 << 16)(_normalize)
 
 
 def normalize_text(s: str) -> str:
-    """The comparison form of a text: format characters (Cf) removed, NFKC, whitespace runs -> one
-    space, stripped. (Cached below :data:`LONG_TEXT` characters: the same context messages and
+    """The comparison form of a text: format characters (Cf) and the other invisible code points
+    (:data:`_IGNORABLE`: Hangul fillers, variation selectors, the Braille blank, ...) removed, NFKC,
+    whitespace runs -> one space, stripped. (Cached below :data:`LONG_TEXT` characters: the same context messages and
     responses are compared many times; a longer text is not kept alive by the cache.)"""
     return _normalize_cached(s) if len(s) <= LONG_TEXT else _normalize(s)
 

@@ -33,6 +33,10 @@ EMPTY_CONTEXTS = [
     ("empty-system-before-a-real-question", [{"role": "system", "content": ""},
                                              {"role": "user", "content": "How do I fold a shirt?"}],
      "context[0].content", "is empty"),
+    # invisible code points that are not format characters: Hangul fillers, Braille blank, variation selector
+    ("hangul-filler-user", [{"role": "user", "content": "\u3164\u115f\uffa0"}], "context", "its one message is empty"),
+    ("braille-blank-and-selector-user", [{"role": "user", "content": "\u2800 \ufe0f\u034f"}], "context",
+     "its one message is empty"),
     ("invisible-turn-in-the-middle", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ZW},
                                       {"role": "user", "content": "Well?"}],
      "context[1].content", "is empty (only whitespace or invisible characters)"),
@@ -107,3 +111,15 @@ def test_raw_build_drops_a_battle_with_an_invisible_turn(tmp_path):
     bench = build_benchmark("chatbot_arena_raw", input=write_jsonl(tmp_path / "arena.jsonl", rows), use_cache=False)
     assert "arena:a1q2" not in {p.pair_id for p in bench.pairs}
     assert bench.manifest.warnings["empty_context_message_dropped"] == 1
+
+
+@pytest.mark.parametrize("blank", ["\u3164", "\u2800\u2800", "\u115f\u1160", "\ufe0f\U000e0101", "\u034f \u3164"])
+def test_a_response_of_invisible_code_points_is_empty(tmp_path, blank):
+    rows = _rows()
+    rows[2]["chosen"] = [{"role": "assistant", "content": blank}] if isinstance(rows[2]["chosen"], list) \
+        else {"role": "assistant", "content": blank} if isinstance(rows[2]["chosen"], dict) else blank
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(DataError) as exc:
+        load_benchmark(path)
+    msg = str(exc.value)
+    assert "pairs.jsonl line 3 " in msg and "field 'chosen' is empty (only whitespace or invisible characters)" in msg
