@@ -46,7 +46,7 @@ def test_example_submission_scores_in_the_sandbox(scored):
     res = json.loads((runs[0] / "results.json").read_text())
     assert res["status"] == "ok" and res["method"]["name"] == "embed-direction"
     assert res["method"]["tier"] == "submitted"
-    assert res["method"]["config"] == {"prior_weight": 8.0, "scale": 20.0, "with_context": False}
+    assert res["method"]["config"] == {"prior_weight": 8.0, "scale": 20.0, "with_context": False, "personalize": True}
     assert res["method_usage"]["sandbox"]["mode"] == "bwrap"
     assert res["scores"]["n_judgments"] == 18
     # the console report, plain text: the score, the paired difference with the baseline on the same pairs,
