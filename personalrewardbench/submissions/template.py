@@ -12,14 +12,14 @@ import re
 import shutil
 from pathlib import Path
 
-from personalrewardbench.submissions.spec import NAME_RE, SubmissionError, validate_folder
+from personalrewardbench.submissions.spec import NAME_RE, Submission, SubmissionError, validate_folder
 
 TOML = '''[submission]
 name = "{name}"
-authors = ["Your Name"]
-contact = "https://github.com/your-handle"
+authors = ["{author}"]
+contact = "{contact}"
 # paper = "https://arxiv.org/abs/..."   # optional, http(s) only
-description = "Template method: per-user preference for longer or shorter responses, shrunk toward the population. Replace this with a paragraph on your method."
+description = "Template method: per-user preference for longer or shorter responses, shrunk toward the population. {describe}"
 license = "MIT"
 
 [method]
@@ -94,7 +94,7 @@ class {cls}(Method):
 
 README = '''# {name}
 
-What the method does, in a paragraph. (Template: each user's preference for longer or shorter
+{readme_placeholder} (Template: each user's preference for longer or shorter
 responses, from their train/val pairs, shrunk toward the population rate.)
 
 ## Settings
@@ -116,6 +116,39 @@ every choice.
 CI scores the submission in a sandbox (a read-only copy of this folder, no network, no
 benchmark files, only histories and label-free queries); results are written outside this folder.
 '''
+
+
+# The template's placeholders: `prb submission validate` notes each one left in a folder
+PLACEHOLDERS = {"authors": "Your Name", "contact": "https://github.com/your-handle",
+                "description": "Replace this with a paragraph on your method."}
+README_PLACEHOLDER = "What the method does, in a paragraph."
+_PLACEHOLDER_VALUES = {"author": PLACEHOLDERS["authors"], "contact": PLACEHOLDERS["contact"],
+                       "describe": PLACEHOLDERS["description"]}
+
+
+def placeholder_notes(sub: Submission) -> list[str]:
+    """One note per template placeholder still in ``sub`` (its ``[submission]`` authors, contact or
+    description, and its README.md), naming the field and what to put there; empty when none is left."""
+    notes = []
+    authors = [a for a in sub.authors if a.strip().casefold() == PLACEHOLDERS["authors"].casefold()]
+    if authors:
+        notes.append(f"[submission].authors still holds the template's placeholder {authors[0]!r}; replace it "
+                     "with the authors' names")
+    if PLACEHOLDERS["contact"] in sub.contact:
+        notes.append(f"[submission].contact is the template's placeholder {sub.contact!r}; replace it with your "
+                     "http(s) page or email address")
+    if PLACEHOLDERS["description"] in sub.description:
+        notes.append("[submission].description still holds the template's text (\"" + PLACEHOLDERS["description"]
+                     + "\"); replace it with a paragraph on your method")
+    readme = sub.folder / "README.md"
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else ""
+    except OSError:
+        text = ""
+    if README_PLACEHOLDER in text:
+        notes.append(f"{readme} still holds the template's text (\"{README_PLACEHOLDER}\"); describe the method, "
+                     "its settings and how it was run")
+    return notes
 
 
 def class_name_for(name: str) -> str:
@@ -150,9 +183,11 @@ def write_template(name: str, parent: str | Path = "submissions", *, force: bool
         cls = "M" + cls
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "submission.toml").write_text(TOML.format(name=name, cls=cls), encoding="utf-8")
+        (folder / "submission.toml").write_text(TOML.format(name=name, cls=cls, **_PLACEHOLDER_VALUES),
+                                                encoding="utf-8")
         (folder / "adapter.py").write_text(ADAPTER.format(name=name, cls=cls), encoding="utf-8")
-        (folder / "README.md").write_text(README.format(name=name), encoding="utf-8")
+        (folder / "README.md").write_text(README.format(name=name, readme_placeholder=README_PLACEHOLDER),
+                                          encoding="utf-8")
         validate_folder(folder)
     except BaseException:
         if created is not None:  # a refused template leaves nothing behind

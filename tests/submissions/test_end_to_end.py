@@ -131,7 +131,8 @@ def test_results_go_outside_the_submission_folder(tmp_path, monkeypatch, capsys)
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "adapter.py", "submission.toml"]
     rc = prb(["submission", "score", str(folder), "--dataset", str(bench_dir), "--out", str(folder / "results"),
               "--quiet"])
-    assert rc == 1 and "is inside the submission folder" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("prb: error: --out ") and "is inside the submission folder" in err
     assert not (folder / "results").exists()
 
 
