@@ -179,12 +179,13 @@ def _validate_chunk(values: Any, chunk: Sequence[Query], method_name: str, offse
 
 
 def _method_section(method: Method, info: MethodInfo | None, llm: Any) -> dict[str, Any]:
+    # No "tier": the leaderboard gives a run its tier from where the run folder sits, which the harness
+    # does not know when it writes (files of older runs may still hold the field; nothing reads it)
     return {
         "name": method.name,
         "config": method.get_config(),
         "capabilities": sorted(method.capabilities),
         "source": info.source if info else f"{type(method).__module__}:{type(method).__qualname__}",
-        "tier": info.tier if info else "submitted",
         "base_model": getattr(method, "base_model", None) or (getattr(llm, "identity", None) if llm else None),
     }
 

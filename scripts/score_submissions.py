@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--users", type=users_count, default=None, metavar="N|all",
                    help="score a seeded sample of N users, or all of them (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for the user sample (--users), the methods' own randomness (env.seed) and the "
+                        "bootstrap (default 0; the synthetic sample itself is drawn with a secret seed)")
     p.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     p.add_argument("--summary", default=None, help="also write the Markdown report to this file")
     p.add_argument("--list-changed", action="store_true", help="only print the changed submission folders")

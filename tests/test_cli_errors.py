@@ -172,6 +172,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "[method].config key 'prior_wieght' is not a parameter of BadKey.__init__"),
     ("submission-score-bad-baseline", ["submission", "score", "{w}/subs/good-one", "--baseline", "lenght", "--out",
                                        "{w}/sub-out"], "unknown baseline 'lenght'; did you mean: length"),
+    ("submission-score-unknown-method", ["submission", "score", "{w}/subs/good-one", "--method", "good-one-strnog",
+                                         "--out", "{w}/sub-out"],
+     "--method: unknown method 'good-one-strnog' in submission good-one; did you mean: good-one-strong?"),
+    ("submission-score-out-inside", ["submission", "score", "{w}/subs/good-one", "--out", "{w}/subs/good-one/results"],
+     "--out {w}/subs/good-one/results is inside the submission folder"),
     ("submission-score-users-zero", ["submission", "score", "{w}/subs/good-one", "--users", "0"], "--users"),
     ("submission-score-missing", ["submission", "score", "{w}/subs/nothing-here"], "nothing-here"),
 ]
@@ -251,8 +256,12 @@ def test_refusals_write_nothing(outcomes, work: Path) -> None:
     """A refused `submission new` leaves no folder; a bad --baseline is named before anything is scored."""
     assert outcomes["submission-new-taken-name"].returncode == 2
     assert not (work / "subs-new").exists()
-    assert outcomes["submission-score-bad-baseline"].returncode == 2
+    for case in ("submission-score-bad-baseline", "submission-score-unknown-method", "submission-score-out-inside"):
+        proc = outcomes[case]  # an argument mistake: one `prb: error:` line, exit 2, no sandbox started
+        assert proc.returncode == 2 and proc.stderr.startswith("prb: error: "), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "FAILED" not in proc.stdout, proc.stdout + proc.stderr
     assert not (work / "sub-out").exists()
+    assert not (work / "subs" / "good-one" / "results").exists()
 
 
 def test_verify_defaults_and_never_creates_a_seal_key(work: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from personalrewardbench.submissions.limits import SandboxLimits
-from personalrewardbench.submissions.spec import SubmissionError, validate_folder
+from personalrewardbench.submissions.spec import Submission, SubmissionError, validate_folder
 
 DEFAULT_OUT = Path("results") / "submissions"
 
@@ -93,6 +93,42 @@ def check_baselines(names: list[str]) -> None:
         raise SubmissionError("--baseline: " + "; ".join(problems) + " (nothing was scored)")
 
 
+def check_method_names(sub: Submission, names: list[str]) -> list[str]:
+    """The ``--method`` names in order, without repeats, each one of ``sub``'s method names (base or a
+    variant's full name), else one SubmissionError naming every unknown name with the closest known one."""
+    import difflib
+
+    known = sub.method_names()
+    problems = []
+    for name in names:
+        if name in known:
+            continue
+        full = f"{sub.name}-{name}"
+        close = [full] if full in known else difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"did you mean: {close[0]}?" if close else "pass one of its names"
+        problems.append(f"unknown method {name!r} in submission {sub.name}; {hint}")
+    if problems:
+        raise SubmissionError("--method: " + "; ".join(problems) + f" (its methods: {', '.join(known)}; nothing "
+                              "was scored)")
+    return list(dict.fromkeys(names))
+
+
+def check_score_options(args: argparse.Namespace, sub: Submission) -> list[str]:
+    """Every argument mistake of `prb submission score` as one SubmissionError (exit 2) before any
+    sandbox starts: unknown ``--method`` names, ``--baseline`` names that are not this repository's
+    baselines, and an ``--out``, ``--baseline-results`` (with ``--baseline``) or cache folder inside the
+    submission folder. Returns the method names to score (empty: all of them)."""
+    from personalrewardbench.submissions.scoring import outside_problems
+
+    names = check_method_names(sub, args.method)
+    check_baselines(args.baseline)
+    problems = outside_problems(sub.folder, {"--out": args.out or DEFAULT_OUT,
+                                             "--baseline-results": args.baseline_results if args.baseline else None})
+    if problems:
+        raise SubmissionError("; ".join(problems) + " (nothing was scored)")
+    return names
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from personalrewardbench.data import load_benchmark
     from personalrewardbench.run_command import needs_llm
@@ -100,7 +136,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from personalrewardbench.submissions.scoring import compare_with_baselines, run_baselines, score_submission
 
     sub = validate_folder(args.path)
-    check_baselines(args.baseline)
+    names = check_score_options(args, sub)
+    from personalrewardbench.seal import load_key
+
+    load_key()  # every run is sealed: a key that cannot be made or read is named before anything runs
     benchmarks = [load_benchmark(spec) for spec in args.dataset]  # a bad --dataset is named before any scoring
     from personalrewardbench.evaluate import users_note
 
@@ -115,7 +154,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     out_root = Path(args.out) if args.out else DEFAULT_OUT
     try:
         for benchmark in benchmarks:
-            res = score_submission(sub.folder, benchmark, out_root, names=args.method or None,
+            res = score_submission(sub.folder, benchmark, out_root, names=names or None,
                                    limits=limits_from_args(args), llm=llm, seed=args.seed, n_users=args.users,
                                    resamples=args.bootstrap, show_progress=not args.quiet,
                                    command=shlex.join(["prb", *sys.argv[1:]]))
@@ -163,7 +202,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="method name to score (the base name or a variant's full name; default: all)")
     s.add_argument("--users", type=users_count, default=None, metavar="N|all",
                    help="score a seeded sample of N users, or all of them (default: all)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed for the user sample (--users), the method's own randomness (env.seed), the "
+                        "bootstrap and the --baseline runs; part of the run id (default 0)")
     s.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     s.add_argument("--out", default=None, help=f"results root, outside the submission folder (default: {DEFAULT_OUT})")
     s.add_argument("--baseline", action="append", default=[],

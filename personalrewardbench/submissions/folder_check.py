@@ -62,6 +62,9 @@ def folder_problems(folder: Path, sub: Submission | None, unknown: set[str] | fr
         problems.append(f"{readme} is missing; describe the method, its settings and how it was run")
     if sub is None:
         return problems, notes
+    from personalrewardbench.submissions.template import placeholder_notes
+
+    notes += placeholder_notes(sub)
     if "name" not in unknown:
         if resolved.parent.name in ("submissions", "baselines") and resolved.name != sub.name:
             problems.append(f"folder name {resolved.name!r} differs from [submission].name {sub.name!r}; "

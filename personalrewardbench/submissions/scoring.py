@@ -59,6 +59,28 @@ def _discard(run_dir: Path | None, existed: bool) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
+def outside_problems(folder: str | Path, roots: dict[str, str | Path | None]) -> list[str]:
+    """One message per folder the harness writes that lies inside the submission ``folder`` (whose every
+    file the snapshot copies, so the method could read it): each of ``roots`` (what it is, e.g. "--out",
+    -> its path; None is skipped) and the harness's cache (``$PRB_CACHE_DIR``, default ``.prb-cache``:
+    built benchmarks with their test labels, and the seal key). Empty when all lie outside."""
+    root = Path(folder).resolve()
+    out = []
+    for what, path in roots.items():
+        if path is None:
+            continue
+        resolved = Path(path).expanduser().resolve()
+        if resolved == root or root in resolved.parents:
+            out.append(f"{what} {path} is inside the submission folder {folder}, whose files the method can "
+                       "read; pick a folder outside it")
+    cache = Path(os.environ.get("PRB_CACHE_DIR") or ".prb-cache").resolve()
+    if cache == root or root in cache.parents:
+        out.append(f"the harness's cache {cache} (built benchmarks with their test labels, the seal key) is inside "
+                   f"the submission folder {folder}, whose files the method can read; run from outside the folder "
+                   "or set PRB_CACHE_DIR to a folder outside it")
+    return out
+
+
 def score_submission(folder: str | Path, benchmark: Benchmark, out_root: str | Path, *,
                      names: Sequence[str] | None = None, limits: SandboxLimits | None = None, llm: Any = None,
                      seed: int = 0, n_users: int | None = None, resamples: int = 1000, chunk_size: int | None = None,
@@ -70,15 +92,9 @@ def score_submission(folder: str | Path, benchmark: Benchmark, out_root: str | P
     """
     try:
         sub = read_submission(folder)
-        root, out = sub.folder.resolve(), Path(out_root).resolve()
-        if out == root or root in out.parents:
-            raise SubmissionError(f"results root {out_root} is inside the submission folder {sub.folder}; write "
-                                  "results outside it (e.g. --out results/submissions)")
-        cache = Path(os.environ.get("PRB_CACHE_DIR") or ".prb-cache").resolve()
-        if cache == root or root in cache.parents:  # the snapshot copies every file of the folder
-            raise SubmissionError(f"the harness's cache {cache} (built benchmarks with their test labels, the seal "
-                                  f"key) is inside the submission folder {sub.folder}, whose files the method can "
-                                  "read; run from outside the folder or set PRB_CACHE_DIR to a folder outside it")
+        problems = outside_problems(sub.folder, {"results root": out_root})
+        if problems:
+            raise SubmissionError("; ".join(problems))
         from personalrewardbench.seal import SealError, load_key
 
         try:  # every run is sealed, and its progress authenticated, with this key: refuse before anything runs

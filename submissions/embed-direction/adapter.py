@@ -21,10 +21,12 @@ class EmbedDirection(Method):
     name = "embed-direction"
     capabilities = frozenset({"personalized"})
 
-    def __init__(self, prior_weight: float = 8.0, scale: float = 20.0, with_context: bool = False) -> None:
+    def __init__(self, prior_weight: float = 8.0, scale: float = 20.0, with_context: bool = False,
+                 personalize: bool = True) -> None:
         self.prior_weight = prior_weight
         self.scale = scale
         self.with_context = with_context
+        self.personalize = personalize  # False: every user gets the population's direction (the control)
         self._directions: dict[str, np.ndarray] = {}
         self._population: np.ndarray | None = None
         self._counts: dict[str, int] = {}
@@ -53,7 +55,7 @@ class EmbedDirection(Method):
         k = self.prior_weight
         for uid, total in sums.items():
             n = self._counts[uid]
-            self._directions[uid] = (total + k * self._population) / (n + k)
+            self._directions[uid] = (total + k * self._population) / (n + k) if self.personalize else self._population
 
     def predict(self, queries: Sequence[Query]) -> list[float]:
         if not queries:

@@ -29,7 +29,7 @@ def test_round_trip_and_schema(tmp_path):
     res = _run(load_method("length"), tmp_path / "run")
     assert set(res) == TOP_KEYS and read_results(tmp_path / "run") == res
     assert res["method"] == {"name": "length", "config": {"unit": "chars"}, "capabilities": ["pairwise"],
-                             "source": "baselines/length", "tier": "reproduced", "base_model": None}
+                             "source": "baselines/length", "base_model": None}
     assert res["dataset"]["content_hash"] == BENCH.content_hash and res["dataset"]["n_test_pairs"] == 72
     assert set(res["scores"]) >= {"accuracy", "accuracy_ci95", "accuracy_ci95_users", "user_mean_accuracy",
                                   "user_mean_accuracy_ci95", "position_consistency", "n_judgments", "n_pairs",

@@ -167,11 +167,22 @@ def test_tiers_come_from_where_a_run_sits(standard_results: tuple[Path, Path], t
     evaluate_into(results, load_method("random"), bench, spec=spec)
     evaluate_into(results, PersonalLength("author-own"), bench, spec=spec)
     data = json.loads(next(results.rglob("author-own/*/results.json")).read_text())
-    assert data["method"]["tier"] == "submitted"  # the file's own claim, ignored by the board
+    assert "tier" not in data["method"]  # the harness cannot know where the run will sit: it claims no tier
+    # a run written by an older harness, which put a tier claim in the file (sealed with it): still verifies,
+    # and the board ignores the claim
+    evaluate_into(results, PersonalLength("author-old"), bench, spec=spec)
+    old = next(results.rglob("author-old/*/results.json")).parent
+    data = json.loads((old / "results.json").read_text())
+    data["method"]["tier"] = "submitted"
+    (old / "results.json").write_text(json.dumps(data, indent=2))
+    from personalrewardbench.seal import check_seal, seal_run
+
+    seal_run(old)
+    assert check_seal(old).ok and verify_run(old) == []
     _build([results, sub / "results", other / "results"], tmp_path / "site", capsys)
     tiers = {r["method"]: r["tier"] for r in _rows(tmp_path / "site")}
     assert tiers == {"my-method": "submitted", "my-method-wide": "submitted", "random": "reproduced",
-                     "author-own": "local"}
+                     "author-own": "local", "author-old": "local"}
     excluded = _excluded(tmp_path / "site")
     assert "not one of that submission's methods" in next(v for k, v in excluded.items() if "length/s3" in k)
     assert "symbolic link" in next(v for k, v in excluded.items() if "linked" in k)

@@ -315,16 +315,44 @@ def test_not_found_suggests_the_method_folder(tmp_path: Path, monkeypatch: pytes
     assert "did you mean" not in str(exc.value)
 
 
-def test_template_variant_changes_predictions(tmp_path: Path, tiny) -> None:
-    """The template's variant is a control whose choices differ from the base method's."""
+def test_template_variant_is_a_non_personalized_control(tmp_path: Path, tiny) -> None:
+    """The template's variant gives every user the pooled lean: its predictions are one function of the
+    two lengths for everyone, so it misses the user who prefers shorter answers, which the base method gets."""
+    from personalrewardbench.evaluate import make_queries
     from personalrewardbench.methods import load_method, read_folder_methods
     from tests.submissions.conftest import run_method
 
     folder = write_template("demo", tmp_path)
     base_info, strong_info = read_folder_methods(folder)
-    assert strong_info.name == "demo-strong"
+    assert strong_info.name == "demo-strong" and strong_info.config["personalize"] is False
+    queries, _ = make_queries(tiny.pairs_of("test"), 0)
     base, strong = run_method(load_method(base_info), tiny), run_method(load_method(strong_info), tiny)
-    assert sum((a > 0.5) != (b > 0.5) for a, b in zip(base, strong, strict=True)) > 0
+    longer_first = [len(q.first) > len(q.second) for q in queries]
+    # pooled lean +0.30 (rate 13/20) for all: the longer answer always; the base method follows each user
+    assert [p > 0.5 for p in strong] == longer_first
+    assert [p > 0.5 for p in base] == [lf != (q.user_id == "user1") for lf, q in zip(longer_first, queries,
+                                                                                     strict=True)]
+
+
+def test_template_control_with_a_balanced_population_has_no_lean(tmp_path: Path) -> None:
+    """Users 0 and 2 prefer longer answers, 1 and 3 shorter (6 train+val pairs each): pooled rate
+    (12 + 1) / (24 + 2) = 0.5, so the control's lean is 0 for all and every prediction is 0.5. A huge
+    prior_weight is no control: user 0's rate is (6 + 1000 * 0.5) / 1006 > 0.5 and user 1's
+    (0 + 500) / 1006 < 0.5, so each user's own choices still set the sign of their lean."""
+    from personalrewardbench.methods import load_method, read_folder_methods
+    from tests.conftest import make_tiny_benchmark
+    from tests.submissions.conftest import run_method
+
+    bench = make_tiny_benchmark(n_users=4)
+    folder = write_template("balanced", tmp_path)
+    base_info, strong_info = read_folder_methods(folder)
+    control = load_method(strong_info)
+    assert set(run_method(control, bench)) == {0.5}
+    assert control.artifacts() == {f"user{u}": "length lean +0.00" for u in range(4)}
+    big_prior = load_method(base_info, {"prior_weight": 1000.0})
+    run_method(big_prior, bench)
+    assert big_prior.artifacts() == {"user0": "length lean +0.01", "user1": "length lean -0.01",
+                                     "user2": "length lean +0.01", "user3": "length lean -0.01"}
 
 
 

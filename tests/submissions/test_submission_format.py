@@ -132,8 +132,10 @@ def test_template_validates_and_scores_in_the_sandbox(tmp_path, tiny):
     assert arts["user0"].startswith("length lean +") and arts["user1"].startswith("length lean -")
     with SandboxedMethod(folder, "fresh-idea-strong") as m:  # the non-personalized control
         run_method(m, tiny)
-        leans = {u: a[len("length lean "):][0] for u, a in m.artifacts().items()}
-    assert len(set(leans.values())) == 1, leans  # every user pulled to the population's side
+        arts = m.artifacts()
+    # users 0 and 2 chose the longer answer in all 6 train+val pairs, user 1 in none: pooled rate
+    # (12 + 1) / (18 + 2) = 0.65, lean 2 * 0.65 - 1 = +0.30 for every user
+    assert arts == {u: "length lean +0.30" for u in ("user0", "user1", "user2")}
     with pytest.raises(SubmissionError, match="already exists"):
         write_template("fresh-idea", tmp_path)
     with pytest.raises(SubmissionError, match="'fresh-idea-2'"):
