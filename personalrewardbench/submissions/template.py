@@ -197,18 +197,22 @@ def write_template(name: str, parent: str | Path = "submissions", *, force: bool
 
 
 def _protected(folder: Path) -> str | None:
-    """Why ``--force`` must not overwrite ``folder``: it registers a method (:func:`method_folders`),
-    or it lies in a ``baselines/`` or ``submissions/`` folder and git tracks files in it; else None."""
+    """Why ``--force`` must not overwrite ``folder``: it registers a method (:func:`method_folders`), it
+    holds, lies in or is the installed harness package, or git tracks files in it (anywhere: a
+    repository's ``docs/`` is no scratch folder); else None."""
     import subprocess
 
-    from personalrewardbench.methods import method_dirs, method_folders
+    import personalrewardbench
+    from personalrewardbench.methods import method_folders
 
     target = folder.resolve()
     owned = sorted(n for n, other in method_folders().items() if other.resolve() == target)
     if owned:
         return f"is the method folder of {', '.join(owned)}"
-    roots = {d.resolve() for d in method_dirs()}
-    if target.parent not in roots and target.parent.name not in ("baselines", "submissions"):
+    package = Path(personalrewardbench.__file__).resolve().parent
+    if target == package or package.is_relative_to(target) or target.is_relative_to(package):
+        return f"holds or lies in the harness package ({package})"
+    if not target.is_dir():
         return None
     try:
         tracked = subprocess.run(["git", "-C", str(target), "ls-files", "--", "."], capture_output=True,

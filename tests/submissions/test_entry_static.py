@@ -283,6 +283,22 @@ def test_force_refuses_registered_and_tracked_folders(tmp_path: Path, monkeypatc
     with pytest.raises(SubmissionError, match="holds files tracked by git"):
         write_template("draft", subs, force=True)
     assert sorted(p.name for p in tracked.iterdir()) == ["notes.txt"]
+    # tracked anywhere in a repository (its docs/), not only under baselines/ or submissions/
+    docs = tmp_path / "repo" / "docs"
+    docs.mkdir()
+    (docs / "README.md").write_text("the project's docs\n")
+    _git(tmp_path / "repo", "add", "docs/README.md")
+    _git(tmp_path / "repo", "commit", "-q", "-m", "docs")
+    with pytest.raises(SubmissionError, match="holds files tracked by git"):
+        write_template("docs", tmp_path / "repo", force=True)
+    assert (docs / "README.md").read_text() == "the project's docs\n"
+    # the harness package itself, and a folder inside it
+    import personalrewardbench
+
+    package = Path(personalrewardbench.__file__).resolve().parent
+    for name, parent in (("personalrewardbench", package.parent), ("data", package)):
+        with pytest.raises(SubmissionError, match="harness package"):
+            write_template(name, parent, force=True)
     # a scratch folder of the user's own is still overwritten
     scratch = tmp_path / "scratch" / "idea"
     scratch.mkdir(parents=True)
