@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from personalrewardbench.cli_help import add_help
 
     add_help(parser)
+    from personalrewardbench.cli_options import refuse_repeats
+
+    refuse_repeats(parser)
     return parser
 
 

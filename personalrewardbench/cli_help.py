@@ -163,7 +163,10 @@ class PrbParser(argparse.ArgumentParser):
         import sys
 
         PrbParser._argv = tuple(sys.argv[1:] if args is None else args)
+        from personalrewardbench.cli_options import drop_given_marker
+
         ns, extras = self.parse_known_args(args, namespace)
+        drop_given_marker(ns)
         if extras:
             self._chosen(ns).error(f"unrecognized arguments: {' '.join(extras)}")
         return ns

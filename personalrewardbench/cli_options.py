@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 CACHE_ENV = "PRB_CACHE_DIR"
 DEFAULT_CACHE = ".prb-cache"
@@ -149,3 +150,50 @@ def apply_cache_dir(args: argparse.Namespace) -> None:
         print(f"prb: note: {root_path} holds built benchmarks in the old layout (`prb data --cache-dir` used to name "
               f"the data cache; it is now the cache root); using it; move them to {root_path / 'data'}/ or pass "
               "--data-cache-dir to silence this", file=sys.stderr)
+
+
+# Where a verb that takes one value of an option has a sibling that takes several, say so.
+SEVERAL_ELSEWHERE = {
+    "dataset": "`prb run --dataset A --dataset B` and `prb data stats` take several",
+    "method": "`prb run --methods a,b` runs several",
+    "methods": "list them comma-separated in one --methods",
+}
+_GIVEN = "_prb_given_options"  # namespace attribute: dests given so far in this parse (removed after parsing)
+
+
+class SingleValueAction(argparse._StoreAction):
+    """``store``, but a second occurrence of the option is refused (a :class:`UserError`, printed as
+    one ``prb: error:`` line) instead of silently replacing the first value (argparse's default:
+    the last one wins)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from personalrewardbench.cli import UserError
+
+        given: dict[str, Any] = namespace.__dict__.setdefault(_GIVEN, {})
+        if self.dest in given:
+            opt = option_string or self.option_strings[-1]
+            first, second = given[self.dest], values
+            elsewhere = SEVERAL_ELSEWHERE.get(self.dest, "")
+            raise UserError(f"{opt} given twice ({first!r} and {second!r}); `{parser.prog}` takes one "
+                            f"{self.metavar or self.dest.upper()}: pass it once"
+                            + (f" ({elsewhere})" if elsewhere else ""))
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
+def refuse_repeats(parser: argparse.ArgumentParser) -> None:
+    """Make every single-value option (argparse ``store``) of ``parser`` and its sub-commands a
+    :class:`SingleValueAction`, so ``--dataset A --dataset B`` on a verb taking one is an error,
+    not a silently dropped ``A``. Options meant to repeat use ``append`` and are left alone."""
+    for action in parser._actions:
+        if type(action) is argparse._StoreAction and action.option_strings:
+            action.__class__ = SingleValueAction
+        elif isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                refuse_repeats(child)
+
+
+def drop_given_marker(namespace: argparse.Namespace) -> None:
+    """Remove :class:`SingleValueAction`'s bookkeeping from a parsed namespace."""
+    namespace.__dict__.pop(_GIVEN, None)

@@ -219,7 +219,16 @@ def default_verify_paths() -> list[str]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     paths = args.paths or default_verify_paths()
-    if not args.paths:
+    if args.paths:
+        from personalrewardbench.run_folders import unmatched_pattern
+
+        unmatched = [p for p in paths if unmatched_pattern(p)]
+        if unmatched and len(unmatched) < len(paths):  # verify what exists; say which pattern matched nothing
+            for p in unmatched:
+                print(f"prb verify: note: no folder matches {p} (the shell passes a pattern that matches nothing "
+                      "unchanged); verifying the others", file=sys.stderr)
+            paths = [p for p in paths if p not in unmatched]
+    else:
         print(f"prb verify: checking {' and '.join(p + '/' for p in paths)}", file=sys.stderr)
     failed = verify_folders(paths, dataset=args.dataset, predictions_only=args.predictions_only,
                             ignore_seal=args.ignore_seal)
@@ -245,10 +254,25 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def two_run_folders(runs: list[str]) -> tuple[str, str]:
+    """The two run folders ``prb compare`` takes; MethodError naming what was given otherwise (a shell
+    pattern such as ``s0-*`` also matches subset, shard and merged runs: ``s0-u8-...``, ``s0-merged-...``)."""
+    if len(runs) == 2:
+        return runs[0], runs[1]
+    if not runs:
+        raise MethodError("compare takes two run folders (each holding results.json); got none: "
+                          "prb compare RUN_A RUN_B")
+    shown = ", ".join(runs[:6]) + (f", ... ({len(runs) - 6} more)" if len(runs) > 6 else "")
+    why = ("; a pattern matched several; name the run folders (e.g. s0-[0-9a-f]* matches only the runs on all "
+           "users)" if len(runs) > 2 else "; name a second run folder to compare it with")
+    raise MethodError(f"compare takes two run folders; got {len(runs)}: {shown}{why}")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from personalrewardbench.runs import compare_runs
 
-    out = compare_runs(args.a, args.b, resamples=args.bootstrap, seed=args.seed)
+    a, b = two_run_folders(args.runs)
+    out = compare_runs(a, b, resamples=args.bootstrap, seed=args.seed)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -285,7 +309,8 @@ EVALUATE_EXAMPLES = """examples:
 """
 VERIFY_EXAMPLES = """examples:
   prb verify                                   # every run under results/ and prb-output/results/
-  prb verify prb-output/results submissions/*/results
+  prb verify prb-output/results results        # runs of `prb run` and of `prb evaluate`
+  prb verify submissions/my-method/results     # a submission's runs
   prb verify results/mydata/length/s0-1a2b3c4d --dataset path/to/mydata
   prb verify results/ --predictions-only        # without loading the benchmark
 """
@@ -294,7 +319,7 @@ MERGE_EXAMPLES = """examples:
   prb merge results/prism/my-method/s0-shard0of2-* results/prism/my-method/s0-shard1of2-* --out merged/
 """
 COMPARE_EXAMPLES = """examples:
-  prb compare prb-output/results/synthetic-sample/embed-logreg/s0-* prb-output/results/synthetic-sample/length/s0-*
+  prb compare prb-output/results/synthetic-sample/embed-logreg/s0-[0-9a-f]* prb-output/results/synthetic-sample/length/s0-[0-9a-f]*   # all-user runs only (s0-* also matches s0-u8-..., s0-merged-...)
   prb compare results/prism/my-method/s0-1a2b3c4d results/prism/length/s0-5e6f7a8b   # runs of `prb evaluate`
   prb compare RUN_A RUN_B --json --bootstrap 5000
 """
@@ -372,8 +397,7 @@ def register(subparsers: Any) -> None:
                                           "wins every unit. The p-value is the two-sided exact sign test over the "
                                           "pairs where the two runs' numbers of correct judgments differ (ties left "
                                           "out). Both runs must be on the same benchmark version.")
-    c.add_argument("a", help="first run folder")
-    c.add_argument("b", help="second run folder")
+    c.add_argument("runs", nargs="*", metavar="RUN", help="the two run folders: first (A), second (B)")
     c.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")

@@ -28,7 +28,7 @@ from personalrewardbench.cpu_plan import (
     SMALL_SETTINGS,
     SMALL_SUBSTITUTES,
 )
-from personalrewardbench.run_methods import check_method_names, is_heavy, needs_llm
+from personalrewardbench.run_methods import check_method_names, is_heavy, needs_llm, needs_profiles
 
 SHORTCUT_METHODS = ("random", "position", "length", "leak-probe")
 ENCODER_METHODS = ("embed-logreg", "bt-rm")
@@ -69,7 +69,7 @@ EXAMPLES = """examples:
   prb run --methods length,embed-logreg       # a few methods
   prb run --dataset ../shared/data/summarize-from-feedback --users 8
   prb run --backend openai --base-url http://127.0.0.1:8000/v1 --model NAME
-  prb run --threads 1 --out my-run/results    # one CPU thread, results elsewhere
+  prb run --threads 1 --out my-run/results    # one CPU thread; results in my-run/results, site in my-run/site
   prb leaderboard build                       # (separately) rebuild the published site leaderboard/site/
 """
 
@@ -90,16 +90,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "synthetic)")
     p.add_argument("--methods", default=None,
                    help="comma-separated method names (default: every baseline the available models allow)")
+    by_method = "; ".join(f"{m} on {n}" for m, n in CPU_HEAVY_USERS_BY_METHOD.items())
     p.add_argument("--users", default=None,
-                   help=f"N: a seeded sample of N users per dataset; 'all' (default: all, except "
-                   f"{CPU_USERS_ON_PUBLISHED} on a published dataset with the embedded CPU model)")
+                   help=f"N: a seeded sample of N users per dataset, for every method; 'all': every user, every method "
+                   "(default: all users, except on the embedded CPU model without --full: "
+                   f"{CPU_USERS_ON_PUBLISHED} on a published dataset, and the methods that train a network or call "
+                   f"the LLM (bt-rm, the judges) on a seeded {CPU_HEAVY_USERS} of them ({by_method}); nested samples)")
     p.add_argument("--full", action="store_true",
                    help="use each method's own default settings (default with --backend vllm/openai or --model)")
     p.add_argument("--seed", type=int, default=0, help="seed for queries, sampling, methods, bootstrap (default: 0)")
     p.add_argument("--out", type=Path, default=OUTPUT_DIR / "results",
                    help=f"results root (default: {OUTPUT_DIR}/results)")
     p.add_argument("--site", type=Path, default=None,
-                   help=f"site folder (default: {OUTPUT_DIR}/site, or site/ next to a custom --out)")
+                   help=f"site folder (default: {OUTPUT_DIR}/site; with a custom --out, site/ next to it: "
+                   "--out my-run/results puts the site in my-run/site)")
     p.add_argument("--bootstrap", type=bootstrap_count, default=1000, help=BOOTSTRAP_HELP)
     p.add_argument("--no-resume", action="store_true", help="start every run afresh instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -216,9 +220,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
                              f"--methods {full} runs {full} itself")
     elif small:
         for full in (m for m in methods if m in SMALL_SUBSTITUTES):
-            notes.append(f"{full} runs as named, with its own defaults (the CPU plan runs {SMALL_SUBSTITUTES[full][0]} "
-                         "instead): on the embedded 135M CPU model it is slow, and its long generated answers often "
-                         "cannot be read (failed judgments, scored wrong)")
+            without = [b.name for b in benchmarks if needs_profiles(full) and not b.has_profiles()]
+            if without and len(without) == len(benchmarks):  # nothing will run: no warning about its speed
+                notes.append(f"{full} needs user profiles, which {', '.join(without)} "
+                             f"{'has' if len(without) == 1 else 'have'} none: it will be reported not applicable")
+                continue
+            where = f" on {', '.join(b.name for b in benchmarks if b.name not in without)}" if without else ""
+            notes.append(f"{full} runs as named{where}, with its own defaults (the CPU plan runs "
+                         f"{SMALL_SUBSTITUTES[full][0]} instead): on the embedded 135M CPU model it is slow, and its "
+                         "long generated answers often cannot be read (failed judgments, scored wrong)")
     if small and any(m in SMALL_SETTINGS for m in methods):
         notes.append("small method settings for the embedded CPU model (--full for the methods' defaults): "
                      + "; ".join(f"{m} {cfg}" for m, cfg in SMALL_SETTINGS.items() if m in methods))
@@ -309,23 +319,26 @@ def run_one(name: str, bench: Any, plan: Plan, args: argparse.Namespace, llm: _L
 
 def run_main(args: argparse.Namespace) -> int:
     from personalrewardbench.cli_options import plural
-    from personalrewardbench.leaderboard.build import SiteError, build_site, check_out_apart
+    from personalrewardbench.leaderboard.build import SiteError, build_site, check_out_apart, check_site_folder
     from personalrewardbench.leaderboard.commands import print_build_report
     from personalrewardbench.run_report import outcome_lines, summary_table
 
     site = args.site or (OUTPUT_DIR / "site" if args.out == OUTPUT_DIR / "results" else Path(args.out).parent / "site")
     try:
         check_out_apart(site, [args.out], out_option="--site", results_option="--out")  # before any work
+        check_site_folder(site, out_option="--site")
     except SiteError as exc:
         from personalrewardbench.cli import UserError
 
-        raise UserError(str(exc)) from None
+        default = "" if args.site else f" (no --site given: the site goes to {site}, next to --out {args.out})"
+        raise UserError(f"{exc}{default}") from None
     plan = make_plan(args)
     for note in plan.notes:
         print(f"prb run: {note}")
     jobs = [(b, m) for b in plan.benchmarks for m in plan.methods]
     print(f"prb run: {plural(len(jobs), 'evaluation')} ({plural(len(plan.methods), 'method')} x "
-          f"{plural(len(plan.benchmarks), 'dataset')}) -> {args.out}/", flush=True)
+          f"{plural(len(plan.benchmarks), 'dataset')}) -> {args.out}/; site -> {site}/"
+          + ("" if args.site else " (--site DIR to put it elsewhere)"), flush=True)
     llm = _LazyLLM(args)
     if any(needs_llm(m) for m in plan.methods):  # start it now: a server that is down is one message, not N
         try:
@@ -350,7 +363,7 @@ def run_main(args: argparse.Namespace) -> int:
     print("\n" + summary_table(outcomes))
     print(f"\nprb run: rendering the site into {site}/ ...", flush=True)
     try:
-        report = build_site([args.out], site)
+        report = build_site([args.out], site, out_option="--site")
     except SiteError as exc:
         from personalrewardbench.cli import UserError
 

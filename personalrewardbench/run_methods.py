@@ -22,6 +22,12 @@ def is_heavy(name: str) -> bool:
     return bool(_capabilities(name) & HEAVY_CAPABILITIES)
 
 
+def needs_profiles(name: str) -> bool:
+    """Whether method ``name`` needs user profiles (capability ``profile``): on a benchmark without
+    them it is reported not applicable and does no work."""
+    return "profile" in _capabilities(name)
+
+
 def needs_llm(name: str) -> bool:
     """Whether method ``name`` uses the harness's LLM: its submission.toml says ``llm = true``, or
     (``module:Class``, entry points) its class declares the ``llm`` capability."""

@@ -139,7 +139,8 @@ def register(subparsers: Any) -> None:
 def _load(args: argparse.Namespace, spec: str | None = None) -> Any:
     from personalrewardbench.data.loader import load_benchmark
 
-    return load_benchmark(spec or args.dataset, revision=args.revision, cache_dir=args.data_cache_dir, survey=args.survey)
+    return load_benchmark(spec or args.dataset, revision=args.revision, cache_dir=args.data_cache_dir, survey=args.survey,
+                          survey_option=True)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ schema, or raw source files (recognised by their fields).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +78,10 @@ def looks_like_path(spec: str) -> bool:
 
 
 def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
-                   cache_dir: str | os.PathLike[str] | None = None, survey: Any = None) -> Benchmark:
-    """Load a benchmark by name or path (see module doc). Raises DataError with a fix."""
+                   cache_dir: str | os.PathLike[str] | None = None, survey: Any = None,
+                   survey_option: bool = False) -> Benchmark:
+    """Load a benchmark by name or path (see module doc). Raises DataError with a fix, worded for a
+    command that took ``spec`` as ``--dataset`` (``survey_option``: the command also has ``--survey``)."""
     s = str(spec)
     path = Path(s).expanduser()
     if s in SYNTHETIC_NAMES and not path.exists():
@@ -89,7 +94,8 @@ def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
     if s in PUBLISHED_REPOS and not path.exists():
         return load_published(s, revision=revision, survey=survey)
     if s in RAW_SOURCES and not path.exists():
-        return build_benchmark(s, survey=survey, cache_dir=cache_dir)
+        with _hints_for_dataset_option(survey_option):
+            return build_benchmark(s, survey=survey, cache_dir=cache_dir)
     if not path.exists():
         import difflib
 
@@ -110,4 +116,23 @@ def load_benchmark(spec: str | os.PathLike[str], *, revision: str | None = None,
         return load_built(path)
     if kind == "published":
         return load_published(path, survey=survey)
-    return build_benchmark(kind, input=path, survey=survey, cache_dir=cache_dir)
+    with _hints_for_dataset_option(survey_option):
+        return build_benchmark(kind, input=path, survey=survey, cache_dir=cache_dir)
+
+
+@contextlib.contextmanager
+def _hints_for_dataset_option(survey_option: bool) -> Iterator[None]:
+    """Re-word a raw source's DataError for a command that took the files as ``--dataset``: the
+    sources' hints name ``prb data build``'s ``--input``, an option no other command has (the same
+    files go to ``--dataset DIR``); the PRISM survey hint is dropped where the command has no ``--survey``."""
+    from personalrewardbench.data.prism import SURVEY_HINT
+
+    try:
+        yield
+    except DataError as exc:
+        text = re.sub(r"--input\b", "--dataset", str(exc))
+        if not survey_option:
+            text = text.replace(SURVEY_HINT, "")
+        if text == str(exc):
+            raise
+        raise DataError(text) from exc

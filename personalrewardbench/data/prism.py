@@ -43,8 +43,9 @@ from personalrewardbench.data.text import Findings, normalize_text
 PRISM_REPO = "HannahRoseKirk/prism-alignment"
 PRISM_REVISION = "18ab5cfb37456f4ec8cbc00212ce54cf7b1239f6"  # "Update README.md", the data of the paper's release
 NAME = "prism_raw"
+SURVEY_HINT = ", or `--survey PATH` for the survey alone"  # dropped where the command has no --survey
 LOCAL_HINT = (f"download the repo (`hf download --repo-type dataset {PRISM_REPO} --local-dir DIR`) and pass "
-              "`--input DIR` (conversations.jsonl + survey.jsonl), or `--survey PATH` for the survey alone.")
+              f"`--input DIR` (conversations.jsonl + survey.jsonl){SURVEY_HINT}.")
 PAIR_MODES = ("opening-disjoint", "all-lower")
 TURN_MODES = ("all", "first")
 

@@ -73,12 +73,20 @@ def check_out_apart(out: Path, results_dirs: Iterable[Path], *, out_option: str 
                             "my-site)")
 
 
-def _prepare_out(out: Path) -> set[Path]:
+def check_site_folder(out: Path, *, out_option: str = "--out") -> None:
+    """SiteError when the site folder ``out`` cannot be (re)written: it is a file, or a non-empty folder
+    a build did not write (no marker file), which the build would clear. ``out_option`` is the option
+    that named it (``--site`` for `prb run`), for the message. Call it before any long work."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
-        raise SiteError(f"{out} exists and is not a folder; pass another --out")
+        raise SiteError(f"{out_option} {out} exists and is not a folder; pass another {out_option}")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise SiteError(f"{out} is not empty and was not written by `prb leaderboard build` (no {MARKER} file); "
-                        "pass an empty or new folder as --out")
+        raise SiteError(f"{out_option} {out} is not empty and was not written by `prb leaderboard build` (no {MARKER} "
+                        f"file); pass an empty or new folder as {out_option}")
+
+
+def _prepare_out(out: Path, out_option: str = "--out") -> set[Path]:
+    check_site_folder(out, out_option=out_option)
     out.mkdir(parents=True, exist_ok=True)
     return {p for p in out.rglob("*") if p.is_file()}
 
@@ -122,7 +130,7 @@ def _copy_results(w: _Writer, runs: Sequence[RunResult]) -> dict[tuple, str | No
 
 def build_site(results_dirs: Iterable[Path], out_dir: Path, *, include_reported: bool = True,
                repo_url: str | None = None, plots: bool = True, seal_key: SealKey | None = None,
-               finder: BenchmarkFinder | None = None) -> BuildReport:
+               finder: BenchmarkFinder | None = None, out_option: str = "--out") -> BuildReport:
     """Build the site under ``out_dir`` from the results folders under ``results_dirs``.
 
     Only sealed runs that verify against their benchmark become rows (see
@@ -130,12 +138,13 @@ def build_site(results_dirs: Iterable[Path], out_dir: Path, *, include_reported:
     reason, in the report and on the page. ``seal_key`` defaults to this machine's key
     (``$PRB_SEAL_KEY`` or the cache's seal.key); ``plots=False`` leaves out the figures.
     Raises SiteError (before writing anything) when ``out_dir`` is, lies inside or holds one of
-    ``results_dirs`` (:func:`check_out_apart`), or is a file or a foreign non-empty folder.
+    ``results_dirs`` (:func:`check_out_apart`), or is a file or a foreign non-empty folder
+    (:func:`check_site_folder`); ``out_option`` names the site option in those messages.
     """
     out_dir = Path(out_dir)
     results_dirs = list(results_dirs)
-    check_out_apart(out_dir, results_dirs)
-    before = _prepare_out(out_dir)
+    check_out_apart(out_dir, results_dirs, out_option=out_option)
+    before = _prepare_out(out_dir, out_option)
     runs, skipped = collect_runs(results_dirs, finder=finder, key=seal_key)
     if include_reported:
         rep, rep_skipped = load_reported_runs()

@@ -79,6 +79,7 @@ class RunResult:
     origin: str = ""  # "results" or "submissions/<name>"
     how_verified: str = ""
     identical: list[str] = field(default_factory=list)  # paths of identical runs this row stands for
+    merged_shards: list[str] = field(default_factory=list)  # paths of shard runs this merged run joined (not shown)
     uncertainty_kind: str | None = None  # reported rows: "ci95", "se" or None
 
     @property
@@ -289,8 +290,40 @@ def select_identical(runs: list[RunResult]) -> list[RunResult]:
         group = sorted(by_key[key], key=lambda r: (_seed(r), r.path or ""))
         chosen = group[0]
         chosen.identical = [r.path or "" for r in group[1:]]
+        chosen.merged_shards = sorted({p for r in group for p in r.merged_shards})  # what the others joined
         out.append(chosen)
     return out
+
+
+def drop_merged_shards(runs: list[RunResult]) -> list[RunResult]:
+    """``runs`` without the shard runs (``--shard i/n``) that a merged run among them joined
+    (``prb merge``): the merged run is the fuller run of the same setup, so a shard would only repeat
+    part of it as a subset table. A shard is joined when a merged run's ``provenance.merged_from``
+    names its run id and shard, on the same benchmark version, method, config and model, and its
+    users are among the merged run's. The merged run lists the shards it stands for
+    (``merged_shards``). Unmerged shards stay (their subset tables say to join them)."""
+    merged: dict[tuple[str, ...], list[RunResult]] = {}
+    for run in runs:
+        for entry in run.provenance.get("merged_from") or ():
+            if isinstance(entry, Mapping) and entry.get("run_id") and entry.get("shard"):
+                merged.setdefault(_setup_key(run, str(entry["run_id"]), str(entry["shard"])), []).append(run)
+    if not merged:
+        return runs
+    out = []
+    for run in runs:
+        covering = [m for m in merged.get(_setup_key(run, run.run_id, run.shard or ""), ()) if m is not run
+                    and set(run.users) <= set(m.users)] if run.shard else []
+        if covering:
+            for m in covering:
+                m.merged_shards = sorted({*m.merged_shards, run.path or "", *run.identical})
+        else:
+            out.append(run)
+    return out
+
+
+def _setup_key(run: RunResult, run_id: str, shard: str) -> tuple[str, ...]:
+    return (run.dataset, run.content_hash, run.method, config_id(run.config), run.base_model or "",
+            run.llm_identity or "", run.tier, run_id, shard)
 
 
 def _seed(run: RunResult) -> int:

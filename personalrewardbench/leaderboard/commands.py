@@ -52,10 +52,34 @@ def build_command(args: argparse.Namespace) -> int:
     except SiteError as exc:
         raise UserError(str(exc)) from exc
     print_build_report(report)
-    if Path(args.out).resolve() == (Path.cwd() / DEFAULT_OUT).resolve():
+    if is_tracked_site(Path(args.out)):
         print(f"leaderboard: wrote the repository's tracked site {DEFAULT_OUT}/ (`git status` shows what changed); "
               "pass --out DIR for a private build (e.g. --out my-site)")
+    else:
+        print(f"leaderboard: wrote the site into {Path(args.out).resolve()}/")
     return 0
+
+
+def is_tracked_site(out: Path) -> bool:
+    """Whether ``out`` is the repository's tracked site: its marker file ``.prb-site`` is tracked by
+    git there (``git ls-files``), or, without git, ``out`` is ``leaderboard/site`` of the checkout this
+    package was installed from (editable install). Anywhere else it is a private folder."""
+    import subprocess
+
+    from personalrewardbench.run_folders import SITE_MARKER
+
+    out = Path(out).resolve()
+    if not out.is_dir():
+        return False
+    try:
+        found = subprocess.run(["git", "ls-files", "--error-unmatch", "--", SITE_MARKER], cwd=out,
+                               capture_output=True, timeout=20, check=False)
+        return found.returncode == 0
+    except (OSError, subprocess.SubprocessError):  # no git: compare with the package's own checkout
+        import personalrewardbench
+
+        checkout = Path(personalrewardbench.__file__).resolve().parents[1]
+        return (checkout / ".git").exists() and out == (checkout / DEFAULT_OUT).resolve()
 
 
 def print_build_report(report) -> None:  # noqa: ANN001 - BuildReport, imported lazily

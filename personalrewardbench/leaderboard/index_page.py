@@ -87,7 +87,8 @@ RULES = (
      "against full runs and never replacing one; runs on the very same subset are ranked among themselves."),
     ("Rows", "Different configs or models of a method are different rows (a <em>cfg</em> tag tells them apart). "
      "Among identical runs (same benchmark and users, method, config, model, tier) the one with the lowest seed, "
-     "then the first folder in path order, is shown; dates never decide."),
+     "then the first folder in path order, is shown; dates never decide. A shard joined by <code>prb merge</code> "
+     "is not shown when its merged run is: the merged run's page lists it."),
     ("Intervals", "95%, over the right unit: pairs for accuracy (both judgments of a pair move together), users "
      "for the per-user mean. Fewer than 2 units: no interval (<em>no CI</em>). At 0% or 100%: the exact "
      f"Clopper-Pearson interval (<em>exact</em>). Fewer than {MIN_BOOTSTRAP_UNITS} effective units, or fewer than "

@@ -156,7 +156,9 @@ def _run_section(row: Row, group: Group, results_href: str | None, repo_url: str
         ident += [("Benchmark", f"<code>{esc(r.dataset)}</code> content hash <code>{esc(r.content_hash)}</code>"),
                   ("Run", f"<code>{esc(r.run_id)}</code>, {esc(r.date or '')}, folder <code>{esc(r.path)}</code>"),
                   ("Verified", esc(f"seal checked; figures reproduce; benchmark {r.how_verified}")),
-                  ("Identical runs not shown", "<br>".join(f"<code>{esc(p)}</code>" for p in r.identical))]
+                  ("Identical runs not shown", "<br>".join(f"<code>{esc(p)}</code>" for p in r.identical)),
+                  ("Shards joined into this run (not shown)",
+                   "<br>".join(f"<code>{esc(p)}</code>" for p in r.merged_shards))]
     links = []
     if results_href:
         links.append(f'<a href="../{esc(results_href)}">results.json</a>')

@@ -38,6 +38,7 @@ from personalrewardbench.leaderboard.collect import (
     Skipped,
     check_results,
     display_path,
+    drop_merged_shards,
     read_artifacts,
     run_from_results,
     select_identical,
@@ -239,4 +240,4 @@ def collect_runs(dirs: Iterable[Path], *, finder: BenchmarkFinder | None = None,
                 skipped.append(Skipped(f"{shown}/{RESULTS_FILE}", str(reason)))
             else:
                 runs.append(run)
-    return select_identical(runs), sorted(set(skipped), key=lambda s: (s.path, s.reason))
+    return select_identical(drop_merged_shards(runs)), sorted(set(skipped), key=lambda s: (s.path, s.reason))

@@ -102,7 +102,19 @@ def test_a_site_marker_hides_no_run(one_run: Path, tmp_path: Path, capsys) -> No
 
 
 def test_default_out_says_it_wrote_the_tracked_site(one_run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """In a checkout whose leaderboard/site/.prb-site is tracked by git the default --out is the tracked
+    site, and it says so; in any other folder it says where it wrote, never "tracked"."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
     monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", "build", "--results", str(one_run), "--no-plots", "--no-reported"]) == 0
+    out = capsys.readouterr().out
+    assert "tracked site" not in out and f"wrote the site into {(tmp_path / 'leaderboard' / 'site').resolve()}/" in out
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "leaderboard/site/.prb-site"], cwd=tmp_path, check=True)
     assert main(["leaderboard", "build", "--results", str(one_run), "--no-plots", "--no-reported"]) == 0
     out = capsys.readouterr().out
     assert "wrote the repository's tracked site leaderboard/site/" in out and "--out DIR" in out
