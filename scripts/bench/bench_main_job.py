@@ -163,10 +163,13 @@ def main() -> int:
             print(f"\n{r.label} run failed (exit {r.rc}):\n{r.tail}", file=sys.stderr)
 
     from personalrewardbench.leaderboard.build import build_site
+    from personalrewardbench.seal import load_key
 
     if (work / "quiet" / "site").is_dir():
         t = time.perf_counter()
-        build_site([work / "quiet" / "results"], work / "quiet" / "site2")
+        os.environ["PRB_CACHE_DIR"] = str(work / "quiet" / "cache")  # the seal key the quiet run made
+        key = load_key(create=False)
+        build_site([work / "quiet" / "results"], work / "quiet" / "site2", seal_key=key)
         same = _files(work / "quiet" / "site") == _files(work / "quiet" / "site2")
         print(f"leaderboard rebuild: {time.perf_counter() - t:.1f} s; byte-identical to prb run's site: {same}")
     if not args.keep:
