@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,22 @@ if TYPE_CHECKING:
     from personalrewardbench.submissions.limits import SandboxLimits
 
 MiB = 1024 * 1024
+
+
+def _pid_joined(pid: int, wait_s: float, matches: Callable[[str], bool]) -> bool:
+    """Whether a line of ``/proc/PID/cgroup`` (stripped) ``matches``, polling every 10 ms for up to
+    ``wait_s`` seconds; False once the process is gone."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            with open(f"/proc/{pid}/cgroup") as fh:
+                if any(matches(line.strip()) for line in fh):
+                    return True
+        except OSError:
+            return False
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.01)
 
 
 def sweep_stale(parent: Path) -> None:
@@ -89,17 +106,7 @@ class Cgroup2:
 
     def holds(self, pid: int, wait_s: float = 0.0) -> bool:
         """Whether ``pid`` has moved into this cgroup (waiting up to ``wait_s`` for it to do so)."""
-        end = time.monotonic() + wait_s
-        while True:
-            try:
-                with open(f"/proc/{pid}/cgroup") as fh:
-                    if any(line.strip().endswith("/" + self.path.name) for line in fh):
-                        return True
-            except OSError:
-                return False
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.01)
+        return _pid_joined(pid, wait_s, lambda line: line.endswith("/" + self.path.name))
 
     def oom_killed(self) -> bool:
         try:
@@ -186,18 +193,8 @@ class Cgroup1:
 
     def holds(self, pid: int, wait_s: float = 0.0) -> bool:
         """Whether ``pid`` has moved into the memory group (waiting up to ``wait_s`` for it to do so)."""
-        end = time.monotonic() + wait_s
         name = self.paths["memory"].name
-        while True:
-            try:
-                with open(f"/proc/{pid}/cgroup") as fh:
-                    if any(":memory:" in line and line.strip().endswith("/" + name) for line in fh):
-                        return True
-            except OSError:
-                return False
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.01)
+        return _pid_joined(pid, wait_s, lambda line: ":memory:" in line and line.endswith("/" + name))
 
     def oom_killed(self) -> bool:
         try:
